@@ -1,0 +1,125 @@
+"""Shared default pre-training config: ELECTRA-Small hyperparameters on the built-in corpus.
+
+Every size config (`tiny.py`, `small.py`, `base.py`, `large.py`) imports this file and changes a
+few fields. Override any field on the command line, e.g. `--config.train.num_steps=1000`.
+"""
+
+import ml_collections
+
+
+def get_model_config() -> ml_collections.ConfigDict:
+  """Sizes of one encoder network (the discriminator; the generator's is derived from it)."""
+  m = ml_collections.ConfigDict()
+  m.vocab_size = 30522  # rows of the word-embedding table; must be >= the tokenizer's vocab
+  m.embedding_size = 128  # E: width of the (shared) embedding tables
+  m.hidden_size = 256  # H: transformer width; an E->H `embeddings_project` exists iff E != H
+  m.num_layers = 12  # transformer blocks
+  m.num_heads = 4  # attention heads; must divide hidden_size (reference head size is 64)
+  m.intermediate_size = 1024  # FFN inner width
+  m.max_position_embeddings = 512  # rows of the position table; >= data.max_seq_length
+  m.type_vocab_size = 2  # token types (segments A/B)
+  m.hidden_dropout_prob = 0.1  # dropout on embeddings, attention output and FFN output
+  m.attention_dropout_prob = 0.1  # dropout on attention probabilities
+  m.initializer_range = 0.02  # stddev of the truncated-normal weight init
+  m.layer_norm_eps = 1e-12  # as in BERT/ELECTRA (Flax's default is 1e-6)
+  m.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16' (softmax/losses stay float32)
+  m.param_dtype = 'float32'  # parameters (and optimizer state) stay float32
+  m.scan_layers = False  # nn.scan over layers: compile time independent of depth
+  m.remat = 'none'  # rematerialise each layer: 'none', 'full' or 'dots' (save matmul outputs)
+  return m
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.seed = 0  # fixes parameter init, data order, masking and sampling
+
+  # ---- Model -----------------------------------------------------------------------------
+  config.model = get_model_config()  # the discriminator
+
+  # ---- ELECTRA objective -----------------------------------------------------------------
+  config.electra = ml_collections.ConfigDict()
+  config.electra.generator_hidden_fraction = 0.25  # H_gen = H * fraction (small 1/4, base 1/3)
+  config.electra.embedding_sharing = 'shared'  # 'shared' | 'gdes' (DeBERTa-v3) | 'none'
+  config.electra.gen_weight = 1.0  # weight of the generator's masked-LM loss
+  config.electra.disc_weight = 50.0  # weight of the discriminator's RTD loss
+  config.electra.temperature = 1.0  # sampling temperature for the generator's softmax
+  config.electra.disallow_correct = False  # never sample the original token at a masked position
+
+  # ---- Tokenizer -------------------------------------------------------------------------
+  config.tokenizer = ml_collections.ConfigDict()
+  config.tokenizer.type = 'sentencepiece'  # 'sentencepiece' or 'wordpiece'
+  config.tokenizer.path = ''  # .model file (SentencePiece) or vocab.txt (WordPiece); '' = auto
+  config.tokenizer.vocab_size = 30522  # size of a SentencePiece model trained automatically
+  config.tokenizer.cache_dir = ''  # where an auto-trained model is kept; '' = ~/.cache/electra_jax
+  config.tokenizer.lower_case = True  # WordPiece: BERT-uncased lower-casing
+  config.tokenizer.strip_accents = True  # WordPiece: BERT-uncased accent stripping
+
+  # ---- Data ------------------------------------------------------------------------------
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'builtin'  # 'builtin' | 'files' | 'tfds' | 'prepared'
+  config.data.train_files = ''  # files/globs (comma-separated), local or gs://; .gz allowed
+  config.data.eval_files = ''  # held-out files; '' = hold out eval_fraction of train_files
+  config.data.tfds_name = ''  # e.g. 'wikipedia/20230601.en' or 'c4/en'
+  config.data.tfds_data_dir = ''  # TFDS data_dir, e.g. gs://bucket/tensorflow_datasets
+  config.data.tfds_train_split = 'train'  # TFDS split (slicing allowed: 'train[:99%]')
+  config.data.tfds_eval_split = ''  # '' = hold out eval_fraction of the train split
+  config.data.tfds_text_feature = 'text'  # the feature holding the raw text
+  config.data.prepared_dir = ''  # output of `python -m electra_jax.data.prepare` (record shards)
+  config.data.eval_fraction = 0.01  # fraction held out for eval when no eval split is given
+  config.data.max_seq_length = 128  # packed example length, [CLS] and [SEP]s included
+  config.data.short_seq_prob = 0.05  # chance of a short random target length after an example
+  config.data.single_segment_prob = 0.1  # chance an example is one segment, not A/B
+  config.data.mask_prob = 0.15  # fraction of candidate tokens to mask
+  config.data.max_predictions_per_seq = -1  # -1 = int((mask_prob + 0.005) * max_seq_length)
+  config.data.mask_token_prob = 0.85  # of masked positions: share replaced by [MASK]
+  config.data.random_token_prob = 0.0  # share replaced by a random token (BERT: 0.1)
+  config.data.shuffle_buffer = 10_000  # examples in the shuffle buffer
+  config.data.prefetch = -1  # batches to prefetch; -1 = tf.data.AUTOTUNE
+
+  # ---- Training --------------------------------------------------------------------------
+  config.train = ml_collections.ConfigDict()
+  config.train.num_steps = 1_000_000  # optimizer steps
+  config.train.batch_size = 128  # global batch, over all hosts and devices
+  config.train.grad_accum_steps = 1  # micro-batches per step (scan); must divide the batch
+  config.train.learning_rate = 5e-4  # peak learning rate
+  config.train.warmup_steps = 10_000  # linear warm-up, then linear decay to 0 at num_steps
+  config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
+  config.train.adam_b1 = 0.9
+  config.train.adam_b2 = 0.999
+  config.train.adam_eps = 1e-6
+  config.train.bias_correction = True  # False = the original's Adam without bias correction
+  config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
+  config.train.log_every = 100  # steps between progress lines / metrics.jsonl records
+  config.train.eval_every = 10_000  # steps between evaluations on the held-out split; 0 = never
+  config.train.eval_steps = 50  # batches per evaluation
+  config.train.checkpoint_every = 5_000  # steps between (asynchronous) checkpoints
+  config.train.keep_checkpoints = 3  # keep the last K checkpoints ...
+  config.train.keep_period = 100_000  # ... plus every checkpoint at a multiple of this step
+  config.train.peak_tflops_per_device = 0.0  # chip peak for MFU; 0 = look up the device kind
+
+  # ---- Continued pre-training ------------------------------------------------------------
+  config.init_from = ''  # HF directory, TF1 checkpoint prefix or workdir: weights only
+
+  # ---- Device mesh -----------------------------------------------------------------------
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1  # data parallelism; -1 = the devices left over
+  config.mesh.fsdp = 1  # fully sharded data parallelism (params and optimizer state)
+  config.mesh.tensor = 1  # tensor (model) parallelism over heads / FFN
+  config.mesh.dcn_data = -1  # multi-slice: data parallelism across slices; -1 = slice count
+  # Logical axis -> mesh axes. Parameters use 'vocab', 'embed', 'mlp', 'heads', 'kv';
+  # activations use 'batch', 'length', 'act_embed', 'act_heads', 'act_mlp', 'act_vocab'.
+  config.mesh.logical_axis_rules = (
+      ('batch', ('data', 'fsdp')),
+      ('length', None),
+      ('act_embed', None),
+      ('act_heads', 'tensor'),
+      ('act_mlp', 'tensor'),
+      ('act_vocab', None),
+      ('embed', 'fsdp'),
+      ('heads', 'tensor'),
+      ('mlp', 'tensor'),
+      ('kv', None),
+      ('vocab', None),  # 30522 is not divisible by most tensor sizes; the tables are small
+  )
+  return config

@@ -1,0 +1,24 @@
+"""Test setup: 8 emulated CPU devices, so that every sharding path is really exercised.
+
+XLA reads XLA_FLAGS once, when jax initialises its backend, so this must run before any test
+module imports jax.
+"""
+
+import os
+
+os.environ['XLA_FLAGS'] = (
+    os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')  # TensorFlow must never grab an accelerator
+
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> pathlib.Path:
+  return REPO_ROOT
