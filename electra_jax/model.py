@@ -1,0 +1,486 @@
+"""ELECTRA's generator and discriminator: BERT-style post-LayerNorm encoders in Flax Linen.
+
+Parameter layout of one network (mirrors the Hugging Face port, so that converting is a renaming):
+
+  embeddings/{word_embeddings [vocab, E], position_embeddings [positions, E],
+              token_type_embeddings [types, E], LayerNorm/{scale, bias} [E]}
+  embeddings_project/{kernel [E, H], bias}                 only when E != H
+  encoder/layer_{i}/...       or, with `scan_layers`, encoder/layers/... stacked on a leading axis
+    attention/{query, key, value}/{kernel [H, heads, head_dim], bias [heads, head_dim]}
+    attention/output/{kernel [heads, head_dim, H], bias [H]}, attention_LayerNorm/{scale, bias}
+    intermediate/{kernel [H, ffn], bias}, output/{kernel [ffn, H], bias}, output_LayerNorm/...
+  discriminator_predictions/{dense [H, H], dense_prediction [H, 1]}               (Discriminator)
+  generator_predictions/{dense [H, E], LayerNorm}, generator_lm_head/bias [vocab]  (Generator)
+
+Every bias is a leaf named `bias` and every LayerNorm scale a leaf named `scale` (what weight decay
+skips). Parameters are float32 and carry logical axis names ('vocab', 'embed', 'mlp', 'heads', 'kv';
+'layers' for the scanned axis, which no rule shards); compute runs in `config.dtype`, while softmax
+and the returned logits are float32.
+
+The jointly trained `ElectraPretrainer` holds the embedding tables once (`shared_embeddings`) for
+both networks, as the original does; `split_params` / `merge_params` convert between its tree and
+standalone `Discriminator` / `Generator` trees.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+EMBEDDING_SHARING = ('shared', 'gdes', 'none')
+_REMAT_POLICIES = {
+    'full': None,  # save nothing, recompute the whole layer
+    'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep dense outputs
+}
+_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def compute_dtype(name: str) -> Any:
+  if name not in _DTYPES:
+    raise ValueError(f'model dtype {name!r} is not supported; use one of {sorted(_DTYPES)}.')
+  return _DTYPES[name]
+
+
+def validate_model_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the field when a model config cannot build a network."""
+  if config.hidden_size % config.num_heads:
+    raise ValueError(f'model.hidden_size={config.hidden_size} is not divisible by '
+                     f'model.num_heads={config.num_heads}; pick heads that divide it.')
+  if config.remat not in ('none', *_REMAT_POLICIES):
+    raise ValueError(f"model.remat={config.remat!r}; use 'none', 'full' or 'dots'.")
+  compute_dtype(config.dtype)
+  if config.param_dtype != 'float32':
+    raise ValueError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
+
+
+def generator_config(disc_config: ml_collections.ConfigDict,
+                     hidden_fraction: float) -> ml_collections.ConfigDict:
+  """The reference generator size: H_gen = int(H * fraction), same layers, heads of 64, FFN 4H."""
+  if not 0.0 < hidden_fraction <= 1.0:
+    raise ValueError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
+  gen = ml_collections.ConfigDict(disc_config.to_dict())
+  gen.hidden_size = int(disc_config.hidden_size * hidden_fraction)
+  if gen.hidden_size < 1:
+    raise ValueError(f'generator hidden size int({disc_config.hidden_size} * {hidden_fraction}) '
+                     'is 0; raise electra.generator_hidden_fraction.')
+  gen.num_heads = max(1, gen.hidden_size // 64)
+  gen.intermediate_size = 4 * gen.hidden_size
+  validate_model_config(gen)
+  return gen
+
+
+def _init(config, axes):
+  return nn.with_logical_partitioning(
+      nn.initializers.truncated_normal(config.initializer_range), axes)
+
+
+def _dense(config, features, kernel_axes, name, axis=-1):
+  """DenseGeneral with float32 params, compute in config dtype and logical axis names."""
+  features_tuple = features if isinstance(features, tuple) else (features,)
+  bias_axes = kernel_axes[-len(features_tuple):]
+  return nn.DenseGeneral(
+      features, axis=axis, dtype=compute_dtype(config.dtype), param_dtype=jnp.float32,
+      kernel_init=_init(config, kernel_axes),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), bias_axes), name=name)
+
+
+def _layer_norm(config, name):
+  return nn.LayerNorm(
+      epsilon=config.layer_norm_eps, dtype=compute_dtype(config.dtype), param_dtype=jnp.float32,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)), name=name)
+
+
+def _gelu(x):
+  return nn.gelu(x, approximate=False)  # BERT/ELECTRA use the exact erf form
+
+
+class _LayerNormParams(nn.Module):
+  """Only the parameters of a LayerNorm ({scale, bias}), for `EmbeddingTables`."""
+  size: int
+  zeros: bool = False
+
+  @nn.compact
+  def __call__(self):
+    scale_init = nn.initializers.zeros_init() if self.zeros else nn.initializers.ones_init()
+    part = lambda init: nn.with_logical_partitioning(init, ('embed',))
+    return {'scale': self.param('scale', part(scale_init), (self.size,), jnp.float32),
+            'bias': self.param('bias', part(nn.initializers.zeros_init()), (self.size,),
+                               jnp.float32)}
+
+
+class EmbeddingTables(nn.Module):
+  """Declares the word/position/token-type tables and the embedding LayerNorm; returns them.
+
+  Returning the tables (rather than applying them) lets one set serve both networks, and lets
+  GDES build the discriminator's `stop_gradient(shared) + delta`. `zeros=True` makes the GDES delta.
+  """
+  config: ml_collections.ConfigDict
+  zeros: bool = False
+
+  @nn.compact
+  def __call__(self) -> dict[str, Any]:
+    c = self.config
+    base_init = (nn.initializers.zeros_init() if self.zeros else
+                 nn.initializers.truncated_normal(c.initializer_range))
+    table = lambda name, rows, axes: self.param(
+        name, nn.with_logical_partitioning(base_init, axes), (rows, c.embedding_size), jnp.float32)
+    return {
+        'word_embeddings': table('word_embeddings', c.vocab_size, ('vocab', 'embed')),
+        'position_embeddings': table('position_embeddings', c.max_position_embeddings,
+                                     (None, 'embed')),
+        'token_type_embeddings': table('token_type_embeddings', c.type_vocab_size,
+                                       (None, 'embed')),
+        'LayerNorm': _LayerNormParams(c.embedding_size, self.zeros, name='LayerNorm')(),
+    }
+
+
+def embed(config, tables, input_ids, token_type_ids):
+  """Sum of the three lookups, then LayerNorm (statistics in float32). Returns [batch, length, E]."""
+  length = input_ids.shape[1]
+  if length > config.max_position_embeddings:
+    raise ValueError(f'sequence length {length} exceeds model.max_position_embeddings='
+                     f'{config.max_position_embeddings}.')
+  x = (jnp.take(tables['word_embeddings'], input_ids, axis=0)
+       + jnp.take(tables['token_type_embeddings'], token_type_ids, axis=0)
+       + tables['position_embeddings'][None, :length])
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+  x = (x - mean) * jax.lax.rsqrt(var + config.layer_norm_eps)
+  x = x * tables['LayerNorm']['scale'] + tables['LayerNorm']['bias']
+  x = x.astype(compute_dtype(config.dtype))
+  return nn.with_logical_constraint(x, ('batch', 'length', 'act_embed'))
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with a padding mask; softmax in float32."""
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, hidden, attention_mask, deterministic):
+    c = self.config
+    head_dim = c.hidden_size // c.num_heads
+    qkv = [
+        nn.with_logical_constraint(
+            _dense(c, (c.num_heads, head_dim), ('embed', 'heads', 'kv'), name)(hidden),
+            ('batch', 'length', 'act_heads', None)) for name in ('query', 'key', 'value')
+    ]
+    mask = attention_mask[:, None, None, :].astype(bool)  # [batch, 1, 1, key_length]
+    if deterministic or c.attention_dropout_prob == 0.0:
+      # XLA's fused attention (logits and softmax in float32, probabilities cast back).
+      context = jax.nn.dot_product_attention(*qkv, mask=mask)
+    else:
+      # jax.nn.dot_product_attention has no dropout on the probabilities; same math spelled out.
+      query, key, value = qkv
+      logits = jnp.einsum('btnh,bsnh->bnts', query, key, preferred_element_type=jnp.float32)
+      logits = jnp.where(mask, logits * head_dim**-0.5, jnp.finfo(jnp.float32).min)
+      probs = nn.Dropout(c.attention_dropout_prob)(jax.nn.softmax(logits, axis=-1),
+                                                   deterministic=False)
+      context = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
+    context = nn.with_logical_constraint(context, ('batch', 'length', 'act_heads', None))
+    return _dense(c, c.hidden_size, ('heads', 'kv', 'embed'), 'output', axis=(-2, -1))(context)
+
+
+class TransformerLayer(nn.Module):
+  """Post-LayerNorm BERT block: attention + residual + LN, GELU FFN + residual + LN."""
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, hidden, attention_mask, deterministic):
+    c = self.config
+    dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
+    attended = SelfAttention(c, name='attention')(hidden, attention_mask, deterministic)
+    hidden = _layer_norm(c, 'attention_LayerNorm')(dropout(attended) + hidden)
+    hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'act_embed'))
+    inner = _gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
+    inner = nn.with_logical_constraint(inner, ('batch', 'length', 'act_mlp'))
+    out = _dense(c, c.hidden_size, ('mlp', 'embed'), 'output')(inner)
+    hidden = _layer_norm(c, 'output_LayerNorm')(dropout(out) + hidden)
+    return nn.with_logical_constraint(hidden, ('batch', 'length', 'act_embed'))
+
+
+class _ScannedLayer(TransformerLayer):
+  """`TransformerLayer` in `nn.scan`'s (carry, x) -> (carry, y) form."""
+
+  def __call__(self, hidden, attention_mask, deterministic):
+    return super().__call__(hidden, attention_mask, deterministic), None
+
+
+class Encoder(nn.Module):
+  """The stack of `num_layers` transformer blocks: [batch, length, H] -> [batch, length, H]."""
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, hidden, attention_mask, deterministic):
+    c = self.config
+    layer_cls = _ScannedLayer if c.scan_layers else TransformerLayer
+    if c.remat != 'none':
+      # Argument 0 is the module itself, so `deterministic` (a Python bool) is argument 3.
+      layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[c.remat], static_argnums=(3,),
+                           prevent_cse=not c.scan_layers)
+    if c.scan_layers:
+      scanned = nn.scan(
+          layer_cls, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
+          in_axes=(nn.broadcast, nn.broadcast), length=c.num_layers,
+          metadata_params={nn.PARTITION_NAME: 'layers'})
+      hidden, _ = scanned(c, name='layers')(hidden, attention_mask, deterministic)
+      return hidden
+    for i in range(c.num_layers):
+      hidden = layer_cls(c, name=f'layer_{i}')(hidden, attention_mask, deterministic)
+    return hidden
+
+
+def _encode(module, config, tables, input_ids, token_type_ids, attention_mask, deterministic):
+  """Embeddings (+ dropout, + E->H projection when E != H) and the encoder, inside `module`."""
+  validate_model_config(config)
+  hidden = embed(config, tables, input_ids, token_type_ids)
+  hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
+  if config.embedding_size != config.hidden_size:
+    hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project')(hidden)
+  hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'act_embed'))
+  return Encoder(config, name='encoder')(hidden, attention_mask, deterministic)
+
+
+class DiscriminatorHead(nn.Module):
+  """dense(H->H) + GELU + dense(H->1): [batch, length, H] -> float32 logits [batch, length]."""
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, hidden):
+    c = self.config
+    hidden = _gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
+    logits = _dense(c, 1, ('mlp', None), 'dense_prediction')(hidden)
+    return logits[..., 0].astype(jnp.float32)
+
+
+class GeneratorHead(nn.Module):
+  """dense(H->E) + GELU + LayerNorm(E), applied to the gathered masked positions only."""
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, hidden):
+    c = self.config
+    hidden = _gelu(_dense(c, c.embedding_size, ('embed', None), 'dense')(hidden))
+    return _layer_norm(c, 'LayerNorm')(hidden)
+
+
+class OutputBias(nn.Module):
+  """The generator's own output bias [vocab] (its projection is tied to the word table)."""
+  vocab_size: int
+
+  @nn.compact
+  def __call__(self):
+    return self.param('bias', nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                           ('vocab',)),
+                      (self.vocab_size,), jnp.float32)
+
+
+class Discriminator(nn.Module):
+  """Replaced-token detector: one logit per position, [batch, length] float32.
+
+  `embedding_tables` (from `EmbeddingTables`) replaces the network's own `embeddings` params;
+  the pretrainer passes the shared tables this way.
+  """
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True,
+               embedding_tables=None):
+    c = self.config
+    if embedding_tables is None:
+      embedding_tables = EmbeddingTables(c, name='embeddings')()
+    hidden = _encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
+                     deterministic)
+    return DiscriminatorHead(c, name='discriminator_predictions')(hidden)
+
+
+class Generator(nn.Module):
+  """Masked LM evaluated only at `masked_lm_positions`: logits [batch, num_positions, vocab].
+
+  Gathers the final hidden states at the positions first, then dense(H->E) + GELU + LayerNorm and
+  the projection tied to the word-embedding table plus an own bias, so it never computes
+  full-vocabulary logits at every position.
+  """
+  config: ml_collections.ConfigDict
+
+  @nn.compact
+  def __call__(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
+               deterministic: bool = True, embedding_tables=None):
+    c = self.config
+    if embedding_tables is None:
+      embedding_tables = EmbeddingTables(c, name='embeddings')()
+    hidden = _encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
+                     deterministic)
+    hidden = jnp.take_along_axis(hidden, masked_lm_positions[..., None], axis=1)
+    hidden = GeneratorHead(c, name='generator_predictions')(hidden)  # [batch, positions, E]
+    dtype = compute_dtype(c.dtype)
+    logits = jnp.einsum('bpe,ve->bpv', hidden.astype(dtype),
+                        embedding_tables['word_embeddings'].astype(dtype),
+                        preferred_element_type=jnp.float32)
+    logits = logits + OutputBias(c.vocab_size, name='generator_lm_head')()
+    return nn.with_logical_constraint(logits, ('batch', None, 'act_vocab'))
+
+
+class ElectraPretrainer(nn.Module):
+  """Generator and discriminator trained jointly, with the original's embedding sharing.
+
+  embedding_sharing:
+    'shared': one set of word/position/token-type tables + embedding LayerNorm
+      (`shared_embeddings`) used by both networks; the generator's output projection is tied to it.
+    'gdes': DeBERTa-v3's gradient-disentangled sharing. The generator uses `shared_embeddings`; the
+      discriminator uses `stop_gradient(shared) + delta` for every table and the LayerNorm, with
+      `embeddings_delta` initialised to zero, so the RTD loss never pulls on the shared tables.
+    'none': each network has its own `embeddings` (the generator's projection is tied to its own).
+  Joint tree: {'generator': ..., 'discriminator': ..., ['shared_embeddings'], ['embeddings_delta']},
+  where the two network subtrees lack `embeddings` unless sharing is 'none'.
+  """
+  disc_config: ml_collections.ConfigDict
+  gen_config: ml_collections.ConfigDict
+  embedding_sharing: str = 'shared'
+
+  def setup(self):
+    if self.embedding_sharing not in EMBEDDING_SHARING:
+      raise ValueError(f'electra.embedding_sharing={self.embedding_sharing!r}; use one of '
+                       f'{EMBEDDING_SHARING}.')
+    if self.embedding_sharing != 'none':
+      for field in ('vocab_size', 'embedding_size', 'max_position_embeddings', 'type_vocab_size'):
+        if self.disc_config[field] != self.gen_config[field]:
+          raise ValueError(f'shared embeddings need equal {field} in both networks, got '
+                           f'{self.disc_config[field]} and {self.gen_config[field]}.')
+      self.shared_embeddings = EmbeddingTables(self.disc_config)
+    if self.embedding_sharing == 'gdes':
+      self.embeddings_delta = EmbeddingTables(self.disc_config, zeros=True)
+    self.generator = Generator(self.gen_config)
+    self.discriminator = Discriminator(self.disc_config)
+
+  def _generator_tables(self):
+    return None if self.embedding_sharing == 'none' else self.shared_embeddings()
+
+  def _discriminator_tables(self):
+    if self.embedding_sharing == 'none':
+      return None
+    if self.embedding_sharing == 'gdes':
+      return jax.tree.map(lambda shared, delta: jax.lax.stop_gradient(shared) + delta,
+                          self.shared_embeddings(), self.embeddings_delta())
+    return self.shared_embeddings()
+
+  def generator_logits(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
+                       deterministic: bool = True):
+    """[batch, num_positions, vocab] float32 logits at `masked_lm_positions`."""
+    return self.generator(input_ids, token_type_ids, attention_mask, masked_lm_positions,
+                          deterministic, embedding_tables=self._generator_tables())
+
+  def discriminator_logits(self, input_ids, token_type_ids, attention_mask,
+                           deterministic: bool = True):
+    """[batch, length] float32 replaced-token logits."""
+    return self.discriminator(input_ids, token_type_ids, attention_mask, deterministic,
+                              embedding_tables=self._discriminator_tables())
+
+  def __call__(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
+               deterministic: bool = True):
+    """Both networks on the same input (used to initialise every parameter)."""
+    return (self.generator_logits(input_ids, token_type_ids, attention_mask, masked_lm_positions,
+                                  deterministic),
+            self.discriminator_logits(input_ids, token_type_ids, attention_mask, deterministic))
+
+
+def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
+  """The pretrainer from a full config (`config.model` is the discriminator)."""
+  validate_model_config(config.model)
+  return ElectraPretrainer(
+      disc_config=config.model,
+      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction),
+      embedding_sharing=config.electra.embedding_sharing)
+
+
+def init_pretrainer_params(model: ElectraPretrainer, rng: jax.Array, max_seq_length: int,
+                           max_predictions: int):
+  """Initial joint params, still boxed in `nn.Partitioned` with logical axis names.
+
+  Traceable: use under `jax.eval_shape` to get the logical partition specs, then under `jax.jit`
+  with `out_shardings` to create the params sharded.
+  """
+  ids = jnp.ones((1, max_seq_length), jnp.int32)
+  positions = jnp.zeros((1, max_predictions), jnp.int32)
+  return model.init({'params': rng}, ids, ids * 0, ids, positions, deterministic=True)['params']
+
+
+def split_params(joint_params, embedding_sharing: str) -> dict[str, Any]:
+  """Joint pretrainer params -> {'discriminator': ..., 'generator': ...}, standalone trees.
+
+  Each tree is what `Discriminator(disc_config)` / `Generator(gen_config)` apply (with its own
+  `embeddings`), and what `electra_jax.hf.save_pretrained` writes. With 'shared' both get a copy of
+  the shared tables; with 'gdes' the discriminator's tables are materialised as shared + delta.
+  Boxed (`nn.Partitioned`) inputs are unboxed; the result holds plain arrays.
+  """
+  if embedding_sharing not in EMBEDDING_SHARING:
+    raise ValueError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
+  joint = nn.meta.unbox(joint_params)
+  discriminator, generator = dict(joint['discriminator']), dict(joint['generator'])
+  if embedding_sharing != 'none':
+    shared = joint['shared_embeddings']
+    generator['embeddings'] = shared
+    discriminator['embeddings'] = (
+        jax.tree.map(jnp.add, shared, joint['embeddings_delta'])
+        if embedding_sharing == 'gdes' else shared)
+  return {'discriminator': discriminator, 'generator': generator}
+
+
+def merge_params(disc_params, gen_params, embedding_sharing: str) -> dict[str, Any]:
+  """Standalone discriminator + generator params -> joint pretrainer params (inverse of split).
+
+  For continued pre-training from released checkpoints. With 'shared' / 'gdes' the shared tables
+  are the discriminator's (the generator's own tables are dropped, so check their shapes agree);
+  the GDES delta starts at zero. With 'none' each network keeps its own tables.
+  """
+  if embedding_sharing not in EMBEDDING_SHARING:
+    raise ValueError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
+  discriminator, generator = dict(nn.meta.unbox(disc_params)), dict(nn.meta.unbox(gen_params))
+  if embedding_sharing == 'none':
+    return {'discriminator': discriminator, 'generator': generator}
+  shared = discriminator.pop('embeddings')
+  gen_tables = generator.pop('embeddings')
+  disc_shapes = jax.tree.map(jnp.shape, shared)
+  gen_shapes = jax.tree.map(jnp.shape, gen_tables)
+  if disc_shapes != gen_shapes:
+    raise ValueError(f'cannot share embeddings: discriminator tables {disc_shapes} differ from '
+                     f"generator tables {gen_shapes}; use embedding_sharing='none'.")
+  joint = {'discriminator': discriminator, 'generator': generator, 'shared_embeddings': shared}
+  if embedding_sharing == 'gdes':
+    joint['embeddings_delta'] = jax.tree.map(jnp.zeros_like, shared)
+  return joint
+
+
+def _map_encoders(params, convert):
+  """Applies `convert` to every `encoder` subtree of a (possibly joint) param tree."""
+  if not isinstance(params, dict):
+    return params
+  return {k: convert(v) if k == 'encoder' else _map_encoders(v, convert)
+          for k, v in params.items()}
+
+
+def to_scanned_layers(params):
+  """encoder/layer_{i}/... -> encoder/layers/... stacked on a leading axis (for scan_layers)."""
+
+  def stack(encoder):
+    if 'layers' in encoder:
+      return encoder
+    layers = [encoder[f'layer_{i}'] for i in range(len(encoder))]
+    return {'layers': jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
+
+  return _map_encoders(nn.meta.unbox(params), stack)
+
+
+def to_unscanned_layers(params):
+  """encoder/layers/... (scanned) -> encoder/layer_{i}/... (one subtree per layer)."""
+
+  def unstack(encoder):
+    if 'layers' not in encoder:
+      return encoder
+    stacked = encoder['layers']
+    num_layers = jax.tree.leaves(stacked)[0].shape[0]
+    return {f'layer_{i}': jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)}
+
+  return _map_encoders(nn.meta.unbox(params), unstack)
