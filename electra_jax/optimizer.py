@@ -1,0 +1,77 @@
+"""The reference optimizer: AdamW with clipping, linear warm-up and linear decay to zero."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warm-up to `learning_rate` over `warmup_steps`, then linear decay to 0 at `num_steps`."""
+  peak = train_config.learning_rate
+  warmup = min(train_config.warmup_steps, train_config.num_steps)
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, peak, max(warmup, 1)),
+       optax.linear_schedule(peak, 0.0, max(train_config.num_steps - warmup, 1))],
+      boundaries=[warmup])
+
+
+def decay_mask(params: Any) -> Any:
+  """True for parameters that get weight decay: everything but biases and LayerNorm parameters.
+
+  Decided by the leaf's name (Flax names LayerNorm parameters `scale`/`bias`), not by rank, so
+  the rule also holds when `scan_layers` stacks every layer's bias into a 2-D array.
+  """
+
+  def wants_decay(path, _):
+    name = str(getattr(path[-1], 'key', path[-1]))
+    return not (name.endswith('bias') or name == 'scale')
+
+  return jax.tree_util.tree_map_with_path(wants_decay, params)
+
+
+class _AdamNoBiasCorrectionState(NamedTuple):
+  mu: Any
+  nu: Any
+
+
+def scale_by_adam_without_bias_correction(b1: float, b2: float, eps: float
+                                          ) -> optax.GradientTransformation:
+  """The original ELECTRA/BERT Adam: m / (sqrt(v) + eps) with no 1 - beta^t correction.
+
+  optax.scale_by_adam always bias-corrects, so this one variant is written here.
+  """
+
+  def init_fn(params):
+    zeros = lambda p: jnp.zeros_like(p, dtype=jnp.float32)
+    return _AdamNoBiasCorrectionState(jax.tree.map(zeros, params), jax.tree.map(zeros, params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+    nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, updates)
+    updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu, nu)
+    return updates, _AdamNoBiasCorrectionState(mu, nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict,
+                   schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
+  """AdamW (beta 0.9/0.999, eps 1e-6, decoupled weight decay 0.01) after global-norm clipping."""
+  schedule = schedule or learning_rate_schedule(train_config)
+  t = train_config
+  if t.bias_correction:
+    adam = optax.scale_by_adam(b1=t.adam_b1, b2=t.adam_b2, eps=t.adam_eps)
+  else:
+    adam = scale_by_adam_without_bias_correction(t.adam_b1, t.adam_b2, t.adam_eps)
+  return optax.chain(
+      optax.clip_by_global_norm(t.grad_clip_norm) if t.grad_clip_norm > 0 else optax.identity(),
+      adam,
+      optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
+      optax.scale_by_learning_rate(schedule),
+  )
