@@ -1,0 +1,377 @@
+"""The pre-training input pipeline: config -> per-host tf.data.Dataset of masked batches.
+
+  text source ──> lines ──> tokens ──> packed examples ──> shuffle ──> batch ──> mask ──> prefetch
+  (sources.py)        (packing.py, on the fly)                               (masking.py)
+  prepared shards (records.py, made once by prepare.py) ──┘
+
+`make_dataset(config, split, process_index, process_count)` returns host `process_index`'s batches:
+dicts with `input_ids`, `attention_mask`, `token_type_ids`, `masked_input_ids` `[batch, length]`
+int32 and `masked_lm_positions`, `masked_lm_ids` int32 / `masked_lm_weights` float32
+`[batch, max_predictions]`, with batch = `config.train.batch_size // process_count`.
+
+* 'train' shuffles (files per epoch, examples through a buffer) and repeats forever; 'eval' is the
+  fixed held-out part, unshuffled and identical every time, repeated so that any number of eval
+  batches can be drawn (a fresh iterator always starts at the same batch).
+* Every random choice (file order, packing, shuffle, masks) derives from `config.seed` through
+  stateless ops keyed on counters kept inside the pipeline, so the stream is fixed, and a
+  `tf.train.Checkpoint` of the iterator (`save_iterator_state`) restores it exactly.
+"""
+
+import os
+import uuid
+
+import ml_collections
+import tensorflow as tf
+
+from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.data import corpus
+from electra_jax.data import masking
+from electra_jax.data import packing
+from electra_jax.data import records
+from electra_jax.data import sources
+
+SOURCES = ('builtin', 'files', 'tfds', 'prepared')
+SPLITS = ('train', 'eval')
+_INFINITE = 1 << 62
+_MAX_INTERLEAVE = 8  # shards packed at once: enough parallelism, bounded memory
+_MAX_INTERLEAVE_RECORDS = 16  # record files read at once
+_SALT_DATA, _SALT_FILE_ORDER, _SALT_SHUFFLE, _SALT_MASK = 11, 12, 13, 14
+
+
+def max_predictions(config: ml_collections.ConfigDict) -> int:
+  """Mask slots per sequence: `data.max_predictions_per_seq`, or `int((p + 0.005) * length)`."""
+  return masking.max_predictions_for(config.data.mask_prob, config.data.max_seq_length,
+                                     config.data.max_predictions_per_seq)
+
+
+# ---- Validation --------------------------------------------------------------------------------
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+  if not low <= value <= high:
+    raise ValueError(f'{name}={value} must lie in [{low}, {high}].')
+
+
+def _check_data_options(config: ml_collections.ConfigDict) -> None:
+  """Checks the numeric data fields against each other and the model, without I/O."""
+  data = config.data
+  if data.source not in SOURCES:
+    raise ValueError(f'data.source={data.source!r} is unknown; choose one of {SOURCES}.')
+  if data.max_seq_length > config.model.max_position_embeddings:
+    raise ValueError(f'data.max_seq_length={data.max_seq_length} exceeds '
+                     f'model.max_position_embeddings={config.model.max_position_embeddings}: '
+                     'lower the sequence length or raise the position table.')
+  if data.max_seq_length < 8:
+    raise ValueError(f'data.max_seq_length={data.max_seq_length} is too short for '
+                     '[CLS] A [SEP] B [SEP]; use at least 8.')
+  if not 0.0 < data.mask_prob < 1.0:
+    raise ValueError(f'data.mask_prob={data.mask_prob} must lie in (0, 1).')
+  for name in ('mask_token_prob', 'random_token_prob', 'short_seq_prob', 'single_segment_prob'):
+    _check_range(f'data.{name}', data[name], 0.0, 1.0)
+  if data.mask_token_prob + data.random_token_prob > 1.0 + 1e-9:
+    raise ValueError(f'data.mask_token_prob + data.random_token_prob = '
+                     f'{data.mask_token_prob + data.random_token_prob} exceeds 1.')
+  _check_range('data.eval_fraction', data.eval_fraction, 0.0, 0.5)
+  num_predictions = max_predictions(config)
+  if not 1 <= num_predictions <= data.max_seq_length:
+    raise ValueError(f'max_predictions_per_seq={num_predictions} must lie in '
+                     f'[1, data.max_seq_length={data.max_seq_length}].')
+  if data.shuffle_buffer < 1:
+    raise ValueError(f'data.shuffle_buffer={data.shuffle_buffer} must be at least 1.')
+  if config.train.batch_size < 1:
+    raise ValueError(f'train.batch_size={config.train.batch_size} must be positive.')
+
+
+def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
+  """The tokenizer the text sources use (prepared shards carry their own: see `_prepared`)."""
+  if config.tokenizer.path:
+    return tokenizer_lib.load_tokenizer(config.tokenizer)
+  if config.data.source != 'builtin':
+    raise ValueError(f'data.source={config.data.source!r} needs a tokenizer: train one with '
+                     '`python -m electra_jax.tokenizer --source=... --vocab_size=N '
+                     '--output=PREFIX` and pass --config.tokenizer.path=PREFIX.model. (Only the '
+                     'built-in corpus trains one automatically.)')
+  if config.tokenizer.type != 'sentencepiece':
+    raise ValueError('The built-in corpus trains a SentencePiece model automatically; set '
+                     'tokenizer.type="sentencepiece" or give tokenizer.path.')
+  if config.tokenizer.vocab_size > config.model.vocab_size:
+    raise ValueError(f'tokenizer.vocab_size={config.tokenizer.vocab_size} exceeds '
+                     f'model.vocab_size={config.model.vocab_size}: lower one or raise the other.')
+  return tokenizer_lib.SentencePieceTokenizer(tokenizer_lib.builtin_tokenizer_path(config))
+
+
+def _prepared_tokenizer(config: ml_collections.ConfigDict,
+                        metadata: dict) -> tokenizer_lib.Tokenizer:
+  path = os.path.join(config.data.prepared_dir, records.TOKENIZER_FILE)
+  tokenizer = tokenizer_lib.SentencePieceTokenizer(path)
+  if config.tokenizer.path:
+    with tf.io.gfile.GFile(config.tokenizer.path, 'rb') as f:
+      if f.read() != tokenizer.model_proto:
+        raise ValueError(f'tokenizer.path={config.tokenizer.path!r} differs from the tokenizer '
+                         f'the shards in {config.data.prepared_dir!r} were made with; leave '
+                         'tokenizer.path empty or point it at that directory\'s tokenizer.model.')
+  if metadata['max_seq_length'] != config.data.max_seq_length:
+    raise ValueError(f'The shards in {config.data.prepared_dir!r} are packed to length '
+                     f'{metadata["max_seq_length"]}, but data.max_seq_length='
+                     f'{config.data.max_seq_length}: prepare them again or match the length.')
+  return tokenizer
+
+
+def _check_has_text(files: list[str], what: str) -> None:
+  """Reads until the first non-blank line: an empty corpus fails here, not mid-training."""
+  for line in corpus.iter_files_texts(files, max_chars=1):
+    del line
+    return
+  raise ValueError(f'{what} is an empty corpus: its {len(files)} file(s) hold no text. Give files '
+                   'with one sentence per line and blank lines between documents.')
+
+
+def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
+  """Checks the data and tokenizer config and the sources, before anything expensive runs.
+
+  Trains the built-in corpus's tokenizer if needed (seconds). The trainer calls this first.
+
+  Returns:
+    The tokenizer the pipeline uses (copy its `files()` into the workdir).
+
+  Raises:
+    ValueError: naming the problem and the fix: an unknown source, a missing path or a glob that
+      matches nothing, an empty corpus, a TFDS dataset without the text feature, a sequence
+      length above the model's positions, a tokenizer larger than the model's vocabulary, ...
+  """
+  _check_data_options(config)
+  data = config.data
+  if data.source == 'prepared':
+    tokenizer = _prepared_tokenizer(config, records.read_metadata(data.prepared_dir))
+  else:
+    if data.source == 'files':
+      _check_has_text(corpus.expand_file_patterns(data.train_files, 'data.train_files'),
+                      'data.train_files')
+      if data.eval_files:
+        _check_has_text(corpus.expand_file_patterns(data.eval_files, 'data.eval_files'),
+                        'data.eval_files')
+    elif data.source == 'tfds':
+      builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
+      sources.tfds_splits(builder, data.tfds_train_split, data.tfds_eval_split, data.eval_fraction)
+    tokenizer = _tokenizer_for(config)
+  if tokenizer.vocab_size > config.model.vocab_size:
+    raise ValueError(f'The tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size='
+                     f'{config.model.vocab_size}: raise model.vocab_size to at least '
+                     f'{tokenizer.vocab_size}.')
+  if data.source in ('builtin', 'files') and not data.eval_files and data.eval_fraction <= 0:
+    raise ValueError('No eval data: set data.eval_fraction > 0 or data.eval_files.')
+  return tokenizer
+
+
+# ---- Packed examples per source ----------------------------------------------------------------
+
+
+def _packing_options(config) -> packing.PackingOptions:
+  return packing.PackingOptions(max_seq_length=config.data.max_seq_length,
+                                short_seq_prob=config.data.short_seq_prob,
+                                single_segment_prob=config.data.single_segment_prob)
+
+
+def _shard_stream(host: sources.HostShards, seed: tf.Tensor, training: bool) -> tf.data.Dataset:
+  """(epoch, shard_index) pairs: training walks this host's shards in a new order every epoch."""
+  shard_indices = tf.constant(host.shard_indices, tf.int64)
+  if not training:
+    return tf.data.Dataset.from_tensor_slices(shard_indices).map(
+        lambda shard: (tf.constant(0, tf.int64), shard))
+
+  def epoch_shards(epoch):
+    order = tf.random.experimental.stateless_shuffle(
+        shard_indices, seed=packing.fold_in(packing.fold_in(seed, _SALT_FILE_ORDER), epoch))
+    return tf.data.Dataset.from_tensor_slices(order).map(lambda shard: (epoch, shard))
+
+  return tf.data.Dataset.range(_INFINITE).flat_map(epoch_shards)
+
+
+def _text_examples(config, tokenizer, lines_of, num_shards: int, document_filter, training: bool,
+                   process_index: int, process_count: int) -> tf.data.Dataset:
+  """Packed examples of a sharded text source (built-in corpus or files)."""
+  host = sources.assign_shards(num_shards, process_index, process_count)
+  # Not keyed on the host: with example striding every host must see the same order.
+  data_seed = tf.constant([config.seed, _SALT_DATA], tf.int64)
+  options = _packing_options(config)
+
+  def shard_examples(epoch, shard_index):
+    seed = packing.fold_in(packing.fold_in(data_seed, epoch), shard_index)
+    return packing.pack_lines(lines_of(shard_index), tokenizer, seed, shard_index, options,
+                              document_filter)
+
+  examples = _shard_stream(host, data_seed, training).interleave(
+      shard_examples, cycle_length=min(len(host.shard_indices), _MAX_INTERLEAVE), block_length=1,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if host.example_stride > 1:
+    examples = examples.shard(host.example_stride, host.example_offset)
+  return examples
+
+
+def _tfds_examples(config, tokenizer, training, process_index, process_count) -> tf.data.Dataset:
+  data = config.data
+  builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
+  train_split, eval_split = sources.tfds_splits(builder, data.tfds_train_split,
+                                                data.tfds_eval_split, data.eval_fraction)
+  documents = sources.tfds_documents(builder, train_split if training else eval_split,
+                                     data.tfds_text_feature, process_index, process_count,
+                                     shuffle_files=training, seed=config.seed)
+  if training:
+    documents = documents.repeat()
+  seed = packing.fold_in(tf.constant([config.seed, _SALT_DATA], tf.int64), process_index)
+  return packing.pack_lines(sources.document_lines(documents), tokenizer, seed,
+                            tf.constant(process_index, tf.int64), _packing_options(config))
+
+
+def _prepared_records(config, split, training, process_index, process_count) -> tf.data.Dataset:
+  """Serialised records of this host's prepared shards."""
+  prepared_dir = config.data.prepared_dir
+  metadata = records.read_metadata(prepared_dir)
+  files = [os.path.join(prepared_dir, name) for name in metadata['shards'][split]]
+  if not files:
+    raise ValueError(f'{prepared_dir!r} holds no {split} shards (metadata.json lists none).')
+  host = sources.assign_shards(len(files), process_index, process_count, what='record files')
+  paths = tf.constant(files)
+  data_seed = tf.constant([config.seed, _SALT_DATA], tf.int64)
+  serialized = _shard_stream(host, data_seed, training).interleave(
+      lambda epoch, shard: tf.data.TFRecordDataset(paths[shard], buffer_size=1 << 20),
+      cycle_length=min(len(host.shard_indices), _MAX_INTERLEAVE_RECORDS), block_length=1,
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if host.example_stride > 1:
+    serialized = serialized.shard(host.example_stride, host.example_offset)
+  return serialized
+
+
+def packed_examples(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
+                    process_count: int = 1, tokenizer: tokenizer_lib.Tokenizer | None = None,
+                    training: bool | None = None) -> tf.data.Dataset:
+  """Unmasked, unbatched packed examples `{'input_ids', 'token_type_ids'}` `[length]` of a text source.
+
+  One pass (no repeat, no shuffle) unless `training`; used by `make_dataset` and `prepare`.
+  Not for source 'prepared' (those examples are already packed).
+  """
+  data = config.data
+  tokenizer = tokenizer or _tokenizer_for(config)
+  training = split == 'train' if training is None else training
+  if data.source == 'tfds':
+    return _tfds_examples(config, tokenizer, training, process_index, process_count)
+  if data.source == 'builtin':
+    return _text_examples(
+        config, tokenizer, sources.builtin_lines_fn(), corpus.BUILTIN_NUM_SHARDS,
+        packing.DocumentFilter(split, data.eval_fraction), training, process_index, process_count)
+  if data.source == 'files':
+    if split == 'eval' and data.eval_files:
+      files, document_filter = (corpus.expand_file_patterns(data.eval_files, 'data.eval_files'),
+                                packing.DocumentFilter('all'))
+    else:
+      files = corpus.expand_file_patterns(data.train_files, 'data.train_files')
+      document_filter = packing.DocumentFilter('all' if data.eval_files else split,
+                                               data.eval_fraction)
+    return _text_examples(config, tokenizer, sources.files_lines_fn(files), len(files),
+                          document_filter, training, process_index, process_count)
+  raise ValueError(f'packed_examples does not read data.source={data.source!r}.')
+
+
+# ---- The dataset -------------------------------------------------------------------------------
+
+
+def per_host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
+  if config.train.batch_size % process_count:
+    raise ValueError(f'train.batch_size={config.train.batch_size} is not divisible by the '
+                     f'{process_count} hosts: choose a multiple of {process_count}.')
+  return config.train.batch_size // process_count
+
+
+def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
+                 process_count: int = 1) -> tf.data.Dataset:
+  """Host `process_index`'s dataset of masked pre-training batches (see the module docstring).
+
+  Args:
+    config: a full pre-training config (reads seed, model, tokenizer, data, train.batch_size).
+    split: 'train' (shuffled, endless) or 'eval' (held out, fixed order, repeated).
+    process_index: this host, in [0, process_count).
+    process_count: number of hosts; each reads a disjoint part of the data.
+
+  Raises:
+    ValueError: for bad configs or sources, before any data is read (see `validate_data_config`).
+  """
+  if split not in SPLITS:
+    raise ValueError(f'split={split!r} must be one of {SPLITS}.')
+  batch_size = per_host_batch_size(config, process_count)
+  tokenizer = validate_data_config(config)
+  data = config.data
+  training = split == 'train'
+  split_id = SPLITS.index(split)
+
+  if data.source == 'prepared':
+    metadata = records.read_metadata(data.prepared_dir)
+    examples = _prepared_records(config, split, training, process_index, process_count)
+  else:
+    examples = packed_examples(config, split, process_index, process_count, tokenizer)
+  if training:
+    examples = examples.shuffle(
+        data.shuffle_buffer,
+        seed=(config.seed * 1_000_003 + _SALT_SHUFFLE * 1009 + process_index) % (1 << 31),
+        reshuffle_each_iteration=False)  # the stream is endless: one "iteration"
+  else:
+    examples = examples.repeat()
+  batches = examples.batch(batch_size, drop_remainder=True)
+  if data.source == 'prepared':
+    batches = batches.map(
+        lambda serialized: records.parse_batch(serialized, data.max_seq_length,
+                                               metadata['id_dtype'], tokenizer.pad_id),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  masking_options = masking.MaskingOptions(
+      mask_prob=data.mask_prob, max_predictions=max_predictions(config),
+      mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
+      vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
+      sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
+  mask_seed = packing.fold_in(packing.fold_in(
+      tf.constant([config.seed, _SALT_MASK], tf.int64), split_id), process_index)
+  # The batch counter lives in the pipeline (enumerate), so a restored iterator resumes it.
+  batches = batches.enumerate().map(
+      lambda index, batch: masking.mask_batch(batch, packing.fold_in(mask_seed, index),
+                                              masking_options),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  batches = batches.prefetch(tf.data.AUTOTUNE if data.prefetch < 0 else data.prefetch)
+
+  options = tf.data.Options()
+  options.deterministic = True
+  return batches.with_options(options)
+
+
+# ---- Iterator state ----------------------------------------------------------------------------
+
+
+def iterator_state_path(directory: str, process_index: int) -> str:
+  return os.path.join(directory, f'data_iterator_process_{process_index}')
+
+
+def save_iterator_state(iterator, directory: str, process_index: int) -> str:
+  """Saves a tf.data iterator's position for host `process_index` under `directory`, atomically.
+
+  The state is written to a temporary directory that is then renamed into place, so a crash
+  mid-write leaves the previous state (or none), never a half-written one. Returns the path.
+  """
+  final_path = iterator_state_path(directory, process_index)
+  temp_path = f'{final_path}.tmp-{uuid.uuid4().hex}'
+  tf.io.gfile.makedirs(temp_path)
+  tf.train.Checkpoint(iterator=iterator).write(os.path.join(temp_path, 'state'))
+  if tf.io.gfile.exists(final_path):
+    tf.io.gfile.rmtree(final_path)
+  tf.io.gfile.rename(temp_path, final_path)
+  return final_path
+
+
+def restore_iterator_state(iterator, directory: str, process_index: int) -> None:
+  """Restores what `save_iterator_state` saved into an iterator of the same dataset.
+
+  Raises:
+    FileNotFoundError: no state was saved for this host under `directory`.
+  """
+  path = iterator_state_path(directory, process_index)
+  if not tf.io.gfile.exists(os.path.join(path, 'state.index')):
+    raise FileNotFoundError(f'No data-iterator state for host {process_index} in {directory!r} '
+                            f'(expected {path}). Was it saved with save_iterator_state?')
+  tf.train.Checkpoint(iterator=iterator).read(os.path.join(path, 'state')).assert_consumed()

@@ -1,0 +1,165 @@
+"""Text sources as tf.data streams of lines, sharded across hosts.
+
+A source is a list of *shards*, each an ordered stream of lines (blank line = document boundary):
+the built-in corpus has `corpus.BUILTIN_NUM_SHARDS` document-aligned shards, a file list one shard
+per file. Host `p` of `P` reads shards `p, p + P, ...`, so hosts read disjoint text that together
+covers the source. With fewer shards than hosts every host reads all shards and keeps every P-th
+packed example instead (see `HostShards`).
+
+TFDS datasets are different: their splits are cut per host with `tfds.even_splits` (read
+instructions), and each record is a document whose lines are split on newlines.
+"""
+
+import dataclasses
+from typing import Iterator, Sequence
+
+from absl import logging
+import tensorflow as tf
+
+from electra_jax.data import corpus
+
+
+@dataclasses.dataclass(frozen=True)
+class HostShards:
+  """The shards one host reads.
+
+  Attributes:
+    shard_indices: global indices of this host's shards.
+    example_stride: 1 when shards were split over hosts; P when every host reads every shard and
+      must keep only examples i with i % P == example_offset.
+    example_offset: this host's residue when `example_stride > 1`.
+  """
+  shard_indices: tuple[int, ...]
+  example_stride: int = 1
+  example_offset: int = 0
+
+
+def assign_shards(num_shards: int, process_index: int, process_count: int,
+                  what: str = 'shards') -> HostShards:
+  """Splits `num_shards` shards over `process_count` hosts (round robin)."""
+  if not 0 <= process_index < process_count:
+    raise ValueError(f'process_index={process_index} is outside [0, {process_count}).')
+  if num_shards >= process_count:
+    return HostShards(tuple(range(process_index, num_shards, process_count)))
+  logging.warning('Only %d %s for %d hosts: every host reads all of them and keeps every %d-th '
+                  'example. Split the data into at least %d files to avoid the waste.', num_shards,
+                  what, process_count, process_count, process_count)
+  return HostShards(tuple(range(num_shards)), process_count, process_index)
+
+
+def builtin_lines_fn(split_shards: int = corpus.BUILTIN_NUM_SHARDS):
+  """`shard_index -> tf.data.Dataset of lines` for the built-in corpus."""
+  built = corpus.builtin_corpus()
+  shard_lines = [built.shard_lines(i, split_shards) for i in range(split_shards)]
+  starts = [0]
+  for lines in shard_lines:
+    starts.append(starts[-1] + len(lines))
+  all_lines = tf.constant([line for lines in shard_lines for line in lines])
+  starts = tf.constant(starts, tf.int64)
+
+  def lines_of(shard_index):
+    shard_index = tf.cast(shard_index, tf.int64)
+    return tf.data.Dataset.from_tensor_slices(
+        all_lines[starts[shard_index]:starts[shard_index + 1]])
+
+  return lines_of
+
+
+def files_lines_fn(files: Sequence[str]):
+  """`shard_index -> tf.data.Dataset of lines` for a file list (one shard per file)."""
+  paths = tf.constant(list(files))
+
+  def lines_of(shard_index):
+    path = paths[shard_index]
+    compression = tf.where(tf.strings.regex_full_match(path, r'.*\.gz'), 'GZIP', '')
+    return tf.data.TextLineDataset(path, compression_type=compression)
+
+  return lines_of
+
+
+# ---- TFDS -------------------------------------------------------------------------------------
+
+
+def tfds_builder(name: str, data_dir: str, text_feature: str):
+  """The TFDS builder of `name`, checked to have a string feature `text_feature`.
+
+  Raises:
+    ValueError: unknown dataset, or no such text feature.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if not name:
+    raise ValueError('data.tfds_name is empty: name a TFDS text dataset, e.g. '
+                     '--config.data.tfds_name=wikipedia/20230601.en')
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except Exception as e:  # TFDS raises several types (DatasetNotFoundError, registered.*)
+    raise ValueError(f'TFDS dataset {name!r} cannot be loaded (data_dir={data_dir!r}): {e}') from e
+  features = builder.info.features
+  if text_feature not in features.keys():
+    raise ValueError(f'TFDS dataset {name!r} has no feature {text_feature!r}; its features are '
+                     f'{sorted(features.keys())}. Set --config.data.tfds_text_feature.')
+  if features[text_feature].dtype != tf.string:
+    raise ValueError(f'TFDS feature {name}:{text_feature} holds {features[text_feature].dtype}, '
+                     'not text. Set --config.data.tfds_text_feature to a text feature.')
+  return builder
+
+
+def tfds_splits(builder, train_split: str, eval_split: str,
+                eval_fraction: float) -> tuple[str, str]:
+  """(train, eval) split strings; without an eval split, the last eval_fraction of train is held out.
+
+  Raises:
+    ValueError: an unknown split, or a sliced train split with nothing held out for eval.
+  """
+  base = train_split.split('[')[0]
+  if base not in builder.info.splits:
+    raise ValueError(f'TFDS dataset {builder.name!r} has no split {base!r}; it has '
+                     f'{sorted(builder.info.splits.keys())}.')
+  if eval_split:
+    return train_split, eval_split
+  if '[' in train_split:
+    raise ValueError(f'data.tfds_train_split={train_split!r} is sliced, so the eval part cannot be '
+                     'held out of it automatically: set --config.data.tfds_eval_split too.')
+  num_examples = builder.info.splits[train_split].num_examples
+  num_eval = max(1, int(round(num_examples * eval_fraction)))
+  if num_examples and num_eval >= num_examples:
+    raise ValueError(f'TFDS split {train_split!r} has {num_examples} examples: too few to hold '
+                     f'out {eval_fraction:.1%} for eval. Set --config.data.tfds_eval_split.')
+  return f'{train_split}[:{num_examples - num_eval}]', f'{train_split}[{num_examples - num_eval}:]'
+
+
+def tfds_documents(builder, split: str, text_feature: str, process_index: int,
+                   process_count: int, shuffle_files: bool, seed: int) -> tf.data.Dataset:
+  """This host's part of a TFDS split: scalar string documents (one record each)."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  host_split = tfds.even_splits(split, n=process_count)[process_index]
+  read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
+  dataset = builder.as_dataset(split=host_split, shuffle_files=shuffle_files,
+                               read_config=read_config)
+  return dataset.map(lambda record: record[text_feature], num_parallel_calls=tf.data.AUTOTUNE,
+                     deterministic=True)
+
+
+def document_lines(documents: tf.data.Dataset) -> tf.data.Dataset:
+  """Documents -> their lines, each document followed by a blank line."""
+  def split(document):
+    lines = tf.strings.split(document, '\n')
+    return tf.data.Dataset.from_tensor_slices(tf.concat([lines, [b'']], 0))
+
+  return documents.flat_map(split)
+
+
+def iter_tfds_texts(name: str, split: str, text_feature: str, data_dir: str,
+                    limit: int) -> Iterator[str]:
+  """Up to `limit` non-empty lines of a TFDS split, in order (for tokenizer training)."""
+  builder = tfds_builder(name, data_dir, text_feature)
+  documents = tfds_documents(builder, split, text_feature, 0, 1, shuffle_files=False, seed=0)
+  count = 0
+  for document in documents.as_numpy_iterator():
+    for line in document.decode('utf-8', errors='replace').split('\n'):
+      line = line.strip()
+      if line:
+        yield line
+        count += 1
+        if count >= limit:
+          return
