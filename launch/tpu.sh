@@ -167,7 +167,8 @@ cmd_status() {
   if [[ $TPU_STATE == NOT_FOUND ]]; then
     die "there is no TPU $FLAG_NAME in $FLAG_ZONE${FLAG_PROJECT:+ (project $FLAG_PROJECT)}"
   fi
-  gcloud_describe
+  if [[ $FLAG_QUEUED == true ]]; then info "queued resource $FLAG_NAME is $TPU_STATE"; fi
+  if [[ $FLAG_QUEUED == false || $TPU_STATE == ACTIVE ]]; then gcloud_describe; fi
   if [[ $TPU_STATE == READY || $TPU_STATE == ACTIVE ]]; then
     gcloud_ssh all "$(remote_status_script)"
   fi

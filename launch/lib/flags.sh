@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Flags of tpu.sh. One table gives each flag its environment variable, default and help, so that
 # parsing, defaults and --help cannot drift apart. A flag --foo-bar is stored in FLAG_FOO_BAR.
+# (Plain bash 3.2 constructs, no associative arrays: macOS still ships that bash.)
 
 # name|ENVIRONMENT_VARIABLE|default|kind|help     (kind: value or bool)
 readonly FLAG_TABLE='name|TPU_NAME|electra-jax|value|TPU VM name (also the queued resource name)
@@ -28,20 +29,20 @@ lines|TPU_LOG_LINES|100|value|log lines to show
 follow|TPU_LOG_FOLLOW|true|bool|keep following the log (--no-follow: print and exit)
 grace|TPU_STOP_GRACE|120|value|seconds to wait after SIGTERM (the job saves a checkpoint) before SIGKILL
 interval|TPU_WATCH_INTERVAL|120|value|seconds between checks
-max-restarts|TPU_MAX_RESTARTS|20|value|give up after this many re-creations and restarts
+max-restarts|TPU_MAX_RESTARTS|3|value|restarts of a job that died on a healthy TPU before giving up
 dry-run|TPU_DRY_RUN|false|bool|print the gcloud commands instead of running them'
 
 readonly COMMON_FLAGS='name zone project accelerator queued dry-run'
 readonly CREATE_FLAGS='runtime-version spot preemptible reserved network subnetwork'
 readonly SETUP_FLAGS='repo ref remote-dir python jax'
-readonly TRAIN_FLAGS='config workdir env passthrough remote-dir'
+readonly TRAIN_FLAGS='config workdir env passthrough'
 
 # Prints the flags that subcommand $1 accepts.
 flags_of() {
   case $1 in
     create) echo "$COMMON_FLAGS $CREATE_FLAGS" ;;
     setup) echo "$COMMON_FLAGS $SETUP_FLAGS" ;;
-    train) echo "$COMMON_FLAGS $TRAIN_FLAGS" ;;
+    train) echo "$COMMON_FLAGS $TRAIN_FLAGS remote-dir" ;;
     status) echo "$COMMON_FLAGS workdir remote-dir" ;;
     logs) echo "$COMMON_FLAGS worker lines follow remote-dir" ;;
     stop) echo "$COMMON_FLAGS grace remote-dir" ;;
@@ -51,25 +52,29 @@ flags_of() {
   esac
 }
 
-# Prints the table row of flag $1.
-flag_row() {
-  local row
-  while IFS= read -r row; do
-    if [[ ${row%%|*} == "$1" ]]; then
-      echo "$row"
-      return 0
-    fi
-  done <<<"$FLAG_TABLE"
+# The table as parallel arrays, read once (lookups then need no subshells: watch runs tpu.sh a lot).
+FLAG_NAMES=() FLAG_ENVS=() FLAG_DEFAULTS=() FLAG_KINDS=() FLAG_HELPS=() FLAG_VARS=()
+while IFS='|' read -r name env_name default kind help; do
+  FLAG_NAMES+=("$name") FLAG_ENVS+=("$env_name") FLAG_DEFAULTS+=("$default") FLAG_KINDS+=("$kind")
+  FLAG_HELPS+=("$help")
+done <<<"$FLAG_TABLE"
+while IFS= read -r name; do FLAG_VARS+=("FLAG_$name"); done < <(
+  printf '%s\n' "${FLAG_NAMES[@]}" | tr 'abcdefghijklmnopqrstuvwxyz-' 'ABCDEFGHIJKLMNOPQRSTUVWXYZ_')
+unset name env_name default kind help
+
+# Sets FLAG_I to the table index of flag $1; fails for an unknown flag.
+flag_index() {
+  for ((FLAG_I = 0; FLAG_I < ${#FLAG_NAMES[@]}; FLAG_I++)); do
+    [[ ${FLAG_NAMES[FLAG_I]} == "$1" ]] && return 0
+  done
   return 1
 }
 
-flag_var() { echo "FLAG_$(echo "$1" | tr '[:lower:]-' '[:upper:]_')"; }
-
-# Normalises a boolean ("1", "yes", "true", ...) to true/false; fails on anything else.
+# Sets BOOL to true or false for a boolean such as 1, yes, True or off; fails on anything else.
 to_bool() {
-  case $(echo "$1" | tr '[:upper:]' '[:lower:]') in
-    1 | true | yes | on) echo true ;;
-    0 | false | no | off | '') echo false ;;
+  case $1 in
+    1 | [Tt]rue | TRUE | [Yy]es | YES | [Oo]n | ON) BOOL=true ;;
+    0 | [Ff]alse | FALSE | [Nn]o | NO | [Oo]ff | OFF | '') BOOL=false ;;
     *) return 1 ;;
   esac
 }
@@ -78,24 +83,24 @@ to_bool() {
 # repeated --env into ENV_ASSIGNMENTS and --config.* plus everything after `--` into
 # CONFIG_OVERRIDES. Unknown flags and malformed values stop the script before any gcloud call.
 parse_flags() {
-  local cmd=$1 allowed name row env_name default kind value
+  local cmd=$1 allowed name value env_name arg has_value
   shift
   allowed=" $(flags_of "$cmd") "
   ENV_ASSIGNMENTS=()
   CONFIG_OVERRIDES=()
   for name in $allowed; do
-    row=$(flag_row "$name")
-    IFS='|' read -r _ env_name default kind _ <<<"$row"
-    [[ $kind == list ]] && continue
-    value=$default
-    if [[ -n $env_name && -n ${!env_name:-} ]]; then value=${!env_name}; fi
-    if [[ $kind == bool ]]; then
-      value=$(to_bool "$value") || usage_error "$env_name='${!env_name}' is not a boolean (use true or false)"
+    flag_index "$name"
+    [[ ${FLAG_KINDS[FLAG_I]} == list ]] && continue
+    env_name=${FLAG_ENVS[FLAG_I]}
+    value=${!env_name:-${FLAG_DEFAULTS[FLAG_I]}}
+    if [[ ${FLAG_KINDS[FLAG_I]} == bool ]]; then
+      to_bool "$value" || usage_error "$env_name='$value' is not a boolean (use true or false)"
+      value=$BOOL
     fi
-    printf -v "$(flag_var "$name")" '%s' "$value"
+    printf -v "${FLAG_VARS[FLAG_I]}" '%s' "$value"
   done
   while (($#)); do
-    local arg=$1
+    arg=$1
     shift
     case $arg in
       -h | --help)
@@ -112,40 +117,44 @@ parse_flags() {
         [[ $arg == *=* ]] || usage_error "config override '$arg' needs a value: $arg=VALUE"
         CONFIG_OVERRIDES+=("$arg")
         ;;
+      --no-*)
+        name=${arg#--no-}
+        [[ $allowed == *" $name "* ]] && flag_index "$name" && [[ ${FLAG_KINDS[FLAG_I]} == bool ]] ||
+          usage_error "unknown flag $arg for '$cmd' (see: tpu.sh $cmd --help)"
+        printf -v "${FLAG_VARS[FLAG_I]}" '%s' false
+        ;;
       --*)
         name=${arg#--}
-        value=
-        local has_value=false
+        has_value=false
         if [[ $name == *=* ]]; then
           value=${name#*=}
           name=${name%%=*}
           has_value=true
         fi
-        if [[ $has_value == false && $name == no-* && $allowed == *" ${name#no-} "* ]]; then
-          row=$(flag_row "${name#no-}")
-          if [[ $row == *'|bool|'* ]]; then
-            printf -v "$(flag_var "${name#no-}")" '%s' false
-            continue
-          fi
-        fi
         [[ $allowed == *" $name "* ]] || usage_error "unknown flag --$name for '$cmd' (see: tpu.sh $cmd --help)"
-        row=$(flag_row "$name")
-        IFS='|' read -r _ _ _ kind _ <<<"$row"
-        if [[ $kind == bool ]]; then
-          if [[ $has_value == true ]]; then
-            value=$(to_bool "$value") || usage_error "--$name=$value: use --$name, --no-$name, --$name=true or --$name=false"
-          else
-            value=true
-          fi
-        elif [[ $has_value == false ]]; then
-          (($#)) || usage_error "--$name needs a value"
-          value=$1
-          shift
-        fi
-        if [[ $kind == list ]]; then
+        flag_index "$name"
+        case ${FLAG_KINDS[FLAG_I]} in
+          bool)
+            if [[ $has_value == false ]]; then
+              value=true
+            elif to_bool "$value"; then
+              value=$BOOL
+            else
+              usage_error "--$name=$value: use --$name, --no-$name, --$name=true or --$name=false"
+            fi
+            ;;
+          *)
+            if [[ $has_value == false ]]; then
+              (($#)) || usage_error "--$name needs a value"
+              value=$1
+              shift
+            fi
+            ;;
+        esac
+        if [[ ${FLAG_KINDS[FLAG_I]} == list ]]; then
           ENV_ASSIGNMENTS+=("$value")
         else
-          printf -v "$(flag_var "$name")" '%s' "$value"
+          printf -v "${FLAG_VARS[FLAG_I]}" '%s' "$value"
         fi
         ;;
       *) usage_error "unexpected argument '$arg' for '$cmd' (see: tpu.sh $cmd --help)" ;;
@@ -153,19 +162,19 @@ parse_flags() {
   done
 }
 
-# Prints the flag list of subcommand $1 for --help, each with its variable and current default.
+# Prints the flag list of subcommand $1 for --help, each with its variable and default.
 print_flags() {
-  local name env_name default kind help spec
+  local name spec
   for name in $(flags_of "$1"); do
-    IFS='|' read -r _ env_name default kind help <<<"$(flag_row "$name")"
-    case $kind in
+    flag_index "$name"
+    case ${FLAG_KINDS[FLAG_I]} in
       bool) spec="--[no-]$name" ;;
       list) spec="--$name=KEY=VALUE" ;;
       *) spec="--$name=VALUE" ;;
     esac
-    printf '  %-24s %s\n' "$spec" "$help"
-    if [[ -n $env_name ]]; then
-      printf '  %-24s   [%s, default: %s]\n' '' "\$$env_name" "${default:-none}"
+    printf '  %-24s %s\n' "$spec" "${FLAG_HELPS[FLAG_I]}"
+    if [[ -n ${FLAG_ENVS[FLAG_I]} ]]; then
+      printf '  %-24s   [$%s, default: %s]\n' '' "${FLAG_ENVS[FLAG_I]}" "${FLAG_DEFAULTS[FLAG_I]:-none}"
     fi
   done
 }

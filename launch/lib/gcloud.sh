@@ -27,8 +27,13 @@ run() {
     shell_join "$@"
     return 0
   fi
-  printf '+ %s' "$(shell_join "$@")" >&2
-  printf '\n' >&2
+  local shown=() arg
+  for arg in "$@"; do
+    # A worker script is long: --dry-run shows it whole.
+    if [[ $arg == --command=*$'\n'* ]]; then arg="--command=<script of $(wc -l <<<"$arg" | tr -d ' ') lines>"; fi
+    shown+=("$arg")
+  done
+  printf '+ %s\n' "$(shell_join "${shown[@]}")" >&2
   "$@"
 }
 
@@ -75,12 +80,9 @@ gcloud_delete() {
   fi
 }
 
-# Prints the TPU VM (or queued resource) description, for people.
+# Prints the TPU VM's description, for people.
 gcloud_describe() {
   scope_args
-  if [[ $FLAG_QUEUED == true ]]; then
-    run gcloud compute tpus queued-resources describe "$FLAG_NAME" "${SCOPE[@]}" '--format=value(state.state)'
-  fi
   run gcloud compute tpus tpu-vm describe "$FLAG_NAME" "${SCOPE[@]}" \
     '--format=table(name.basename(),acceleratorType,state,health,runtimeVersion)'
 }

@@ -17,6 +17,7 @@ remote_array() {
 }
 
 remote_prelude() {
+  echo '# shellcheck disable=SC2034  # not every script uses every path'
   echo 'set -euo pipefail'
   # shellcheck disable=SC2016  # $HOME is the worker's, expanded there
   printf 'repo_dir="$HOME"/%s\n' "$(shell_quote "$FLAG_REMOTE_DIR")"

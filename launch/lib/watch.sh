@@ -16,12 +16,11 @@ watch_step() {
 
 # Exports every setting of watch as the TPU_* variable that its flag reads as default.
 export_watch_settings() {
-  local name env_name var
+  local name
   for name in $(flags_of watch); do
-    IFS='|' read -r _ env_name _ _ _ <<<"$(flag_row "$name")"
-    [[ -n $env_name ]] || continue
-    var=$(flag_var "$name")
-    export "$env_name=${!var}"
+    flag_index "$name"
+    [[ -n ${FLAG_ENVS[FLAG_I]} ]] || continue
+    export "${FLAG_ENVS[FLAG_I]}=${!FLAG_VARS[FLAG_I]}"
   done
 }
 
