@@ -85,13 +85,14 @@ def sentencepiece_tokenizer(tmp_path_factory):
   return tokenizer_lib.SentencePieceTokenizer(str(path))
 
 
-def _long_example(qid, answer_word_index, num_sentences=30):
-  """A context of several windows whose answer is the word right after a cue word."""
+def _long_example(qid, answer_word_index, num_answer_words=1, num_sentences=30):
+  """A context of several windows whose answer starts right after a cue word."""
   sentences = [_sentence(8) for _ in range(num_sentences)]
   context = ' '.join(sentences)
-  words = [(m.start(), m.group()) for m in re.finditer(r'\w+', context)]
-  answer_start, answer = words[answer_word_index]
-  cue = words[answer_word_index - 1][1].lower()
+  words = [(m.start(), m.end()) for m in re.finditer(r'\w+', context)]
+  answer_start = words[answer_word_index][0]
+  answer = context[answer_start:words[answer_word_index + num_answer_words - 1][1]]
+  cue = context[slice(*words[answer_word_index - 1])].lower()
   return squad_data.SquadExample(
       qid=qid, title='t', question=f'What is after {cue}?', context=context,
       answer_texts=(answer, answer.lower()), answer_starts=(answer_start, answer_start))
@@ -119,8 +120,10 @@ def test_char_span_to_tokens():
 def test_answer_spans_survive_windowing(tokenizer_kind, sentencepiece_tokenizer):
   tokenizer = (sentencepiece_tokenizer if tokenizer_kind == 'sentencepiece'
                else _wordpiece_tokenizer())
-  examples = [_long_example('first', 1), _long_example('middle', 120),
-              _long_example('last', 239)]
+  # Answers of one to three words (some with a '.' inside) at many places, so that some
+  # start or end right at a window's edge; the first and last words included.
+  examples = [_long_example(f'q{i}', i, num_answer_words=1 + i % 3) for i in range(1, 238, 4)]
+  examples.append(_long_example('last', 239))
   max_seq_length, doc_stride, max_query_length = 64, 20, 10
   features = squad_data.create_features(tokenizer, examples, max_seq_length, doc_stride,
                                         max_query_length)

@@ -122,6 +122,7 @@ def task_metrics(task, predictions, labels) -> dict[str, float]:
 # ---- Averaging -------------------------------------------------------------------------------
 
 AVERAGED_TASKS = ('cola', 'sst2', 'mrpc', 'stsb', 'qqp', 'mnli', 'qnli', 'rte')
+NOT_AVERAGED_KEYS = frozenset({'mnli_mismatched', 'mnli_mm', 'mnli-mm', 'ax'})
 _ELECTRA_TASK_METRIC = {'cola': 'mcc', 'stsb': 'spearman'}  # every other task: accuracy
 
 
@@ -146,14 +147,15 @@ def glue_average(results: Mapping[str, Mapping[str, float]],
 
   Args:
     results: {task name: {metric name: value}}; MNLI's entry must be its *matched* dev
-      results. Entries for other keys (WNLI, 'mnli_mismatched', ...) are allowed and ignored.
+      results. WNLI and the keys in `NOT_AVERAGED_KEYS` ('mnli_mismatched', ...) may be
+      present and are ignored; any other key must name a GLUE task.
     convention: 'electra' (the paper's) or 'glue' (two-metric tasks count their mean).
 
   Returns:
     (average, {task name: task score}) over the eight averaged tasks.
   """
   by_name = {glue_data.get_task(name).name: metrics for name, metrics in results.items()
-             if name.lower() not in ('mnli_mismatched', 'mnli-mm')}
+             if name.lower() not in NOT_AVERAGED_KEYS}
   missing = [name for name in AVERAGED_TASKS if name not in by_name]
   if missing:
     raise ValueError(f'The GLUE average needs all of {AVERAGED_TASKS}; missing {missing}.')
