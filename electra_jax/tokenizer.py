@@ -126,8 +126,11 @@ class SentencePieceTokenizer(Tokenizer):
   def tf_tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
     if self._tf_tokenizer is None:
       import tensorflow_text as tf_text  # pylint: disable=g-import-not-at-top
-      self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=self._model_proto,
-                                                          out_type=tf.int32)
+      # Created eagerly even when first called while tracing a tf.data function, so the one
+      # resource is shared by every dataset (and thread) that uses this tokenizer.
+      with tf.init_scope():
+        self._tf_tokenizer = tf_text.SentencepieceTokenizer(model=self._model_proto,
+                                                            out_type=tf.int32)
     return self._tf_tokenizer.tokenize(strings)
 
   def files(self) -> list[str]:

@@ -111,21 +111,29 @@ def tfds_splits(builder, train_split: str, eval_split: str,
   Raises:
     ValueError: an unknown split, or a sliced train split with nothing held out for eval.
   """
-  base = train_split.split('[')[0]
-  if base not in builder.info.splits:
-    raise ValueError(f'TFDS dataset {builder.name!r} has no split {base!r}; it has '
-                     f'{sorted(builder.info.splits.keys())}.')
+  known_splits = builder.info.splits  # empty until the data is prepared (or under mock_data)
+  for split in (train_split, eval_split):
+    base = split.split('[')[0]
+    if split and known_splits and base not in known_splits:
+      raise ValueError(f'TFDS dataset {builder.name!r} has no split {base!r}; it has '
+                       f'{sorted(known_splits.keys())}. Set --config.data.tfds_train_split / '
+                       'tfds_eval_split.')
   if eval_split:
     return train_split, eval_split
   if '[' in train_split:
     raise ValueError(f'data.tfds_train_split={train_split!r} is sliced, so the eval part cannot be '
                      'held out of it automatically: set --config.data.tfds_eval_split too.')
-  num_examples = builder.info.splits[train_split].num_examples
-  num_eval = max(1, int(round(num_examples * eval_fraction)))
-  if num_examples and num_eval >= num_examples:
-    raise ValueError(f'TFDS split {train_split!r} has {num_examples} examples: too few to hold '
-                     f'out {eval_fraction:.1%} for eval. Set --config.data.tfds_eval_split.')
-  return f'{train_split}[:{num_examples - num_eval}]', f'{train_split}[{num_examples - num_eval}:]'
+  if known_splits:
+    num_examples = known_splits[train_split].num_examples
+    num_eval = max(1, int(round(num_examples * eval_fraction)))
+    if num_eval >= num_examples:
+      raise ValueError(f'TFDS split {train_split!r} has {num_examples} examples: too few to hold '
+                       f'out {eval_fraction:.1%} for eval. Set --config.data.tfds_eval_split.')
+    cut = num_examples - num_eval
+    return f'{train_split}[:{cut}]', f'{train_split}[{cut}:]'
+  # Sizes unknown: slice by whole percents.
+  cut = 100 - max(1, int(round(eval_fraction * 100)))
+  return f'{train_split}[:{cut}%]', f'{train_split}[{cut}%:]'
 
 
 def tfds_documents(builder, split: str, text_feature: str, process_index: int,
