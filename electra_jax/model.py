@@ -22,9 +22,11 @@ both networks, as the original does; `split_params` / `merge_params` convert bet
 standalone `Discriminator` / `Generator` trees.
 """
 
+import math
 from typing import Any
 
 import flax.linen as nn
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -71,26 +73,96 @@ def generator_config(disc_config: ml_collections.ConfigDict,
   return gen
 
 
-def _init(config, axes):
-  return nn.with_logical_partitioning(
-      nn.initializers.truncated_normal(config.initializer_range), axes)
+def _divisible_logical_axes(shape, logical_axes, mesh, rules):
+  """`logical_axes` with None wherever the mapped mesh axes do not divide the dimension.
+
+  A small generator has a single attention head (and tiny tables), which a tensor axis of 2
+  cannot split; such a dimension is replicated instead of failing.
+  """
+  mesh_axes = nn.logical_to_mesh_axes(logical_axes, rules)
+  kept = []
+  for size, name, axes in zip(shape, logical_axes, mesh_axes):
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    ways = math.prod(mesh.shape.get(axis, 1) for axis in axes)
+    kept.append(name if size % ways == 0 else None)
+  return tuple(kept)
 
 
-def _dense(config, features, kernel_axes, name, axis=-1):
-  """DenseGeneral with float32 params, compute in config dtype and logical axis names."""
-  features_tuple = features if isinstance(features, tuple) else (features,)
-  bias_axes = kernel_axes[-len(features_tuple):]
-  return nn.DenseGeneral(
-      features, axis=axis, dtype=compute_dtype(config.dtype), param_dtype=jnp.float32,
-      kernel_init=_init(config, kernel_axes),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), bias_axes), name=name)
+def _constrain(x, logical_axes):
+  """`nn.with_logical_constraint` that leaves indivisible dimensions unconstrained."""
+  rules, mesh = nn.get_logical_axis_rules(), meta.get_global_mesh()
+  if rules and mesh is not None:
+    logical_axes = _divisible_logical_axes(x.shape, logical_axes, mesh, rules)
+  return nn.with_logical_constraint(x, logical_axes)
+
+
+def param_shardings(abstract_params, mesh: jax.sharding.Mesh, rules):
+  """NamedShardings for boxed (abstract) params, replicating dimensions the mesh cannot divide.
+
+  Use instead of `nn.logical_to_mesh_sharding(nn.get_partition_spec(...))`, which fails when,
+  e.g., a one-head generator meets a tensor axis of 2. The result can be `jit`'s `out_shardings`
+  for `init_pretrainer_params`.
+  """
+
+  def sharding(leaf):
+    if not isinstance(leaf, nn.Partitioned):
+      return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    names = _divisible_logical_axes(leaf.value.shape, leaf.names, mesh, rules)
+    return jax.sharding.NamedSharding(mesh, nn.logical_to_mesh_axes(names, rules))
+
+  return jax.tree.map(sharding, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+class _Partitioned(nn.LogicallyPartitioned):
+  """Logically partitioned param whose read-time constraint skips indivisible dimensions."""
+
+  def unbox(self, apply_constraint=True):
+    if apply_constraint and meta.global_mesh_defined():
+      return _constrain(self.value, self.names)
+    return self.value
+
+
+def _partitioned(init, names):
+  """Like `nn.with_logical_partitioning`, with `_Partitioned` boxes."""
+  return lambda *args, **kwargs: _Partitioned(init(*args, **kwargs), names)
+
+
+class Dense(nn.Module):
+  """Dense layer over the last `contract_dims` input dims, to `features` (int or tuple).
+
+  The kernel is created in its final [*in_dims, *features] shape: Flax's `DenseGeneral` creates a
+  flat kernel first, whose sharding constraint then has the wrong rank.
+  """
+  config: ml_collections.ConfigDict
+  features: int | tuple[int, ...]
+  kernel_axes: tuple[str | None, ...]
+  contract_dims: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    features = self.features if isinstance(self.features, tuple) else (self.features,)
+    in_shape = x.shape[x.ndim - self.contract_dims:]
+    kernel = self.param(
+        'kernel', _partitioned(nn.initializers.truncated_normal(self.config.initializer_range),
+                               self.kernel_axes), in_shape + features, jnp.float32)
+    bias = self.param('bias', _partitioned(nn.initializers.zeros_init(),
+                                           self.kernel_axes[self.contract_dims:]),
+                      features, jnp.float32)
+    dtype = compute_dtype(self.config.dtype)
+    contract = (tuple(range(x.ndim - self.contract_dims, x.ndim)), tuple(range(self.contract_dims)))
+    y = jax.lax.dot_general(x.astype(dtype), kernel.astype(dtype), (contract, ((), ())))
+    return y + bias.astype(dtype)
+
+
+def _dense(config, features, kernel_axes, name, contract_dims=1):
+  return Dense(config, features, kernel_axes, contract_dims, name=name)
 
 
 def _layer_norm(config, name):
   return nn.LayerNorm(
       epsilon=config.layer_norm_eps, dtype=compute_dtype(config.dtype), param_dtype=jnp.float32,
-      scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ('embed',)),
-      bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ('embed',)), name=name)
+      scale_init=_partitioned(nn.initializers.ones_init(), ('embed',)),
+      bias_init=_partitioned(nn.initializers.zeros_init(), ('embed',)), name=name)
 
 
 def _gelu(x):
@@ -105,7 +177,7 @@ class _LayerNormParams(nn.Module):
   @nn.compact
   def __call__(self):
     scale_init = nn.initializers.zeros_init() if self.zeros else nn.initializers.ones_init()
-    part = lambda init: nn.with_logical_partitioning(init, ('embed',))
+    part = lambda init: _partitioned(init, ('embed',))
     return {'scale': self.param('scale', part(scale_init), (self.size,), jnp.float32),
             'bias': self.param('bias', part(nn.initializers.zeros_init()), (self.size,),
                                jnp.float32)}
@@ -126,7 +198,7 @@ class EmbeddingTables(nn.Module):
     base_init = (nn.initializers.zeros_init() if self.zeros else
                  nn.initializers.truncated_normal(c.initializer_range))
     table = lambda name, rows, axes: self.param(
-        name, nn.with_logical_partitioning(base_init, axes), (rows, c.embedding_size), jnp.float32)
+        name, _partitioned(base_init, axes), (rows, c.embedding_size), jnp.float32)
     return {
         'word_embeddings': table('word_embeddings', c.vocab_size, ('vocab', 'embed')),
         'position_embeddings': table('position_embeddings', c.max_position_embeddings,
@@ -151,7 +223,7 @@ def embed(config, tables, input_ids, token_type_ids):
   x = (x - mean) * jax.lax.rsqrt(var + config.layer_norm_eps)
   x = x * tables['LayerNorm']['scale'] + tables['LayerNorm']['bias']
   x = x.astype(compute_dtype(config.dtype))
-  return nn.with_logical_constraint(x, ('batch', 'length', 'act_embed'))
+  return _constrain(x, ('batch', 'length', 'act_embed'))
 
 
 class SelfAttention(nn.Module):
@@ -163,7 +235,7 @@ class SelfAttention(nn.Module):
     c = self.config
     head_dim = c.hidden_size // c.num_heads
     qkv = [
-        nn.with_logical_constraint(
+        _constrain(
             _dense(c, (c.num_heads, head_dim), ('embed', 'heads', 'kv'), name)(hidden),
             ('batch', 'length', 'act_heads', None)) for name in ('query', 'key', 'value')
     ]
@@ -179,8 +251,8 @@ class SelfAttention(nn.Module):
       probs = nn.Dropout(c.attention_dropout_prob)(jax.nn.softmax(logits, axis=-1),
                                                    deterministic=False)
       context = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
-    context = nn.with_logical_constraint(context, ('batch', 'length', 'act_heads', None))
-    return _dense(c, c.hidden_size, ('heads', 'kv', 'embed'), 'output', axis=(-2, -1))(context)
+    context = _constrain(context, ('batch', 'length', 'act_heads', None))
+    return _dense(c, c.hidden_size, ('heads', 'kv', 'embed'), 'output', contract_dims=2)(context)
 
 
 class TransformerLayer(nn.Module):
@@ -193,12 +265,12 @@ class TransformerLayer(nn.Module):
     dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
     attended = SelfAttention(c, name='attention')(hidden, attention_mask, deterministic)
     hidden = _layer_norm(c, 'attention_LayerNorm')(dropout(attended) + hidden)
-    hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'act_embed'))
+    hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
     inner = _gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
-    inner = nn.with_logical_constraint(inner, ('batch', 'length', 'act_mlp'))
+    inner = _constrain(inner, ('batch', 'length', 'act_mlp'))
     out = _dense(c, c.hidden_size, ('mlp', 'embed'), 'output')(inner)
     hidden = _layer_norm(c, 'output_LayerNorm')(dropout(out) + hidden)
-    return nn.with_logical_constraint(hidden, ('batch', 'length', 'act_embed'))
+    return _constrain(hidden, ('batch', 'length', 'act_embed'))
 
 
 class _ScannedLayer(TransformerLayer):
@@ -239,7 +311,7 @@ def _encode(module, config, tables, input_ids, token_type_ids, attention_mask, d
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
     hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project')(hidden)
-  hidden = nn.with_logical_constraint(hidden, ('batch', 'length', 'act_embed'))
+  hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
   return Encoder(config, name='encoder')(hidden, attention_mask, deterministic)
 
 
@@ -272,7 +344,7 @@ class OutputBias(nn.Module):
 
   @nn.compact
   def __call__(self):
-    return self.param('bias', nn.with_logical_partitioning(nn.initializers.zeros_init(),
+    return self.param('bias', _partitioned(nn.initializers.zeros_init(),
                                                            ('vocab',)),
                       (self.vocab_size,), jnp.float32)
 
@@ -320,7 +392,7 @@ class Generator(nn.Module):
                         embedding_tables['word_embeddings'].astype(dtype),
                         preferred_element_type=jnp.float32)
     logits = logits + OutputBias(c.vocab_size, name='generator_lm_head')()
-    return nn.with_logical_constraint(logits, ('batch', None, 'act_vocab'))
+    return _constrain(logits, ('batch', None, 'act_vocab'))
 
 
 class ElectraPretrainer(nn.Module):
