@@ -298,6 +298,15 @@ def test_worker_scripts_detach_report_and_stop_the_job(cloud, tmp_path):
   python.chmod(0o755)
   bin_dir = fake_worker_bin(tmp_path)
 
+  pid_file = home / 'electra-jax-logs' / 'train.pid'
+  try:
+    _run_job_lifecycle(scripts, home, bin_dir)
+  finally:  # never leave the fake job behind when an assertion failed half-way
+    if pid_file.exists():
+      subprocess.run(['kill', '-KILL', '--', f'-{pid_file.read_text().strip()}'], capture_output=True)
+
+
+def _run_job_lifecycle(scripts, home, bin_dir):
   started = time.monotonic()
   result = run_on_worker(scripts['train'], home, bin_dir)
   assert result.returncode == 0, result.stderr
