@@ -23,12 +23,11 @@ import re
 import sys
 import sysconfig
 from typing import Iterator, Sequence
-import zlib
 
 import tensorflow as tf
 
 # Bump when the way the built-in corpus is assembled changes: it keys the tokenizer cache.
-BUILTIN_CORPUS_VERSION = 1
+BUILTIN_CORPUS_VERSION = 2
 # Document-aligned shards of the built-in corpus: enough for 16 hosts to each read their own.
 BUILTIN_NUM_SHARDS = 16
 # Docstrings shorter than this are mostly one-liners ("Return x.") that teach little.
@@ -140,7 +139,10 @@ def builtin_corpus() -> BuiltinCorpus:
     documents.extend(_split_document(pydoc_data.topics.topics[topic]))
   for docstring in _stdlib_docstrings():
     documents.extend(_split_document(docstring))
-  return BuiltinCorpus(documents=tuple(tuple(d) for d in documents if d))
+  # The stdlib repeats some docstrings (inherited or copied APIs): keep each document once, so
+  # that no held-out document also appears in training.
+  unique = dict.fromkeys(tuple(d) for d in documents if d)
+  return BuiltinCorpus(documents=tuple(unique))
 
 
 def builtin_corpus_key() -> str:
@@ -198,8 +200,3 @@ def iter_files_texts(files: Sequence[str], max_chars: int) -> Iterator[str]:
     for line in iter_file_lines(path, max_chars):
       if line:
         yield line
-
-
-def stable_fingerprint(text: str) -> int:
-  """A 32-bit fingerprint that is the same in every process (Python's hash() is salted)."""
-  return zlib.crc32(text.encode('utf-8'))
