@@ -1,0 +1,155 @@
+"""Text files as they come (blank runs, bad bytes, huge lines, .gz) and clear errors for bad input."""
+
+import gzip
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.data import corpus
+from electra_jax.data import pretraining
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'configs'))
+import tiny  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope='session')
+def builtin_model(tmp_path_factory):
+  config = tiny.get_config()
+  config.tokenizer.cache_dir = str(tmp_path_factory.getbasetemp() / 'electra_jax_cache')
+  return tokenizer_lib.builtin_tokenizer_path(config)
+
+
+@pytest.fixture
+def config(builtin_model, tmp_path):
+  config = tiny.get_config()
+  config.tokenizer.cache_dir = str(tmp_path / 'unused_cache')
+  config.tokenizer.path = builtin_model
+  config.data.source = 'files'
+  config.train.batch_size = 4
+  config.data.shuffle_buffer = 10
+  return config
+
+
+def test_messy_text_files_are_read_not_fatal(config, tmp_path):
+  overlong = ('word ' * 200_000).encode()  # one 1 MB line
+  raw = (b'First document, first sentence.\r\nIts second sentence.\n\n\n\n   \n'
+         b'Bad bytes \xff\xfe\xc3 inside a line.\n\t\n' + overlong + b'\n\n'
+         b'A last document without a trailing newline.')
+  (tmp_path / 'messy.txt').write_bytes(raw)
+  with gzip.open(tmp_path / 'messy2.txt.gz', 'wb') as f:
+    f.write(raw)
+  config.data.train_files = f'{tmp_path}/messy.txt, {tmp_path}/messy2.txt.gz'
+  config.data.eval_fraction = 0.0
+  config.data.eval_files = str(tmp_path / 'messy.txt')
+  examples = list(pretraining.packed_examples(config, 'train', training=False)
+                  .as_numpy_iterator())
+  tokenizer = tokenizer_lib.SentencePieceTokenizer(config.tokenizer.path)
+  texts = [tokenizer.decode(e['input_ids']) for e in examples]
+  # Per file 4 documents ('\t' is blank too): the two sentences, the bad-bytes line, the huge
+  # line (which fills an example on its own), the unterminated last line. Files interleave.
+  assert len(examples) == 8 and texts[0::2] == texts[1::2]
+  first_file = texts[0::2]
+  assert first_file[0] == 'First document, first sentence. Its second sentence.'
+  assert first_file[1].startswith('Bad bytes') and first_file[1].endswith('inside a line.')
+  assert (examples[4]['input_ids'] != 0).sum() == 128 and first_file[2].startswith('word word')
+  assert first_file[3] == 'A last document without a trailing newline.'
+  batch = next(iter(pretraining.make_dataset(config, 'train')))
+  assert batch['input_ids'].shape == (4, 128)
+
+
+def test_clean_line_python_side():
+  assert corpus.clean_line(b'  caf\xc3\xa9 \xff ok \r\n', 100) == 'caf\u00e9 \ufffd ok'
+  assert corpus.clean_line(b'x' * 50, 10) == 'x' * 10
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('train_files', '/no/such/dir/*.txt', 'matches no file'),
+    ('train_files', '/no/such/file.txt', 'matches no file'),
+    ('train_files', ' , ', 'is empty'),
+])
+def test_missing_paths(config, field, value, message):
+  config.data[field] = value
+  with pytest.raises(ValueError, match=message):
+    pretraining.make_dataset(config, 'train')
+
+
+def test_empty_corpus(config, tmp_path):
+  (tmp_path / 'blank.txt').write_text('\n\n   \n\t\n')
+  config.data.train_files = str(tmp_path / 'blank.txt')
+  with pytest.raises(ValueError, match='empty corpus'):
+    pretraining.validate_data_config(config)
+
+
+def test_sequence_longer_than_positions(config):
+  config.data.max_seq_length = 256
+  with pytest.raises(ValueError, match='max_position_embeddings=128'):
+    pretraining.validate_data_config(config)
+
+
+def test_tokenizer_larger_than_model_vocab(config, tmp_path):
+  (tmp_path / 'a.txt').write_text('Some text.\n')
+  config.data.train_files = str(tmp_path / 'a.txt')
+  config.model.vocab_size = 1000
+  with pytest.raises(ValueError, match='raise model.vocab_size to at least 4096'):
+    pretraining.validate_data_config(config)
+  config.data.source = 'builtin'
+  config.tokenizer.path = ''
+  with pytest.raises(ValueError, match='tokenizer.vocab_size=4096 exceeds model.vocab_size=1000'):
+    pretraining.validate_data_config(config)
+  assert not os.path.exists(config.tokenizer.cache_dir)  # failed before training anything
+
+
+def test_non_builtin_source_without_tokenizer(config, tmp_path):
+  (tmp_path / 'a.txt').write_text('Some text.\n')
+  config.data.train_files = str(tmp_path / 'a.txt')
+  config.tokenizer.path = ''
+  with pytest.raises(ValueError, match='python -m electra_jax.tokenizer'):
+    pretraining.validate_data_config(config)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('source', 'web', 'data.source'),
+    ('mask_prob', 0.0, 'mask_prob'),
+    ('random_token_prob', 0.3, 'exceeds 1'),
+    ('max_predictions_per_seq', 500, 'max_predictions_per_seq=500'),
+])
+def test_bad_data_options(config, field, value, message):
+  config.data[field] = value
+  with pytest.raises(ValueError, match=message):
+    pretraining.validate_data_config(config)
+
+
+def test_bad_split_and_host_layout(config, tmp_path):
+  (tmp_path / 'a.txt').write_text('Some text.\n')
+  config.data.train_files = str(tmp_path / 'a.txt')
+  with pytest.raises(ValueError, match="split='test'"):
+    pretraining.make_dataset(config, 'test')
+  with pytest.raises(ValueError, match='not divisible by the 3 hosts'):
+    pretraining.make_dataset(config, 'train', 0, 3)
+
+
+def test_missing_prepared_dir(config, tmp_path):
+  config.data.source = 'prepared'
+  config.data.prepared_dir = str(tmp_path / 'nothing')
+  with pytest.raises(ValueError, match='prepare'):
+    pretraining.validate_data_config(config)
+
+
+def test_tfds_dataset_unknown(config):
+  config.data.source = 'tfds'
+  config.data.tfds_name = 'surely_not_a_dataset_name'
+  with pytest.raises(ValueError, match='surely_not_a_dataset_name'):
+    pretraining.validate_data_config(config)
+
+
+def test_batches_respect_the_declared_dtypes(config, tmp_path):
+  (tmp_path / 'a.txt').write_text('One sentence here.\nAnother one there.\n\nSecond document.\n')
+  config.data.train_files = str(tmp_path / 'a.txt')
+  config.data.eval_fraction = 0.0
+  config.data.eval_files = str(tmp_path / 'a.txt')
+  batch = next(iter(pretraining.make_dataset(config, 'eval')))
+  assert batch['masked_lm_weights'].dtype == np.float32
+  assert batch['masked_lm_positions'].dtype == np.int32
