@@ -22,3 +22,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 @pytest.fixture(scope='session')
 def repo_root() -> pathlib.Path:
   return REPO_ROOT
+
+# Compiled executables are reused across the many tiny runs (and subprocesses) of the suite.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/electra-jax-test-compilation-cache')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')

@@ -1,0 +1,147 @@
+"""What the user sees: the progress line, `metrics.jsonl`, TensorBoard events, MFU.
+
+Everything here runs on the host, outside `jit`, and only process 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+# Dense bfloat16 peak TFLOP/s of ONE jax device (a TPU v2/v3 device is one of a chip's two cores).
+_PEAK_TFLOPS_BY_KIND = (
+    ('TPU v2', 22.5), ('TPU v3', 61.5), ('TPU v4', 275.0), ('TPU v5 lite', 197.0),
+    ('TPU v5e', 197.0), ('TPU v5p', 459.0), ('TPU v5', 459.0), ('TPU v6 lite', 918.0),
+    ('TPU v6e', 918.0), ('TPU7x', 2307.0), ('H200', 989.0), ('H100', 989.0), ('A100', 312.0),
+    ('L4', 121.0), ('V100', 125.0),
+)
+
+
+def peak_tflops_per_device(device: jax.Device, override: float = 0.0) -> float | None:
+  """The chip's dense bf16 peak for MFU, or None when unknown (e.g. CPUs)."""
+  if override:
+    return float(override)
+  kind = getattr(device, 'device_kind', '')
+  for prefix, peak in _PEAK_TFLOPS_BY_KIND:
+    if prefix in kind:
+      return peak
+  return None
+
+
+def format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return '?'
+  seconds = int(seconds)
+  hours, rest = divmod(seconds, 3600)
+  return f'{hours}h{rest // 60:02d}m' if hours else f'{rest // 60}m{rest % 60:02d}s'
+
+
+class Throughput:
+  """Steps/s, tokens/s and TFLOP/s per device between two log points."""
+
+  def __init__(self, *, tokens_per_step: int, flops_per_step: float, num_devices: int,
+               peak_tflops: float | None):
+    self.tokens_per_step = tokens_per_step
+    self.flops_per_step = flops_per_step
+    self.num_devices = num_devices
+    self.peak_tflops = peak_tflops
+    self._last_time = None
+    self._last_step = None
+
+  def start(self, step: int):
+    self._last_time, self._last_step = time.perf_counter(), step
+
+  def measure(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    steps = step - self._last_step
+    elapsed = max(now - self._last_time, 1e-9)
+    self._last_time, self._last_step = now, step
+    if steps <= 0:
+      return {}
+    step_time = elapsed / steps
+    tflops = self.flops_per_step / step_time / self.num_devices / 1e12
+    out = {'steps_per_sec': 1.0 / step_time, 'step_time_s': step_time,
+           'tokens_per_sec': self.tokens_per_step / step_time, 'tflops_per_device': tflops}
+    if self.peak_tflops:
+      out['mfu'] = tflops / self.peak_tflops
+    return out
+
+
+class MetricsWriter:
+  """Writes `metrics.jsonl` (one JSON object per record) and TensorBoard events (process 0)."""
+
+  def __init__(self, workdir: str):
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    tf.io.gfile.makedirs(workdir)
+    self._jsonl = tf.io.gfile.GFile(f'{workdir}/metrics.jsonl', 'a')
+    self._tb = tf.summary.create_file_writer(f'{workdir}/tensorboard')
+
+  def write(self, step: int, metrics: Mapping[str, float]):
+    if not self.enabled:
+      return
+    record = {'step': int(step)}
+    record.update({k: _to_python(v) for k, v in metrics.items()})
+    self._jsonl.write(json.dumps(record) + '\n')
+    self._jsonl.flush()
+    with self._tb.as_default(step=int(step)):
+      for name, value in record.items():
+        if name != 'step' and isinstance(value, (int, float)):
+          tf.summary.scalar(name, value)
+    self._tb.flush()
+
+  def close(self):
+    if self.enabled:
+      self._jsonl.close()
+      self._tb.close()
+
+
+def _to_python(value):
+  value = np.asarray(value)
+  return value.item() if value.size == 1 else value.tolist()
+
+
+def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> str:
+  """`step 1200/10000 | loss 12.345 | mlm_acc 0.312 | disc_auc 0.871 | 3.1 steps/s | ...`"""
+  parts = [f'step {step}/{num_steps}']
+  for key, label, fmt in (
+      ('loss', 'loss', '.4f'), ('masked_lm_accuracy', 'mlm_acc', '.3f'),
+      ('disc_loss', 'disc_loss', '.4f'), ('disc_auc', 'disc_auc', '.3f'),
+      ('learning_rate', 'lr', '.2e'), ('grad_norm', 'gnorm', '.2f'),
+      ('steps_per_sec', 'steps/s', '.2f'), ('tokens_per_sec', 'tok/s', ',.0f'),
+      ('tflops_per_device', 'TFLOP/s/dev', '.2f'), ('mfu', 'MFU', '.1%')):
+    if key in metrics:
+      parts.append(f'{label} {format(float(metrics[key]), fmt)}')
+  if metrics.get('steps_per_sec'):
+    parts.append(f'ETA {format_duration((num_steps - step) / metrics["steps_per_sec"])}')
+  return ' | '.join(parts)
+
+
+def log_memory_analysis(compiled) -> None:
+  """Prints XLA's per-device memory estimate of a compiled step (None on some backends)."""
+  try:
+    analysis = compiled.memory_analysis()
+  except Exception as error:  # noqa: BLE001 - purely informational
+    logging.info('Memory analysis unavailable: %s', error)
+    return
+  if analysis is None:
+    logging.info('Memory analysis unavailable on this backend.')
+    return
+  gib = 1024 ** 3
+  fields = ('argument_size_in_bytes', 'output_size_in_bytes', 'temp_size_in_bytes',
+            'alias_size_in_bytes', 'generated_code_size_in_bytes')
+  sizes = {f: getattr(analysis, f, 0) or 0 for f in fields}
+  total = (sizes['argument_size_in_bytes'] + sizes['output_size_in_bytes']
+           + sizes['temp_size_in_bytes'] - sizes['alias_size_in_bytes'])
+  logging.info('Compiled train step, memory per device: arguments %.3f GiB, outputs %.3f GiB, '
+               'temporaries %.3f GiB, aliased %.3f GiB -> about %.3f GiB in use.',
+               sizes['argument_size_in_bytes'] / gib, sizes['output_size_in_bytes'] / gib,
+               sizes['temp_size_in_bytes'] / gib, sizes['alias_size_in_bytes'] / gib, total / gib)

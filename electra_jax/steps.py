@@ -1,0 +1,157 @@
+"""The jitted pieces of pre-training: sharded state creation, the train step and the eval step.
+
+Everything here is a pure function of arrays; `train.py` wraps them in `jax.jit` with explicit
+shardings and runs the loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from electra_jax import model as model_lib
+from electra_jax import objective
+
+BATCH_KEYS = ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids',
+              'masked_lm_positions', 'masked_lm_ids', 'masked_lm_weights')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: optimizer steps taken
+  params: Any  # the joint generator + discriminator parameters (float32)
+  opt_state: Any
+
+
+def build_model(config: ml_collections.ConfigDict) -> model_lib.ElectraPretrainer:
+  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction)
+  return model_lib.ElectraPretrainer(config.model, gen_config, config.electra.embedding_sharing)
+
+
+# ---- State, created directly sharded ---------------------------------------------------------
+
+def state_shardings(init_fn: Callable[[jax.Array], TrainState], rng: jax.Array, mesh: Mesh,
+                    rules) -> tuple[Any, Any]:
+  """(abstract unboxed state, NamedShardings) from the logical axis names of the parameters.
+
+  `init_fn` returns a state whose params (and so optimizer slots) are still `nn.Partitioned`
+  boxes: eval_shape reads their logical names without allocating anything.
+  """
+  boxed = jax.eval_shape(init_fn, rng)
+  logical_specs = nn.get_partition_spec(boxed)
+  shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+  unboxed = jax.eval_shape(lambda r: nn.unbox(init_fn(r)), rng)
+  abstract = jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(
+      leaf.shape, leaf.dtype, sharding=sharding), unboxed, shardings)
+  return abstract, shardings
+
+
+def make_init_fn(model: model_lib.ElectraPretrainer, tx: optax.GradientTransformation,
+                 max_seq_length: int, max_predictions: int) -> Callable[[jax.Array], TrainState]:
+  def init_fn(rng):
+    params = model_lib.init_pretrainer_params(model, rng, max_seq_length, max_predictions)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  return init_fn
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Examples are split over every data-parallel axis; the length axis stays whole."""
+  return NamedSharding(mesh, P(('data', 'fsdp')))
+
+
+# ---- Train step --------------------------------------------------------------------------------
+
+def _split_micro_batches(tree: Any, num_micro: int) -> Any:
+  """[batch, ...] -> [num_micro, batch // num_micro, ...], micro-batch i = examples i::num_micro.
+
+  Strided rather than contiguous, so that each micro-batch still spreads over every device of
+  the batch-sharded axis instead of living on a few of them.
+  """
+  def split(x):
+    x = x.reshape((x.shape[0] // num_micro, num_micro) + x.shape[1:])
+    return jnp.swapaxes(x, 0, 1)
+  return jax.tree.map(split, tree)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, config,
+               base_rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimizer step on a global batch.
+
+  masked batch -> generator -> Gumbel sample (no gradient) -> discriminator -> combined loss ->
+  gradients (summed over micro-batches when accumulating) -> clip -> AdamW.
+
+  Args:
+    state: the sharded TrainState (donated by the caller).
+    batch: global arrays, [batch, length] and [batch, max_predictions].
+    model, tx, config: static; the ElectraPretrainer, the optax optimizer and the full config.
+    base_rng: the run's key; this step uses `fold_in(base_rng, step)`.
+
+  Returns:
+    (new state, stats) where stats are the objective's summed statistics plus the scalars
+    `total_loss`, `grad_norm` and `param_norm` for logging.
+  """
+  rng = jax.random.fold_in(base_rng, state.step)
+  sample_rng, dropout_rng = jax.random.split(rng)
+  batch_size = batch['input_ids'].shape[0]
+  sample_rngs = jax.random.split(sample_rng, batch_size)  # one key per example
+  # Loss normalisers over the whole global batch, so micro-batch losses add up to the batch loss.
+  normalizers = objective.loss_normalizers(batch)
+
+  def loss_fn(params, micro_batch, micro_sample_rngs, micro_dropout_rng):
+    return objective.pretraining_loss(
+        model, params, micro_batch, sample_rng=micro_sample_rngs, dropout_rng=micro_dropout_rng,
+        deterministic=False, electra_config=config.electra, normalizers=normalizers)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  num_micro = config.train.grad_accum_steps
+  if num_micro == 1:
+    (loss, stats), grads = grad_fn(state.params, batch, sample_rngs, dropout_rng)
+  else:
+    micro_batches = _split_micro_batches(batch, num_micro)
+    micro_rngs = _split_micro_batches(sample_rngs, num_micro)
+
+    def accumulate(carry, inputs):
+      index, micro_batch, micro_sample_rngs = inputs
+      (loss, stats), grads = grad_fn(state.params, micro_batch, micro_sample_rngs,
+                                     jax.random.fold_in(dropout_rng, index))
+      return jax.tree.map(jnp.add, carry, (loss, stats, grads)), None
+
+    first = jax.tree.map(lambda x: x[0], (micro_batches, micro_rngs))
+    shapes = jax.eval_shape(lambda: grad_fn(state.params, *first, dropout_rng))
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    carry = (zeros[0][0], zeros[0][1], zeros[1])  # (loss, stats, grads)
+    (loss, stats, grads), _ = jax.lax.scan(
+        accumulate, carry, (jnp.arange(num_micro), micro_batches, micro_rngs))
+
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  stats = dict(stats)
+  stats['total_loss'] = loss
+  stats['grad_norm'] = optax.tree.norm(grads)
+  stats['param_norm'] = optax.tree.norm(params)
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+  return new_state, stats
+
+
+# ---- Eval step ---------------------------------------------------------------------------------
+
+def eval_step(params: Any, batch: dict[str, jax.Array], batch_index: jax.Array, *, model, config,
+              base_rng: jax.Array) -> dict[str, jax.Array]:
+  """Summed statistics of one held-out batch (no dropout; fixed sampling keys per batch index).
+
+  Summing the returned stats over the whole eval set, then `objective.summarize`, gives metrics
+  over the set, AUC included (its histogram is summed, not its per-batch values averaged).
+  """
+  rng = jax.random.fold_in(jax.random.fold_in(base_rng, 0x5EED), batch_index)
+  sample_rngs = jax.random.split(rng, batch['input_ids'].shape[0])
+  _, stats = objective.pretraining_loss(
+      model, params, batch, sample_rng=sample_rngs, dropout_rng=rng, deterministic=True,
+      electra_config=config.electra)
+  return stats

@@ -1,0 +1,94 @@
+"""The real CLI as subprocesses: multi-host equivalence, SIGTERM and resume, learning on `tiny`."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+SMALL_OVERRIDES = [
+    '--config.data.source=synthetic', '--config.model.vocab_size=256',
+    '--config.model.embedding_size=64', '--config.model.hidden_size=64',
+    '--config.model.num_heads=2', '--config.model.intermediate_size=128',
+    '--config.model.num_layers=1', '--config.model.max_position_embeddings=32',
+    '--config.data.max_seq_length=32', '--config.train.batch_size=16',
+    '--config.train.num_steps=3', '--config.train.warmup_steps=1', '--config.train.log_every=1',
+    '--config.train.eval_every=0',
+]
+
+
+def _env(num_devices: int) -> dict:
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  return env
+
+
+def _cli(repo_root, workdir, *extra) -> list[str]:
+  return [sys.executable, '-m', 'electra_jax.main', f'--config={repo_root}/configs/tiny.py',
+          f'--workdir={workdir}', *extra]
+
+
+def _losses(workdir) -> list[float]:
+  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return [json.loads(line)['loss'] for line in lines if 'loss' in json.loads(line)]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_of_four_devices_match_one_process_of_eight(repo_root, tmp_path):
+  single = subprocess.run(_cli(repo_root, tmp_path / 'single', *SMALL_OVERRIDES),
+                          env=_env(8), cwd=repo_root, capture_output=True, text=True, timeout=600)
+  assert single.returncode == 0, single.stderr[-3000:]
+  port = _free_port()
+  workers = [subprocess.Popen(
+      _cli(repo_root, tmp_path / 'multi', *SMALL_OVERRIDES,
+           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'),
+      env=_env(4), cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(2)]
+  outputs = [w.communicate(timeout=600)[0] for w in workers]
+  for worker, output in zip(workers, outputs):
+    assert worker.returncode == 0, output[-3000:]
+  assert 'Process 1 of 2' in outputs[1]
+  np.testing.assert_allclose(_losses(tmp_path / 'multi'), _losses(tmp_path / 'single'), rtol=2e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_that_resumes(repo_root, tmp_path):
+  workdir = tmp_path / 'run'
+  overrides = [o for o in SMALL_OVERRIDES if 'num_steps' not in o] + [
+      '--config.train.num_steps=100000', '--config.train.checkpoint_every=100000']
+  process = subprocess.Popen(_cli(repo_root, workdir, *overrides), env=_env(8), cwd=repo_root,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  metrics = workdir / 'metrics.jsonl'
+  deadline = time.time() + 300
+  while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+    assert process.poll() is None, process.stdout.read()[-3000:]
+    assert time.time() < deadline, 'training did not start'
+    time.sleep(0.5)
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=300)[0]
+  assert process.returncode == 0, output[-3000:]
+  assert 'Preempted: checkpoint saved at step' in output
+  saved = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  assert saved, output[-3000:]
+  steps_done = saved[-1]
+
+  resumed = subprocess.run(
+      _cli(repo_root, workdir, *overrides[:-2], f'--config.train.num_steps={steps_done + 2}'),
+      env=_env(8), cwd=repo_root, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f'Resumed from the checkpoint at step {steps_done}' in resumed.stderr
+  assert (workdir / 'COMPLETED').exists()

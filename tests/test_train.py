@@ -1,0 +1,172 @@
+"""The training loop on 8 emulated CPU devices: sharding invariance, accumulation, resume, NaN."""
+
+import json
+import pathlib
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import train
+
+
+def load_config(repo_root, name='tiny'):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(f'config_{name}', repo_root / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def small_config(repo_root, **mesh) -> ml_collections.ConfigDict:
+  """A model small enough to compile in seconds, wide enough for tensor=2 on both networks."""
+  config = load_config(repo_root)
+  m = config.model
+  m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 64, 128, 2
+  m.intermediate_size, m.num_layers, m.max_position_embeddings = 256, 1, 64
+  config.electra.generator_hidden_fraction = 1.0  # generator 128 wide: 2 heads of 64
+  config.data.source = 'synthetic'
+  config.data.max_seq_length = 32
+  config.train.batch_size = 16
+  config.train.num_steps = 3
+  config.train.warmup_steps = 1
+  config.train.log_every = 1
+  config.train.eval_every = 0
+  config.train.checkpoint_every = 1000
+  config.mesh.update(dict(data=-1, fsdp=1, tensor=1), **mesh)
+  return config
+
+
+def read_metrics(workdir) -> list[dict]:
+  lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
+  return [json.loads(line) for line in lines]
+
+
+def restore_params(workdir, step):
+  with ocp.CheckpointManager(checkpoint_lib.checkpoint_dir(str(workdir))) as manager:
+    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return jax.tree.map(np.asarray, state['state']['params'])
+
+
+@pytest.fixture(scope='module')
+def mesh_run(repo_root, tmp_path_factory):
+  """The reference run: 3 steps on a (data 2, fsdp 2, tensor 2) mesh of the 8 devices."""
+  workdir = tmp_path_factory.mktemp('mesh_run')
+  train.train_and_evaluate(small_config(repo_root, data=2, fsdp=2, tensor=2), str(workdir))
+  return workdir
+
+
+def test_same_losses_on_one_device_and_on_a_2x2x2_mesh(repo_root, tmp_path, mesh_run):
+  train.train_and_evaluate(small_config(repo_root), str(tmp_path), devices=jax.devices()[:1])
+  one, mesh = read_metrics(tmp_path), read_metrics(mesh_run)
+  assert [r['step'] for r in one] == [1, 2, 3]
+  np.testing.assert_allclose([r['loss'] for r in one], [r['loss'] for r in mesh], rtol=2e-5)
+  np.testing.assert_allclose([r['grad_norm'] for r in one], [r['grad_norm'] for r in mesh],
+                             rtol=1e-4)
+  assert one[-1]['loss'] < one[0]['loss']  # it is learning something, with finite numbers
+
+
+def test_four_micro_batches_equal_one_full_batch(repo_root, tmp_path, mesh_run):
+  accumulated = small_config(repo_root, data=2, fsdp=2, tensor=2)
+  accumulated.train.grad_accum_steps = 4
+  train.train_and_evaluate(accumulated, str(tmp_path))
+  full, accum = read_metrics(mesh_run), read_metrics(tmp_path)
+  for key in ('loss', 'masked_lm_loss', 'disc_loss', 'grad_norm'):
+    np.testing.assert_allclose([r[key] for r in full], [r[key] for r in accum], rtol=1e-4,
+                               err_msg=key)
+  for a, b in zip(jax.tree.leaves(restore_params(mesh_run, 3)),
+                  jax.tree.leaves(restore_params(tmp_path, 3))):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_metrics_records_have_the_documented_fields(mesh_run):
+  record = read_metrics(mesh_run)[-1]
+  for key in ('step', 'loss', 'learning_rate', 'grad_norm', 'tokens_per_sec', 'step_time_s',
+              'tflops_per_device', 'masked_lm_accuracy', 'disc_auc'):
+    assert key in record, key
+  assert (mesh_run / 'COMPLETED').exists()
+  assert list((mesh_run / 'tensorboard').iterdir())
+
+
+def test_restore_onto_a_different_mesh_continues_the_same_run(repo_root, tmp_path, mesh_run):
+  """2 steps on one device, then step 3 on the 2x2x2 mesh: the losses of the mesh run."""
+  train.train_and_evaluate(small_config(repo_root), str(tmp_path), devices=jax.devices()[:1],
+                           stop_after=2)
+  train.train_and_evaluate(small_config(repo_root, data=2, fsdp=2, tensor=2), str(tmp_path))
+  moved, mesh = read_metrics(tmp_path), read_metrics(mesh_run)
+  assert [r['step'] for r in moved] == [1, 2, 3]
+  np.testing.assert_allclose([r['loss'] for r in moved], [r['loss'] for r in mesh], rtol=2e-5)
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(repo_root, tmp_path):
+  """Real input pipeline (built-in corpus): the iterator state travels with the checkpoint."""
+  def config():
+    c = small_config(repo_root)
+    c.data.source = 'builtin'
+    c.model.vocab_size = 4096
+    c.tokenizer.cache_dir = str(tmp_path / 'cache')
+    c.train.num_steps = 10
+    c.train.checkpoint_every = 5
+    c.data.shuffle_buffer = 100
+    return c
+
+  train.train_and_evaluate(config(), str(tmp_path / 'straight'))
+  train.train_and_evaluate(config(), str(tmp_path / 'resumed'), stop_after=5)
+  assert not (tmp_path / 'resumed' / 'COMPLETED').exists()
+  train.train_and_evaluate(config(), str(tmp_path / 'resumed'))
+  straight, resumed = read_metrics(tmp_path / 'straight'), read_metrics(tmp_path / 'resumed')
+  assert [r['step'] for r in resumed] == list(range(1, 11))
+  np.testing.assert_array_equal([r['loss'] for r in straight], [r['loss'] for r in resumed])
+  for a, b in zip(jax.tree.leaves(restore_params(tmp_path / 'straight', 10)),
+                  jax.tree.leaves(restore_params(tmp_path / 'resumed', 10))):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_corrupt_latest_checkpoint_is_skipped(repo_root, tmp_path):
+  config = small_config(repo_root)
+  config.train.checkpoint_every = 1
+  config.train.keep_checkpoints = 5
+  train.train_and_evaluate(config, str(tmp_path), stop_after=2)
+  step_dir = tmp_path / 'checkpoints' / '2' / 'state'
+  for path in step_dir.rglob('*'):
+    if path.is_file():
+      path.write_bytes(b'garbage')
+  config.train.num_steps = 4
+  train.train_and_evaluate(config, str(tmp_path))  # resumes from step 1, with a warning
+  steps = [r['step'] for r in read_metrics(tmp_path)]
+  assert steps == [1, 2, 2, 3, 4]
+
+
+def test_non_finite_loss_stops_and_names_the_step(repo_root, tmp_path):
+  config = small_config(repo_root)
+  config.train.learning_rate = 1e30  # diverges within a couple of steps
+  config.train.grad_clip_norm = 0.0
+  config.train.num_steps = 20
+  with pytest.raises(train.NonFiniteLossError, match=r'at step \d+'):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / 'COMPLETED').exists()
+
+
+def test_workdir_of_another_model_is_refused(repo_root, mesh_run):
+  other = small_config(repo_root, data=2, fsdp=2, tensor=2)
+  other.model.num_layers = 2
+  with pytest.raises(ValueError, match='different run.*num_layers'):
+    train.train_and_evaluate(other, str(mesh_run))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('train.batch_size', 12, 'not divisible by the 8 data-parallel devices'),
+    ('model.num_heads', 3, 'does not divide'),
+    ('mesh.data', 3, 'data\\*fsdp\\*tensor'),
+    ('data.max_seq_length', 512, 'exceeds config.model.max_position_embeddings'),
+])
+def test_bad_configs_fail_before_compiling(repo_root, tmp_path, field, value, message):
+  config = small_config(repo_root)
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert not (tmp_path / 'checkpoints').exists()
