@@ -304,8 +304,14 @@ class Encoder(nn.Module):
     return hidden
 
 
-def _encode(module, config, tables, input_ids, token_type_ids, attention_mask, deterministic):
-  """Embeddings (+ dropout, + E->H projection when E != H) and the encoder, inside `module`."""
+def encode(module, config, tables, input_ids, token_type_ids, attention_mask, deterministic):
+  """Embeddings (+ dropout, + E->H projection when E != H) and the encoder, inside `module`.
+
+  Returns the final hidden states [batch, length, H]. Called from a compact `__call__`, it puts
+  `embeddings_project` and `encoder` params directly in `module`, so any task model built as
+  `tables = EmbeddingTables(c, name='embeddings')(); hidden = encode(self, c, tables, ...)` shares
+  the discriminator's parameter layout (fine-tuning heads live next to it).
+  """
   validate_model_config(config)
   hidden = embed(config, tables, input_ids, token_type_ids)
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
@@ -363,7 +369,7 @@ class Discriminator(nn.Module):
     c = self.config
     if embedding_tables is None:
       embedding_tables = EmbeddingTables(c, name='embeddings')()
-    hidden = _encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
+    hidden = encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
                      deterministic)
     return DiscriminatorHead(c, name='discriminator_predictions')(hidden)
 
@@ -383,7 +389,7 @@ class Generator(nn.Module):
     c = self.config
     if embedding_tables is None:
       embedding_tables = EmbeddingTables(c, name='embeddings')()
-    hidden = _encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
+    hidden = encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
                      deterministic)
     hidden = jnp.take_along_axis(hidden, masked_lm_positions[..., None], axis=1)
     hidden = GeneratorHead(c, name='generator_predictions')(hidden)  # [batch, positions, E]
