@@ -126,7 +126,10 @@ class Checkpointer:
     """Restores the state of `step` onto the shardings in `abstract_state`; also the iterator."""
     items = {'state': ocp.args.StandardRestore(abstract_state)}
     if data_iterator is not None:
-      items['data'] = TfIteratorRestore(data_iterator)
+      if tf.io.gfile.exists(self.item_directory(step, 'data')):
+        items['data'] = TfIteratorRestore(data_iterator)
+      else:  # e.g. a workdir written by `electra_jax.convert`, or a synthetic-data run
+        logging.warning('Checkpoint %d has no data-iterator state: the input starts afresh.', step)
     return self._manager.restore(step, args=ocp.args.Composite(**items))['state']
 
   def restore_latest(self, abstract_state: Any, *, data_iterator: Any = None
