@@ -1,0 +1,261 @@
+"""Hugging Face ELECTRA checkpoints <-> standalone Flax discriminator / generator params.
+
+A checkpoint directory holds `config.json` plus `model.safetensors` (or a sharded
+`model.safetensors.index.json`, or `pytorch_model.bin`). Its `architectures` entry decides the kind:
+`ElectraForPreTraining` is a discriminator (`electra_jax.model.Discriminator`), `ElectraForMaskedLM`
+a generator (`electra_jax.model.Generator`). Safetensors are read with numpy, so torch is needed
+only for `pytorch_model.bin`.
+
+`load_pretrained` returns a model config (the `config.model` schema, unscanned, float32) with an
+extra field `architecture` ('discriminator' or 'generator'). To continue pre-training from a
+released pair, load both directories and join them with `electra_jax.model.merge_params`.
+"""
+
+import json
+import math
+import os
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import safetensors.numpy
+
+from electra_jax import model as model_lib
+
+ARCHITECTURES = {'ElectraForPreTraining': 'discriminator', 'ElectraForMaskedLM': 'generator'}
+_HF_NAMES = {kind: name for name, kind in ARCHITECTURES.items()}
+# Buffers or tied copies some checkpoints carry that are not parameters of their own.
+_IGNORED = ('electra.embeddings.position_ids',)
+_TIED_LM_HEAD = 'generator_lm_head.weight'
+
+
+def model_config_from_hf(hf_config: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A Hugging Face ELECTRA `config.json` dict -> our model config (+ `architecture`)."""
+  if hf_config.get('model_type', 'electra') != 'electra':
+    raise ValueError(f"model_type is {hf_config.get('model_type')!r}, not 'electra'.")
+  if hf_config.get('hidden_act', 'gelu') != 'gelu':
+    raise ValueError(f"hidden_act={hf_config['hidden_act']!r}: only the exact 'gelu' is built.")
+  if hf_config.get('position_embedding_type', 'absolute') != 'absolute':
+    raise ValueError('only absolute position embeddings are supported, got '
+                     f"{hf_config['position_embedding_type']!r}.")
+  kinds = [ARCHITECTURES[a] for a in hf_config.get('architectures') or [] if a in ARCHITECTURES]
+  if len(set(kinds)) != 1:
+    raise ValueError(f"config.json architectures={hf_config.get('architectures')}; need exactly "
+                     f'one of {sorted(ARCHITECTURES)} to tell discriminator from generator.')
+  config = ml_collections.ConfigDict(dict(
+      vocab_size=hf_config['vocab_size'],
+      embedding_size=hf_config.get('embedding_size', hf_config['hidden_size']),
+      hidden_size=hf_config['hidden_size'],
+      num_layers=hf_config['num_hidden_layers'],
+      num_heads=hf_config['num_attention_heads'],
+      intermediate_size=hf_config['intermediate_size'],
+      max_position_embeddings=hf_config.get('max_position_embeddings', 512),
+      type_vocab_size=hf_config.get('type_vocab_size', 2),
+      hidden_dropout_prob=hf_config.get('hidden_dropout_prob', 0.1),
+      attention_dropout_prob=hf_config.get('attention_probs_dropout_prob', 0.1),
+      initializer_range=hf_config.get('initializer_range', 0.02),
+      layer_norm_eps=hf_config.get('layer_norm_eps', 1e-12),
+      dtype='float32', param_dtype='float32', scan_layers=False, remat='none',
+      architecture=kinds[0]))
+  model_lib.validate_model_config(config)
+  return config
+
+
+def hf_config_from_model_config(config: ml_collections.ConfigDict,
+                                architecture: str) -> dict[str, Any]:
+  """Our model config -> a `config.json` dict that `transformers.ElectraConfig` reads."""
+  if architecture not in _HF_NAMES:
+    raise ValueError(f"architecture={architecture!r}; use 'discriminator' or 'generator'.")
+  return {
+      'architectures': [_HF_NAMES[architecture]],
+      'model_type': 'electra',
+      'vocab_size': config.vocab_size,
+      'embedding_size': config.embedding_size,
+      'hidden_size': config.hidden_size,
+      'num_hidden_layers': config.num_layers,
+      'num_attention_heads': config.num_heads,
+      'intermediate_size': config.intermediate_size,
+      'hidden_act': 'gelu',
+      'hidden_dropout_prob': config.hidden_dropout_prob,
+      'attention_probs_dropout_prob': config.attention_dropout_prob,
+      'max_position_embeddings': config.max_position_embeddings,
+      'type_vocab_size': config.type_vocab_size,
+      'initializer_range': config.initializer_range,
+      'layer_norm_eps': config.layer_norm_eps,
+      'position_embedding_type': 'absolute',
+      'pad_token_id': 0,
+      'tie_word_embeddings': True,
+      'dtype': 'float32',
+  }
+
+
+def _tensor_map(config, architecture):
+  """[(HF name, our param path, HF shape, is_kernel)] for one network.
+
+  A kernel is stored [out, in] by PyTorch; ours is [*in_dims, *out_dims] (attention kernels split
+  heads), so it converts as transpose + reshape. Everything else only reshapes.
+  """
+  v, e, h, f = config.vocab_size, config.embedding_size, config.hidden_size, config.intermediate_size
+  entries = []
+
+  def linear(hf_prefix, path, out_size, in_size):
+    entries.append((f'{hf_prefix}.weight', path + ('kernel',), (out_size, in_size), True))
+    entries.append((f'{hf_prefix}.bias', path + ('bias',), (out_size,), False))
+
+  def layer_norm(hf_prefix, path, size):
+    entries.append((f'{hf_prefix}.weight', path + ('scale',), (size,), False))
+    entries.append((f'{hf_prefix}.bias', path + ('bias',), (size,), False))
+
+  emb = ('embeddings',)
+  entries += [
+      ('electra.embeddings.word_embeddings.weight', emb + ('word_embeddings',), (v, e), False),
+      ('electra.embeddings.position_embeddings.weight', emb + ('position_embeddings',),
+       (config.max_position_embeddings, e), False),
+      ('electra.embeddings.token_type_embeddings.weight', emb + ('token_type_embeddings',),
+       (config.type_vocab_size, e), False),
+  ]
+  layer_norm('electra.embeddings.LayerNorm', emb + ('LayerNorm',), e)
+  if e != h:
+    linear('electra.embeddings_project', ('embeddings_project',), h, e)
+  for i in range(config.num_layers):
+    hf, ours = f'electra.encoder.layer.{i}', ('encoder', f'layer_{i}')
+    for name in ('query', 'key', 'value'):
+      linear(f'{hf}.attention.self.{name}', ours + ('attention', name), h, h)
+    linear(f'{hf}.attention.output.dense', ours + ('attention', 'output'), h, h)
+    layer_norm(f'{hf}.attention.output.LayerNorm', ours + ('attention_LayerNorm',), h)
+    linear(f'{hf}.intermediate.dense', ours + ('intermediate',), f, h)
+    linear(f'{hf}.output.dense', ours + ('output',), h, f)
+    layer_norm(f'{hf}.output.LayerNorm', ours + ('output_LayerNorm',), h)
+  if architecture == 'discriminator':
+    linear('discriminator_predictions.dense', ('discriminator_predictions', 'dense'), h, h)
+    linear('discriminator_predictions.dense_prediction',
+           ('discriminator_predictions', 'dense_prediction'), 1, h)
+  else:
+    linear('generator_predictions.dense', ('generator_predictions', 'dense'), e, h)
+    layer_norm('generator_predictions.LayerNorm', ('generator_predictions', 'LayerNorm'), e)
+    entries.append(('generator_lm_head.bias', ('generator_lm_head', 'bias'), (v,), False))
+  return entries
+
+
+def _param_shapes(config, architecture):
+  """Our parameter shapes for this config, unscanned layout (abstract init, no FLOPs)."""
+  config = ml_collections.ConfigDict(config.to_dict() | {'scan_layers': False, 'remat': 'none'})
+  ids = jnp.zeros((1, 2), jnp.int32)
+  if architecture == 'discriminator':
+    module, args = model_lib.Discriminator(config), (ids, ids, ids)
+  else:
+    module, args = model_lib.Generator(config), (ids, ids, ids, ids)
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), *args)['params'])
+  return jax.tree.map(lambda x: tuple(x.shape), nn.meta.unbox(shapes))
+
+
+def _get(tree, path):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _set(tree, path, value):
+  for key in path[:-1]:
+    tree = tree.setdefault(key, {})
+  tree[path[-1]] = value
+
+
+def _read_state_dict(path: str) -> dict[str, np.ndarray]:
+  single = os.path.join(path, 'model.safetensors')
+  index = os.path.join(path, 'model.safetensors.index.json')
+  torch_bin = os.path.join(path, 'pytorch_model.bin')
+  if os.path.exists(single):
+    return dict(safetensors.numpy.load_file(single))
+  if os.path.exists(index):
+    with open(index) as f:
+      shards = sorted(set(json.load(f)['weight_map'].values()))
+    state = {}
+    for shard in shards:
+      state.update(safetensors.numpy.load_file(os.path.join(path, shard)))
+    return state
+  if os.path.exists(torch_bin):
+    try:
+      import torch  # pylint: disable=g-import-not-at-top  (only this legacy format needs it)
+    except ImportError as e:
+      raise ImportError(f'{torch_bin} is a PyTorch pickle and needs torch; install it or re-save '
+                        'the checkpoint as model.safetensors.') from e
+    state = torch.load(torch_bin, map_location='cpu', weights_only=True)
+    return {k: v.float().numpy() for k, v in state.items()}
+  raise FileNotFoundError(f'{path} has neither model.safetensors nor pytorch_model.bin.')
+
+
+def load_pretrained(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
+  """Reads a Hugging Face ELECTRA directory -> (model config with `architecture`, params).
+
+  The params are float32 arrays in the unscanned layout (see `model.to_scanned_layers`).
+  """
+  config_file = os.path.join(path, 'config.json')
+  if not os.path.exists(config_file):
+    raise FileNotFoundError(f'{config_file} not found: not a Hugging Face checkpoint directory.')
+  with open(config_file) as f:
+    config = model_config_from_hf(json.load(f))
+  state = _read_state_dict(path)
+  entries = _tensor_map(config, config.architecture)
+  if config.architecture == 'generator' and _TIED_LM_HEAD in state:
+    word = state['electra.embeddings.word_embeddings.weight']
+    if not np.array_equal(state.pop(_TIED_LM_HEAD), word):
+      raise ValueError(f'{_TIED_LM_HEAD} differs from the word embeddings: an untied generator '
+                       'head cannot be represented (the projection is tied, as in ELECTRA).')
+  for name in _IGNORED:
+    state.pop(name, None)
+  expected = {name for name, *_ in entries}
+  missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+  if missing or unexpected:
+    raise ValueError(f'{path} does not match its config.json ({config.architecture}): missing '
+                     f'tensors {missing}, unexpected tensors {unexpected}.')
+  shapes = _param_shapes(config, config.architecture)
+  params = {}
+  for name, param_path, hf_shape, is_kernel in entries:
+    tensor = np.asarray(state[name], np.float32)
+    if tensor.shape != hf_shape:
+      raise ValueError(f'tensor {name} has shape {tensor.shape} in the checkpoint, but '
+                       f'config.json implies {hf_shape}.')
+    value = tensor.T if is_kernel else tensor
+    _set(params, param_path, jnp.asarray(value.reshape(_get(shapes, param_path))))
+  return config, params
+
+
+def save_pretrained(path: str, model_config: ml_collections.ConfigDict, params: dict[str, Any],
+                    architecture: str | None = None) -> None:
+  """Writes standalone discriminator or generator params as a Hugging Face ELECTRA directory.
+
+  `ElectraForPreTraining.from_pretrained` (discriminator) or `ElectraForMaskedLM.from_pretrained`
+  (generator) loads it with no missing or unexpected weights. The kind comes from `architecture`,
+  else `model_config.architecture`, else the params' head. Scanned or boxed params are fine.
+  """
+  params = model_lib.to_unscanned_layers(params)
+  if architecture is None:
+    architecture = model_config.get('architecture') or (
+        'discriminator' if 'discriminator_predictions' in params else 'generator')
+  if architecture not in _HF_NAMES:
+    raise ValueError(f"architecture={architecture!r}; use 'discriminator' or 'generator'.")
+  model_lib.validate_model_config(model_config)
+  expected_shapes = _param_shapes(model_config, architecture)
+  state = {}
+  for name, param_path, hf_shape, is_kernel in _tensor_map(model_config, architecture):
+    try:
+      value = np.asarray(_get(params, param_path), np.float32)
+    except KeyError as e:
+      raise ValueError(f"params have no {'/'.join(param_path)} (needed for {name}); pass a "
+                       f'standalone {architecture} tree (see model.split_params).') from e
+    if value.shape != _get(expected_shapes, param_path):
+      raise ValueError(f"param {'/'.join(param_path)} (tensor {name}) has shape {value.shape}, "
+                       f'but the model config implies {_get(expected_shapes, param_path)}.')
+    if is_kernel:
+      value = value.reshape(hf_shape[1], math.prod(hf_shape) // hf_shape[1]).T
+    state[name] = np.ascontiguousarray(value.reshape(hf_shape))
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, 'config.json'), 'w') as f:
+    json.dump(hf_config_from_model_config(model_config, architecture), f, indent=2,
+              sort_keys=True)
+  safetensors.numpy.save_file(state, os.path.join(path, 'model.safetensors'),
+                              metadata={'format': 'pt'})
