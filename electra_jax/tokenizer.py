@@ -145,16 +145,18 @@ class SentencePieceTokenizer(Tokenizer):
 # ---- Loading -----------------------------------------------------------------------------------
 
 
-def _load_sentencepiece(path: str) -> Tokenizer:
+def _load_sentencepiece(path: str, tokenizer_config: ml_collections.ConfigDict) -> Tokenizer:
+  del tokenizer_config
   return SentencePieceTokenizer(path)
 
 
-def _load_wordpiece(path: str) -> Tokenizer:
-  raise ValueError('tokenizer.type="wordpiece" is not available yet; use "sentencepiece" '
-                   f'(path {path!r}). WordPiece support is added by a separate module.')
+def _load_wordpiece(path: str, tokenizer_config: ml_collections.ConfigDict) -> Tokenizer:
+  from electra_jax import wordpiece  # pylint: disable=g-import-not-at-top  (imports this module)
+  return wordpiece.WordPieceTokenizer(path, lower_case=tokenizer_config.get('lower_case', True),
+                                      strip_accents=tokenizer_config.get('strip_accents', True))
 
 
-# Tokenizer type -> loader(path). A new type registers its loader here.
+# Tokenizer type -> loader(path, tokenizer_config). A new type registers its loader here.
 TOKENIZER_LOADERS = {
     'sentencepiece': _load_sentencepiece,
     'wordpiece': _load_wordpiece,
@@ -176,7 +178,7 @@ def load_tokenizer(tokenizer_config: ml_collections.ConfigDict, path: str = '') 
     raise ValueError('tokenizer.path is empty. Train a tokenizer with `python -m '
                      'electra_jax.tokenizer --output=PREFIX` and pass '
                      '--config.tokenizer.path=PREFIX.model.')
-  return TOKENIZER_LOADERS[kind](path)
+  return TOKENIZER_LOADERS[kind](path, tokenizer_config)
 
 
 # ---- Training ----------------------------------------------------------------------------------
