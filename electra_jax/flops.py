@@ -1,0 +1,86 @@
+"""Analytic parameter counts and training FLOPs of the ELECTRA generator + discriminator.
+
+FLOPs follow the usual convention (as in MaxText): every matmul [m, k] x [k, n] costs 2*m*n*k, and
+a training step costs 3x the forward pass (forward, plus gradients w.r.t. activations and
+weights). Attention scores and the attention-weighted sum are counted; LayerNorm, softmax, GELU,
+embedding lookups and sampling are not (they are a few percent). The generator's vocabulary
+projection runs only at the `max_predictions_per_seq` masked positions of each sequence, as in
+`electra_jax.model.Generator`. Used for MFU: achieved FLOP/s = flops_per_token * tokens/s.
+"""
+
+import ml_collections
+
+from electra_jax import model as model_lib
+
+
+def max_predictions_per_seq(config: ml_collections.ConfigDict) -> int:
+  """`data.max_predictions_per_seq`, or the reference int((mask_prob + 0.005) * length) if -1."""
+  if config.data.max_predictions_per_seq > 0:
+    return config.data.max_predictions_per_seq
+  return int((config.data.mask_prob + 0.005) * config.data.max_seq_length)
+
+
+def _embedding_table_params(m) -> int:
+  return (m.vocab_size + m.max_position_embeddings + m.type_vocab_size) * m.embedding_size + (
+      2 * m.embedding_size)  # + the embedding LayerNorm
+
+
+def _encoder_params(m) -> int:
+  """embeddings_project (if E != H) + the transformer layers."""
+  h, f = m.hidden_size, m.intermediate_size
+  project = (m.embedding_size * h + h) if m.embedding_size != h else 0
+  layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 2 * (2 * h)  # + two LayerNorms
+  return project + m.num_layers * layer
+
+
+def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """Parameter counts from a full config.
+
+  Returns:
+    discriminator / generator: each network standalone, with its embedding tables (what a
+      released checkpoint holds); shared: the tables both use (0 for 'none'); total: the jointly
+      trained parameters (for 'gdes' the zero-initialised delta tables count too).
+  """
+  disc = config.model
+  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction)
+  tables = _embedding_table_params(disc)
+  disc_head = (disc.hidden_size + 1) * disc.hidden_size + disc.hidden_size + 1
+  gen_head = (gen.hidden_size * gen.embedding_size + gen.embedding_size
+              + 2 * gen.embedding_size + gen.vocab_size)  # dense + LayerNorm + output bias
+  discriminator = tables + _encoder_params(disc) + disc_head
+  generator = _embedding_table_params(gen) + _encoder_params(gen) + gen_head
+  sharing = config.electra.embedding_sharing
+  if sharing not in model_lib.EMBEDDING_SHARING:
+    raise ValueError(f'electra.embedding_sharing={sharing!r}; use one of '
+                     f'{model_lib.EMBEDDING_SHARING}.')
+  shared = 0 if sharing == 'none' else tables
+  total = discriminator + generator - (tables if sharing == 'shared' else 0)
+  return {'discriminator': discriminator, 'generator': generator, 'shared': shared,
+          'total': total}
+
+
+def _encoder_forward_flops_per_token(m, seq_length: int) -> float:
+  h, f = m.hidden_size, m.intermediate_size
+  project = 2 * m.embedding_size * h if m.embedding_size != h else 0
+  per_layer = (2 * 4 * h * h  # query, key, value and output projections
+               + 2 * 2 * h * f  # FFN in and out
+               + 2 * 2 * seq_length * h)  # scores q.k over all keys, and probs.v (all heads)
+  return project + m.num_layers * per_layer
+
+
+def forward_flops_per_token(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """Forward-pass FLOPs per token, split into 'discriminator' and 'generator'."""
+  disc = config.model
+  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction)
+  length = config.data.max_seq_length
+  disc_flops = (_encoder_forward_flops_per_token(disc, length)
+                + 2 * disc.hidden_size * disc.hidden_size + 2 * disc.hidden_size)
+  masked_fraction = max_predictions_per_seq(config) / length
+  gen_head = 2 * gen.hidden_size * gen.embedding_size + 2 * gen.embedding_size * gen.vocab_size
+  gen_flops = _encoder_forward_flops_per_token(gen, length) + masked_fraction * gen_head
+  return {'discriminator': float(disc_flops), 'generator': float(gen_flops)}
+
+
+def train_flops_per_token(config: ml_collections.ConfigDict) -> float:
+  """Training FLOPs per input token (generator + discriminator, forward + backward)."""
+  return 3.0 * sum(forward_flops_per_token(config).values())
