@@ -13,10 +13,12 @@ import optax
 def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
   """Linear warm-up to `learning_rate` over `warmup_steps`, then linear decay to 0 at `num_steps`."""
   peak = train_config.learning_rate
-  warmup = min(train_config.warmup_steps, train_config.num_steps)
+  warmup = train_config.warmup_steps
+  if warmup >= train_config.num_steps:  # a short run of a long config: warm-up only
+    return optax.linear_schedule(0.0, peak, max(warmup, 1))
   return optax.join_schedules(
       [optax.linear_schedule(0.0, peak, max(warmup, 1)),
-       optax.linear_schedule(peak, 0.0, max(train_config.num_steps - warmup, 1))],
+       optax.linear_schedule(peak, 0.0, train_config.num_steps - warmup)],
       boundaries=[warmup])
 
 
