@@ -111,11 +111,15 @@ def test_stream_is_fixed_by_the_seed(config):
 def test_resume_after_save_and_restore_sees_the_same_batches(config, tmp_path):
   iterator = iter(pretraining.make_dataset(config, 'train'))
   _take(iterator, 4)
-  path = pretraining.save_iterator_state(iterator, str(tmp_path), process_index=1)
+  first_prefix = pretraining.save_iterator_state(iterator, str(tmp_path), process_index=1)
   expected = _take(iterator, 4)
-  assert sorted(os.listdir(tmp_path)) == ['data_iterator_process_1']  # no temp leftovers
-  pretraining.save_iterator_state(iterator, str(tmp_path), process_index=1)  # overwrite works
-  assert os.path.isdir(path)
+  assert sorted(os.listdir(tmp_path)) == ['data_iterator_process_1']
+  second_prefix = pretraining.save_iterator_state(iterator, str(tmp_path), process_index=1)
+  folder = os.listdir(tmp_path / 'data_iterator_process_1')
+  # Only the newest state and its LATEST pointer remain: no temp files, no stale state.
+  assert 'LATEST' in folder and not [n for n in folder if 'tmp' in n]
+  assert {n.split('.')[0] for n in folder} == {'LATEST', os.path.basename(second_prefix)}
+  assert os.path.basename(first_prefix) not in {n.split('.')[0] for n in folder}
 
   restored = iter(pretraining.make_dataset(config, 'train'))
   with pytest.raises(FileNotFoundError, match='host 0'):

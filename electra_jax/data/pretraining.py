@@ -208,12 +208,13 @@ def _text_examples(config, tokenizer, lines_of, num_shards: int, document_filter
   return examples
 
 
-def _tfds_examples(config, tokenizer, training, process_index, process_count) -> tf.data.Dataset:
+def _tfds_examples(config, tokenizer, split, training, process_index,
+                   process_count) -> tf.data.Dataset:
   data = config.data
   builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
   train_split, eval_split = sources.tfds_splits(builder, data.tfds_train_split,
                                                 data.tfds_eval_split, data.eval_fraction)
-  documents = sources.tfds_documents(builder, train_split if training else eval_split,
+  documents = sources.tfds_documents(builder, train_split if split == 'train' else eval_split,
                                      data.tfds_text_feature, process_index, process_count,
                                      shuffle_files=training, seed=config.seed)
   if training:
@@ -254,7 +255,7 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
   tokenizer = tokenizer or _tokenizer_for(config)
   training = split == 'train' if training is None else training
   if data.source == 'tfds':
-    return _tfds_examples(config, tokenizer, training, process_index, process_count)
+    return _tfds_examples(config, tokenizer, split, training, process_index, process_count)
   if data.source == 'builtin':
     return _text_examples(
         config, tokenizer, sources.builtin_lines_fn(), corpus.BUILTIN_NUM_SHARDS,
@@ -344,24 +345,35 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
 # ---- Iterator state ----------------------------------------------------------------------------
 
 
+_LATEST_FILE = 'LATEST'  # names the complete state; replaced last, by a one-file rename
+
+
 def iterator_state_path(directory: str, process_index: int) -> str:
+  """The folder holding host `process_index`'s iterator states."""
   return os.path.join(directory, f'data_iterator_process_{process_index}')
 
 
 def save_iterator_state(iterator, directory: str, process_index: int) -> str:
   """Saves a tf.data iterator's position for host `process_index` under `directory`, atomically.
 
-  The state is written to a temporary directory that is then renamed into place, so a crash
-  mid-write leaves the previous state (or none), never a half-written one. Returns the path.
+  The state goes to a fresh prefix; then the small `LATEST` file naming it is written under a
+  temporary name and renamed over the old one. A one-file rename is atomic on local disks (and a
+  single object write on GCS, where folders cannot be renamed), so a reader sees either the old
+  complete state or the new one. Older states are deleted afterwards. Returns the state's prefix.
   """
-  final_path = iterator_state_path(directory, process_index)
-  temp_path = f'{final_path}.tmp-{uuid.uuid4().hex}'
-  tf.io.gfile.makedirs(temp_path)
-  tf.train.Checkpoint(iterator=iterator).write(os.path.join(temp_path, 'state'))
-  if tf.io.gfile.exists(final_path):
-    tf.io.gfile.rmtree(final_path)
-  tf.io.gfile.rename(temp_path, final_path)
-  return final_path
+  folder = iterator_state_path(directory, process_index)
+  tf.io.gfile.makedirs(folder)
+  name = f'state-{uuid.uuid4().hex}'
+  prefix = os.path.join(folder, name)
+  tf.train.Checkpoint(iterator=iterator).write(prefix)
+  latest = os.path.join(folder, _LATEST_FILE)
+  with tf.io.gfile.GFile(f'{latest}.tmp-{name}', 'w') as f:
+    f.write(name)
+  tf.io.gfile.rename(f'{latest}.tmp-{name}', latest, overwrite=True)
+  for old in tf.io.gfile.listdir(folder):
+    if old.startswith('state-') and not old.startswith(name):
+      tf.io.gfile.remove(os.path.join(folder, old))
+  return prefix
 
 
 def restore_iterator_state(iterator, directory: str, process_index: int) -> None:
@@ -370,8 +382,10 @@ def restore_iterator_state(iterator, directory: str, process_index: int) -> None
   Raises:
     FileNotFoundError: no state was saved for this host under `directory`.
   """
-  path = iterator_state_path(directory, process_index)
-  if not tf.io.gfile.exists(os.path.join(path, 'state.index')):
+  latest = os.path.join(iterator_state_path(directory, process_index), _LATEST_FILE)
+  if not tf.io.gfile.exists(latest):
     raise FileNotFoundError(f'No data-iterator state for host {process_index} in {directory!r} '
-                            f'(expected {path}). Was it saved with save_iterator_state?')
-  tf.train.Checkpoint(iterator=iterator).read(os.path.join(path, 'state')).assert_consumed()
+                            f'(expected {latest}). Was it saved with save_iterator_state?')
+  with tf.io.gfile.GFile(latest) as f:
+    prefix = os.path.join(os.path.dirname(latest), f.read().strip())
+  tf.train.Checkpoint(iterator=iterator).read(prefix).assert_consumed()
