@@ -98,7 +98,8 @@ def _tensor_map(config, architecture):
   A kernel is stored [out, in] by PyTorch; ours is [*in_dims, *out_dims] (attention kernels split
   heads), so it converts as transpose + reshape. Everything else only reshapes.
   """
-  v, e, h, f = config.vocab_size, config.embedding_size, config.hidden_size, config.intermediate_size
+  v, e = config.vocab_size, config.embedding_size
+  h, f = config.hidden_size, config.intermediate_size
   entries = []
 
   def linear(hf_prefix, path, out_size, in_size):

@@ -210,7 +210,7 @@ class EmbeddingTables(nn.Module):
 
 
 def embed(config, tables, input_ids, token_type_ids):
-  """Sum of the three lookups, then LayerNorm (statistics in float32). Returns [batch, length, E]."""
+  """Sum of the three lookups, then LayerNorm in float32: [batch, length] -> [batch, length, E]."""
   length = input_ids.shape[1]
   if length > config.max_position_embeddings:
     raise ValueError(f'sequence length {length} exceeds model.max_position_embeddings='

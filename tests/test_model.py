@@ -1,4 +1,4 @@
-"""Tests for electra_jax.model: shapes, sharding metadata, scan/remat, dtypes, sharing, split/merge."""
+"""Tests for electra_jax.model: shapes, sharding, scan/remat, dtypes, sharing, split/merge."""
 
 import flax.linen as nn
 import jax
@@ -102,7 +102,8 @@ def test_sharded_init_and_forward_on_a_mesh():
   kernel = params['discriminator']['encoder']['layer_0']['intermediate']['kernel'].value
   assert kernel.sharding.spec == jax.sharding.PartitionSpec('fsdp', 'tensor')
   query = params['generator']['encoder']['layer_0']['attention']['query']['kernel'].value
-  assert query.shape[1] == 1 and query.sharding.spec == jax.sharding.PartitionSpec('fsdp', None, None)
+  assert query.shape[1] == 1
+  assert query.sharding.spec == jax.sharding.PartitionSpec('fsdp', None, None)
   unsharded = model.apply({'params': jax.device_get(params)}, ids, types, mask,
                           method=model.discriminator_logits)
   np.testing.assert_allclose(logits, unsharded, atol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests for electra_jax.objective: sampling, labels, gradient isolation, padding, accumulation, AUC."""
+"""Tests for electra_jax.objective: sampling, labels, gradient isolation, padding, AUC, ..."""
 
 import functools
 
