@@ -74,8 +74,11 @@ class PreemptionWatcher:
 # ---- Data -----------------------------------------------------------------------------------
 
 def _setup_tokenizer(config: ml_collections.ConfigDict, workdir: str):
-  """Resolves config.tokenizer.path; an auto-trained built-in model is kept in the workdir."""
+  """Resolves config.tokenizer.path: init_from's tokenizer, else the workdir's built-in model."""
   from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - heavy (TF ops)
+  if not config.tokenizer.path and config.init_from:
+    from electra_jax import convert  # noqa: PLC0415 - the weights' tokenizer must read the data
+    convert.use_source_tokenizer(config)
   if not config.tokenizer.path and config.data.source == 'builtin':
     kept = f'{workdir}/tokenizer/builtin.model'
     if not tf.io.gfile.exists(kept):
