@@ -1,0 +1,530 @@
+"""The fine-tuning loop shared by GLUE and SQuAD, top to bottom.
+
+starting point (pre-trained discriminator or scratch) -> hyperparameters -> mesh -> sharded state ->
+epochs of jitted train steps -> dev evaluation after each epoch -> best checkpoint (orbax) -> the
+best parameters back for the task driver's final predictions.
+
+A task driver (`glue.py`, `squad.py`) builds a `FineTuneTask`: the task model, a pure loss, the
+training arrays and an `evaluate(predict)` callback. The loop knows nothing else about the task.
+
+Layer-wise learning-rate decay (ELECTRA.md, "Optimisation"): embeddings (and the E->H projection)
+have depth 0, encoder layer i depth i + 1, the task head depth L + 1, and a parameter at depth d
+gets `lr * decay ** (L + 1 - d)`: the head trains at the full rate, the top layer at `decay`.
+The scale multiplies the whole AdamW update, weight decay included, as the original applies its
+per-layer rate to both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import time
+from typing import Any, Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tensorflow as tf
+from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import mesh as mesh_lib
+from electra_jax import model as model_lib
+from electra_jax import optimizer as optimizer_lib
+from electra_jax import reporting
+from electra_jax import steps
+from electra_jax import validate
+from electra_jax.finetune import model as task_model_lib
+
+INPUT_KEYS = ('input_ids', 'token_type_ids', 'attention_mask')
+MODEL_SIZES = ('small', 'base', 'large')
+# The reference fine-tuning rates per model size (ELECTRA.md): (learning rate, layer-wise decay).
+_SIZE_HPARAMS = {'small': (1e-4, 0.8), 'base': (1e-4, 0.8), 'large': (5e-5, 0.9)}
+# Compute settings that the fine-tuning config may choose for a loaded architecture.
+_COMPUTE_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat')
+
+
+# ---- Starting point ---------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class StartingPoint:
+  """The encoder to fine-tune: its config, its weights (None = random init) and the tokenizer."""
+  model_config: ml_collections.ConfigDict
+  encoder_params: Optional[dict[str, Any]]  # standalone Discriminator tree (numpy) or None
+  tokenizer: Any
+  tokenizer_files: list[str]
+  description: str
+
+
+def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
+  """Reads `config.init_from` (workdir, HF directory or TF1 prefix) through the converter.
+
+  With `init_from=''` the model is `config.model`, randomly initialised ("from scratch": for
+  tests and baselines, not for real scores). The tokenizer is `config.tokenizer.path` when
+  given, else the checkpoint's; from scratch with no path, the built-in corpus's model.
+  """
+  from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - heavy (TF ops)
+  if config.init_from:
+    from electra_jax import convert  # noqa: PLC0415 - only when loading weights
+    pretrained = convert.load_checkpoint(config.init_from,
+                                         step=None if config.init_step < 0 else config.init_step)
+    model_config = ml_collections.ConfigDict(pretrained.disc_config.to_dict())
+    params = jax.tree.map(np.asarray, nn.meta.unbox(pretrained.disc_params))
+    tokenizer, files = pretrained.tokenizer, list(pretrained.tokenizer_files or [])
+    description = f'pre-trained discriminator from {config.init_from}'
+    for field in _COMPUTE_FIELDS:
+      model_config[field] = config.model[field]
+  else:
+    model_config = ml_collections.ConfigDict(config.model.to_dict())
+    params, tokenizer, files = None, None, []
+    description = 'random initialisation (from scratch)'
+  if config.train.dropout_prob >= 0:
+    model_config.hidden_dropout_prob = config.train.dropout_prob
+    model_config.attention_dropout_prob = config.train.dropout_prob
+  validate.validate_model_config(model_config)
+
+  if config.tokenizer.path:
+    tokenizer = tokenizer_lib.load_tokenizer(config.tokenizer)
+    files = tokenizer.files()
+  elif tokenizer is None and not config.init_from:
+    tokenizer = tokenizer_lib.load_tokenizer(
+        config.tokenizer, tokenizer_lib.builtin_tokenizer_path(config))
+    files = tokenizer.files()
+  elif tokenizer is None:
+    raise ValueError(f'{config.init_from} carries no tokenizer: pass the one it was pre-trained '
+                     'with as --config.tokenizer.path (and --config.tokenizer.type).')
+  if tokenizer.vocab_size > model_config.vocab_size:
+    raise ValueError(
+        f'The tokenizer has {tokenizer.vocab_size} pieces but the model only '
+        f'{model_config.vocab_size} word embeddings: use the tokenizer the model was '
+        'pre-trained with (or, from scratch, raise config.model.vocab_size).')
+  return StartingPoint(model_config, params, tokenizer, files, description)
+
+
+def model_size(config: ml_collections.ConfigDict, model_config: ml_collections.ConfigDict) -> str:
+  """`config.model_size`, or guessed from the width: >= 1024 large, >= 768 base, else small."""
+  if config.model_size:
+    if config.model_size not in MODEL_SIZES:
+      raise ValueError(f'config.model_size={config.model_size!r}; use one of {MODEL_SIZES} '
+                       "or '' to derive it from the model.")
+    return config.model_size
+  if model_config.hidden_size >= 1024:
+    return 'large'
+  return 'base' if model_config.hidden_size >= 768 else 'small'
+
+
+def resolve_hparams(config: ml_collections.ConfigDict, model_config: ml_collections.ConfigDict,
+                    default_epochs: int) -> ml_collections.ConfigDict:
+  """`config.train` with the per-size / per-task defaults (-1 fields) filled in."""
+  hparams = ml_collections.ConfigDict(config.train.to_dict())
+  size = model_size(config, model_config)
+  learning_rate, decay = _SIZE_HPARAMS[size]
+  if hparams.learning_rate < 0:
+    hparams.learning_rate = learning_rate
+  if hparams.layerwise_lr_decay < 0:
+    hparams.layerwise_lr_decay = decay
+  if hparams.num_epochs < 0:
+    hparams.num_epochs = default_epochs
+  hparams.model_size = size
+  return hparams
+
+
+def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """Up-front checks of the loop's fields; each error names the field and the fix."""
+  t = config.train
+  sizes = mesh_lib.resolve_axis_sizes(config.mesh, num_devices)
+  data_parallel = sizes[0] * sizes[1]
+  for field in ('batch_size', 'eval_batch_size'):
+    if t[field] < 1 or t[field] % data_parallel or t[field] % jax.process_count():
+      raise ValueError(
+          f'config.train.{field}={t[field]} must be a positive multiple of the {data_parallel} '
+          f'data-parallel devices (mesh.data*mesh.fsdp) and of the {jax.process_count()} hosts.')
+  if not 0.0 <= t.warmup_fraction <= 1.0:
+    raise ValueError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
+  if t.layerwise_lr_decay == 0 or t.layerwise_lr_decay > 1:
+    raise ValueError(f'config.train.layerwise_lr_decay={t.layerwise_lr_decay}: use a value in '
+                     '(0, 1] (1 = no decay), or -1 for the per-size default.')
+  if t.num_epochs == 0 or t.learning_rate == 0:
+    raise ValueError('config.train.num_epochs and learning_rate must be positive (or -1 for '
+                     'the task / size default).')
+  if not config.seeds:
+    raise ValueError('config.seeds is empty: give at least one seed, e.g. --config.seeds=0,1,2.')
+  if len(set(config.seeds)) != len(config.seeds):
+    raise ValueError(f'config.seeds={tuple(config.seeds)} repeats a seed.')
+
+
+# ---- Layer-wise learning-rate decay -------------------------------------------------------------
+
+def _key(entry) -> str:
+  return str(getattr(entry, 'key', entry))
+
+
+def layer_depths(params: Any, num_layers: int) -> Any:
+  """The depth of every parameter (see the module docstring), as a tree of int arrays.
+
+  Scanned layers (`encoder/layers/...`, stacked on a leading axis of size L) get an int array
+  `[L, 1, ...]` that broadcasts over each leaf, so every layer keeps its own depth.
+  """
+
+  def depth(path, leaf):
+    top = _key(path[0])
+    if top in ('embeddings', 'embeddings_project'):
+      return np.zeros((), np.int32)
+    if top == 'encoder':
+      layer = _key(path[1])
+      if layer == 'layers':
+        shape = (num_layers,) + (1,) * (len(leaf.shape) - 1)
+        return (np.arange(num_layers, dtype=np.int32) + 1).reshape(shape)
+      match = re.fullmatch(r'layer_(\d+)', layer)
+      if not match:
+        raise ValueError(f'Unexpected encoder parameter {"/".join(map(_key, path))}.')
+      return np.asarray(int(match.group(1)) + 1, np.int32)
+    if top in task_model_lib.HEAD_NAMES:
+      return np.asarray(num_layers + 1, np.int32)
+    raise ValueError(f'Parameter {"/".join(map(_key, path))} belongs to neither the encoder nor '
+                     f'a task head {task_model_lib.HEAD_NAMES}.')
+
+  return jax.tree_util.tree_map_with_path(depth, params)
+
+
+def layerwise_lr_scales(params: Any, num_layers: int, decay: float) -> Any:
+  """`decay ** (L + 1 - depth)` per parameter (float32; `[L, 1, ...]` for scanned layers)."""
+  return jax.tree.map(
+      lambda d: np.asarray(np.float64(decay) ** (num_layers + 1 - d), np.float32),
+      layer_depths(params, num_layers))
+
+
+def scale_by_tree(scales: Any) -> optax.GradientTransformation:
+  """Multiplies each update by its own constant (broadcast) factor.
+
+  optax.multi_transform labels whole leaves, which cannot give each layer of a scanned
+  (stacked) parameter its own rate; a per-leaf factor array can.
+  """
+
+  def update_fn(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scales), state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def make_optimizer(hparams: ml_collections.ConfigDict, params: Any, num_layers: int,
+                   num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The reference AdamW (optimizer.py) with 10% warm-up, linear decay and layer-wise rates."""
+  schedule_config = ml_collections.ConfigDict(dict(
+      learning_rate=hparams.learning_rate, num_steps=num_steps,
+      warmup_steps=int(round(hparams.warmup_fraction * num_steps))))
+  schedule = optimizer_lib.learning_rate_schedule(schedule_config)
+  scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay)
+  tx = optax.chain(optimizer_lib.make_optimizer(hparams, schedule), scale_by_tree(scales))
+  return tx, schedule
+
+
+# ---- Steps (pure) -------------------------------------------------------------------------------
+
+def _apply(model, params, batch, deterministic, rngs=None):
+  return model.apply({'params': params}, *(batch[k] for k in INPUT_KEYS),
+                     deterministic=deterministic, rngs=rngs)
+
+
+def train_step(state: steps.TrainState, batch: dict[str, jax.Array], base_rng: jax.Array, *,
+               model, tx, loss_fn) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+  """One AdamW step on a global batch; dropout keys are `fold_in(base_rng, step)`.
+
+  `base_rng` is an argument, not a constant, so that every seed reuses one compiled step.
+  """
+  dropout_rng = jax.random.fold_in(base_rng, state.step)
+
+  def compute_loss(params):
+    outputs = _apply(model, params, batch, False, {'dropout': dropout_rng})
+    return loss_fn(outputs, batch)
+
+  loss, grads = jax.value_and_grad(compute_loss)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  stats = {'loss': loss, 'grad_norm': optax.tree.norm(grads)}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), stats
+
+
+def predict_step(params: Any, batch: dict[str, jax.Array], *, model) -> dict[str, jax.Array]:
+  """The task model's outputs without dropout."""
+  return _apply(model, params, batch, True)
+
+
+# ---- The loop -----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class FineTuneTask:
+  """What a task driver hands the loop.
+
+  Attributes:
+    name: for logs and paths, e.g. 'sst2' or 'squad_v2.0'.
+    model: a `TaskModel`.
+    loss_fn: pure `(outputs, batch) -> scalar mean loss`, traced inside the train step.
+    train_arrays: inputs (`INPUT_KEYS`) and labels, each `[num_examples, ...]`; every key
+      becomes a batch entry.
+    evaluate: `(predict) -> {metric: value}` on dev, where `predict(arrays)` maps input arrays
+      `[n, length]` to the model's numpy outputs `[n, ...]`.
+    selection_metric: the key of `evaluate`'s result that picks the best epoch (higher wins).
+    num_epochs: the task's default epoch count (when `config.train.num_epochs` is -1).
+  """
+  name: str
+  model: task_model_lib.TaskModel
+  loss_fn: Callable[[dict[str, jax.Array], dict[str, jax.Array]], jax.Array]
+  train_arrays: dict[str, np.ndarray]
+  evaluate: Callable[[Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]],
+                     dict[str, float]]
+  selection_metric: str
+  num_epochs: int
+
+
+@dataclasses.dataclass
+class FineTuneResult:
+  best_epoch: int
+  best_metrics: dict[str, float]
+  history: list[dict[str, float]]  # per epoch: {'epoch', 'train_loss', dev metrics ...}
+  predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # with the best params
+
+
+def _merge_encoder(params: dict[str, Any], encoder_params: dict[str, Any],
+                   model_config: ml_collections.ConfigDict, shardings: Any) -> dict[str, Any]:
+  """The task model's params with the encoder part replaced by the pre-trained one.
+
+  The pre-trained tree is a standalone discriminator: its `discriminator_predictions` head is
+  dropped, and scanned/unscanned layer layouts are converted to the task model's. Each host
+  holds the whole (numpy) tree, so `device_put` places it onto any sharding.
+  """
+  convert = (model_lib.to_scanned_layers if model_config.scan_layers
+             else model_lib.to_unscanned_layers)
+  source = convert({k: v for k, v in encoder_params.items()
+                    if k in task_model_lib.ENCODER_NAMES})
+  expected_shapes = {k: jax.tree.map(np.shape, v) for k, v in params.items()
+                     if k in task_model_lib.ENCODER_NAMES}
+  source_shapes = jax.tree.map(np.shape, source)
+  if expected_shapes != source_shapes:
+    raise ValueError(
+        'The pre-trained encoder does not fit the task model built from its config: '
+        f'expected {expected_shapes}, got {source_shapes}. Is the checkpoint complete?')
+  merged = dict(params)
+  for name, subtree in source.items():
+    merged[name] = jax.device_put(
+        jax.tree.map(lambda x: np.asarray(x, np.float32), subtree), shardings[name])
+  return merged
+
+
+def _host_rows(rows: np.ndarray) -> np.ndarray:
+  """This host's share of a global batch's row indices (hosts hold all the small task data)."""
+  per_host = len(rows) // jax.process_count()
+  start = jax.process_index() * per_host
+  return rows[start:start + per_host]
+
+
+def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: StartingPoint, *,
+              seed: int, workdir: str, devices: Optional[list[jax.Device]] = None
+              ) -> FineTuneResult:
+  """Fine-tunes one seed in `workdir` (its checkpoints/, metrics.jsonl, TensorBoard events).
+
+  Args:
+    config: the fine-tuning config (configs/finetune/*.py).
+    task: the task, built by a driver.
+    start: `load_starting_point(config)`.
+    seed: fixes the head's initialisation, the data order and dropout.
+    workdir: this seed's directory; an earlier run's checkpoints there are replaced.
+    devices: the devices of the mesh (default: all).
+  """
+  jax.config.update('jax_threefry_partitionable', True)
+  devices = list(jax.devices() if devices is None else devices)
+  validate_finetune_config(config, len(devices))
+  hparams = resolve_hparams(config, start.model_config, task.num_epochs)
+  num_examples = len(task.train_arrays['input_ids'])
+  steps_per_epoch = num_examples // hparams.batch_size
+  if steps_per_epoch < 1:
+    raise ValueError(f'{task.name}: {num_examples} training examples make no batch of '
+                     f'config.train.batch_size={hparams.batch_size}; lower the batch size.')
+  num_steps = steps_per_epoch * hparams.num_epochs
+
+  # ---- Mesh and the sharded state.
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
+  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
+                for name, axes in config.mesh.logical_axis_rules)
+  model = task.model
+  length = task.train_arrays['input_ids'].shape[1]
+  dummy = {k: jnp.ones((1, length), jnp.int32) for k in INPUT_KEYS}
+  init_params = lambda rng: model.init({'params': rng}, *(dummy[k] for k in INPUT_KEYS),
+                                       deterministic=True)['params']
+  param_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+  abstract_params = nn.meta.unbox(jax.eval_shape(init_params, param_rng))
+  tx, schedule = make_optimizer(hparams, abstract_params, start.model_config.num_layers,
+                                num_steps)
+
+  def init_fn(rng):
+    params = init_params(rng)
+    return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                            opt_state=tx.init(params))
+
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    abstract_state, state_shardings = steps.state_shardings(init_fn, param_rng, mesh, rules)
+    state = jax.jit(lambda rng: nn.unbox(init_fn(rng)), out_shardings=state_shardings)(param_rng)
+  if start.encoder_params is not None:
+    state = state.replace(params=_merge_encoder(state.params, start.encoder_params,
+                                                start.model_config, state_shardings.params))
+  batch_sharding = steps.batch_sharding(mesh)
+  replicated = NamedSharding(mesh, P())
+  jit_train_step = jax.jit(
+      functools.partial(train_step, model=model, tx=tx, loss_fn=task.loss_fn),
+      in_shardings=(state_shardings, batch_sharding, replicated),
+      out_shardings=(state_shardings, None),
+      donate_argnums=(0,))
+  jit_predict_step = jax.jit(functools.partial(predict_step, model=model),
+                             in_shardings=(state_shardings.params, batch_sharding),
+                             out_shardings=replicated)
+
+  def global_batch(arrays, rows):
+    local = _host_rows(rows)
+    return {k: jax.make_array_from_process_local_data(batch_sharding, v[local])
+            for k, v in arrays.items()}
+
+  def predict_with(params):
+    def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+      arrays = {k: np.asarray(arrays[k]) for k in INPUT_KEYS}
+      total, size = len(arrays['input_ids']), hparams.eval_batch_size
+      chunks = []
+      for begin in range(0, total, size):
+        # The last batch is filled up with copies of its final row, dropped again below.
+        rows = np.minimum(np.arange(begin, begin + size), total - 1)
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+          outputs = jit_predict_step(params, global_batch(arrays, rows))
+        chunks.append(jax.tree.map(lambda x, n=min(size, total - begin): np.asarray(x)[:n],
+                                   outputs))
+      return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
+    return predict
+
+  # ---- Checkpoints: orbax keeps only the best epoch's parameters.
+  tf.io.gfile.makedirs(workdir)
+  checkpoint_dir = f'{workdir.rstrip("/")}/checkpoints'
+  if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
+    tf.io.gfile.rmtree(checkpoint_dir)  # an interrupted earlier attempt of this seed
+  manager = ocp.CheckpointManager(
+      checkpoint_dir,
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, best_fn=lambda metrics: metrics[task.selection_metric],
+          best_mode='max'),
+      item_handlers={'params': ocp.StandardCheckpointHandler(),
+                     'config': ocp.JsonCheckpointHandler(),
+                     'tokenizer': checkpoint_lib.FilesHandler()})
+  writer = reporting.MetricsWriter(workdir)
+
+  # ---- Train, evaluating on dev after each epoch.
+  logging.info('%s, seed %d: %s; %d examples, %d epochs x %d steps, batch %d, lr %.2e, '
+               'layer-wise decay %.2f (%s size), mesh %s.', task.name, seed, start.description,
+               num_examples, hparams.num_epochs, steps_per_epoch, hparams.batch_size,
+               hparams.learning_rate, hparams.layerwise_lr_decay, hparams.model_size,
+               mesh_lib.describe(mesh))
+  history, best = [], None
+  step, window_losses = 0, []
+  started = time.perf_counter()
+  try:
+    for epoch in range(1, hparams.num_epochs + 1):
+      order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+      epoch_losses = []
+      for index in range(steps_per_epoch):
+        rows = order[index * hparams.batch_size:(index + 1) * hparams.batch_size]
+        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+          state, stats = jit_train_step(state, global_batch(task.train_arrays, rows),
+                                        dropout_rng)
+        step += 1
+        window_losses.append(stats['loss'])
+        if step % hparams.log_every == 0 or step == num_steps:
+          losses = [float(x) for x in window_losses]
+          if not np.all(np.isfinite(losses)):
+            raise FloatingPointError(
+                f'{task.name}: the loss became {losses[-1]} by step {step}; lower '
+                'config.train.learning_rate.')
+          epoch_losses += losses
+          writer.write(step, {'loss': float(np.mean(losses)),
+                              'grad_norm': float(stats['grad_norm']),
+                              'learning_rate': float(schedule(step - 1))})
+          window_losses = []
+      epoch_losses += [float(x) for x in window_losses]
+      metrics = task.evaluate(predict_with(state.params))
+      if task.selection_metric not in metrics:
+        raise KeyError(f'{task.name}: evaluate() returned {sorted(metrics)}, without the '
+                       f'selection metric {task.selection_metric!r}.')
+      record = {'epoch': epoch, 'step': step, 'train_loss': float(np.mean(epoch_losses)),
+                **{k: float(v) for k, v in metrics.items()}}
+      history.append(record)
+      writer.write(step, {f'dev_{k}': v for k, v in metrics.items()})
+      is_best = best is None or metrics[task.selection_metric] > best['metrics'][
+          task.selection_metric]
+      if is_best:
+        best = {'epoch': epoch, 'metrics': record}
+      manager.save(epoch, args=ocp.args.Composite(
+          params=ocp.args.StandardSave(state.params),
+          config=ocp.args.JsonSave({'task': task.name, 'seed': seed, 'epoch': epoch,
+                                    'model': start.model_config.to_dict(),
+                                    'finetune': config.to_dict()}),
+          tokenizer=checkpoint_lib.FilesSave(start.tokenizer_files)),
+          metrics={k: float(v) for k, v in metrics.items()})
+      logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f | %s%s', task.name, seed,
+                   epoch, hparams.num_epochs, time.perf_counter() - started,
+                   record['train_loss'],
+                   ' | '.join(f'{k} {v:.4f}' for k, v in sorted(metrics.items())),
+                   ' (best)' if is_best else '')
+    manager.wait_until_finished()
+    best_step = manager.best_step()
+    restored = manager.restore(best_step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract_state.params)))
+  finally:
+    manager.close()
+    writer.close()
+  del state  # only the best epoch's parameters are used from here on
+  return FineTuneResult(best_epoch=best_step, best_metrics=best['metrics'], history=history,
+                        predict=predict_with(restored['params']))
+
+
+# ---- Seeds ----------------------------------------------------------------------------------------
+
+def _fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as JSON, less the seed list: what makes two seeds' results comparable."""
+  settings = json.loads(json.dumps(config.to_dict(), default=str))
+  settings.pop('seeds', None)
+  return settings
+
+
+def run_seeds(config: ml_collections.ConfigDict, task_dir: str,
+              run_seed: Callable[[int, str], dict[str, Any]]) -> list[dict[str, Any]]:
+  """Runs `run_seed(seed, seed_dir)` for each of `config.seeds`, keeping each result as JSON.
+
+  A seed whose `seed_<n>/result.json` was written with the same config is not run again, so an
+  interrupted multi-seed job resumes at the first unfinished seed.
+
+  Returns:
+    [{'seed', **run_seed's result, 'config'}] in `config.seeds` order.
+  """
+  fingerprint = _fingerprint(config)
+  results = []
+  for seed in config.seeds:
+    seed_dir = f'{task_dir.rstrip("/")}/seed_{seed}'
+    path = f'{seed_dir}/result.json'
+    if tf.io.gfile.exists(path):
+      with tf.io.gfile.GFile(path) as f:
+        saved = json.load(f)
+      if saved.get('config') != fingerprint:
+        raise ValueError(f'{seed_dir} holds the result of a different configuration; use a new '
+                         '--workdir (or restore the earlier settings to add seeds to it).')
+      logging.info('Seed %d: reusing the finished run in %s.', seed, seed_dir)
+      results.append(saved)
+      continue
+    result = {'seed': int(seed), **run_seed(int(seed), seed_dir), 'config': fingerprint}
+    if jax.process_index() == 0:
+      with tf.io.gfile.GFile(path, 'w') as f:
+        f.write(json.dumps(result, indent=2) + '\n')
+    results.append(result)
+  return results

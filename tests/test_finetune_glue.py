@@ -1,0 +1,202 @@
+"""GLUE fine-tuning end to end on tiny learnable tasks: TSV files, TFDS (mock_data) and the CLI."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.finetune import __main__ as cli
+from electra_jax.finetune import glue
+
+FILLER = ('the a cat dog sat on mat it was very quite rather movie film plot story actor scene '
+          'and then').split()
+NUMBERS = ('zero', 'one', 'two', 'three', 'four', 'five')
+
+
+def load_config(repo_root, arg):
+  spec = importlib.util.spec_from_file_location('finetune_glue_config',
+                                                repo_root / 'configs' / 'finetune' / 'glue.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def _words(rng, low=4, high=10):
+  return list(rng.choice(FILLER, size=int(rng.integers(low, high))))
+
+
+def sentiment_sentence(rng, label):
+  """Filler words with 'good' (label 1) or 'bad' (label 0) somewhere among them."""
+  words = _words(rng)
+  words.insert(int(rng.integers(0, len(words) + 1)), 'good' if label else 'bad')
+  return ' '.join(words)
+
+
+def similarity_pair(rng, score):
+  """A sentence pair whose score (0..5) is the number word hidden in the first sentence."""
+  words = _words(rng)
+  words.insert(int(rng.integers(0, len(words) + 1)), NUMBERS[score])
+  return ' '.join(words), ' '.join(_words(rng))
+
+
+def write_sst2(directory: pathlib.Path, rng, sizes=(('train', 320), ('dev', 96))):
+  """SST-2-layout TSV files (`sentence<TAB>label`, test `index<TAB>sentence`); returns texts."""
+  directory.mkdir(parents=True, exist_ok=True)
+  texts = []
+  for split, size in sizes:
+    labels = rng.integers(0, 2, size)
+    rows = [sentiment_sentence(rng, label) for label in labels]
+    texts += rows
+    (directory / f'{split}.tsv').write_text(
+        'sentence\tlabel\n' + ''.join(f'{s}\t{l}\n' for s, l in zip(rows, labels)))
+  test_rows = [sentiment_sentence(rng, label) for label in rng.integers(0, 2, 40)]
+  (directory / 'test.tsv').write_text(
+      'index\tsentence\n' + ''.join(f'{i}\t{s}\n' for i, s in enumerate(test_rows)))
+  return texts + test_rows
+
+
+def tiny(config, tokenizer_path, **train):
+  """A model that compiles in seconds; from scratch, so a higher learning rate than 1e-4."""
+  m = config.model
+  m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 64, 32, 32, 2
+  m.num_layers, m.intermediate_size, m.max_position_embeddings = 1, 64, 32
+  m.initializer_range = 0.1  # larger than 0.02: no slow start from a near-zero signal
+  config.tokenizer.path = tokenizer_path
+  config.data.max_seq_length = 32
+  config.train.learning_rate = 1e-2
+  config.train.num_epochs = 4
+  config.train.eval_batch_size = 64
+  config.train.log_every = 5
+  config.train.update(train)
+  return config
+
+
+@pytest.fixture(scope='module')
+def sst2_dir(tmp_path_factory):
+  directory = tmp_path_factory.mktemp('glue') / 'SST-2'
+  texts = write_sst2(directory, np.random.default_rng(0))
+  prefix = str(directory.parent / 'sp')
+  path = tokenizer_lib.train_sentencepiece(texts + [' '.join(NUMBERS)], prefix, 48,
+                                           allow_smaller_vocab=True, num_threads=1)
+  return directory, path
+
+
+@pytest.mark.slow
+def test_tsv_classification_learns_the_deciding_word(repo_root, sst2_dir, tmp_path):
+  """On a (data 2, fsdp 2, tensor 2) mesh, with two seeds, a submission and the results JSON."""
+  directory, tokenizer_path = sst2_dir
+  config = tiny(load_config(repo_root, 'SST-2'), tokenizer_path)
+  config.data.update(source='tsv', data_dir=str(directory.parent))
+  config.mesh.update(data=2, fsdp=2, tensor=2)
+  config.seeds = (0, 1)
+  result = cli.finetune_and_report(config, str(tmp_path))
+
+  assert [run['seed'] for run in result['seeds']] == [0, 1]
+  for run in result['seeds']:
+    assert len(run['history']) == 4
+    assert run['metrics']['accuracy'] >= 0.9, run['history']  # chance is 0.5
+    best = max(run['history'], key=lambda r: r['selection_score'])
+    assert run['metrics']['accuracy'] == best['accuracy']
+  assert result['summary']['accuracy']['num_seeds'] == 2
+  seed_dir = tmp_path / 'sst2' / 'seed_0'
+  submission = (seed_dir / 'submission' / 'SST-2.tsv').read_text().splitlines()
+  assert submission[0] == 'index\tprediction' and len(submission) == 41
+  assert {line.split('\t')[1] for line in submission[1:]} <= {'0', '1'}
+  assert (seed_dir / 'metrics.jsonl').exists()
+  assert len(list((seed_dir / 'checkpoints').iterdir())) == 1  # only the best epoch is kept
+  overview = json.loads((tmp_path / 'results.json').read_text())
+  assert overview['tasks']['sst2']['median']['accuracy'] == result['summary']['accuracy'][
+      'median']
+  assert 'sst2' not in overview['glue_missing']
+
+
+@pytest.mark.slow
+def test_tsv_regression_reaches_high_correlation(repo_root, sst2_dir, tmp_path):
+  _, tokenizer_path = sst2_dir
+  rng = np.random.default_rng(1)
+  directory = tmp_path / 'STS-B'
+  directory.mkdir()
+  for split, size in (('train', 320), ('dev', 96)):
+    scores = rng.integers(0, 6, size)
+    rows = ''.join('{}\t{}\t{}\n'.format(*similarity_pair(rng, s), s) for s in scores)
+    (directory / f'{split}.tsv').write_text('sentence1\tsentence2\tscore\n' + rows)
+  config = tiny(load_config(repo_root, 'stsb'), tokenizer_path, num_epochs=-1)
+  config.data.update(source='tsv', data_dir=str(directory))
+  config.task.predict_test = False
+  result = glue.run(config, str(tmp_path / 'work'))
+  assert result['hparams']['num_epochs'] == 10  # STS-B's epochs, from the task registry
+  metrics = result['seeds'][0]['metrics']
+  assert metrics['pearson'] > 0.9 and metrics['spearman'] > 0.9, result['seeds'][0]['history']
+
+
+def test_tfds_path_through_mock_data(repo_root, sst2_dir, tmp_path):
+  """TFDS `glue/sst2` (mocked with the same learnable examples) feeds the loop and the test
+  split's submission."""
+  _, tokenizer_path = sst2_dir
+  rng = np.random.default_rng(2)
+  sizes = {'train': 192, 'validation': 64, 'test': 32}
+  requested = []
+
+  def fake_as_dataset(builder, split, **kwargs):
+    del kwargs
+    requested.append((builder.name, builder.builder_config.name, split))
+    labels = rng.integers(0, 2, sizes[split])
+    return tf.data.Dataset.from_tensor_slices({
+        'sentence': [sentiment_sentence(rng, label).encode() for label in labels],
+        'label': np.where(split == 'test', -1, labels).astype(np.int64),
+        'idx': np.arange(sizes[split], dtype=np.int32)})
+
+  config = tiny(load_config(repo_root, 'sst2'), tokenizer_path, num_epochs=3)
+  with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset):
+    result = glue.run(config, str(tmp_path))
+  assert sorted(requested) == [('glue', 'sst2', s) for s in ('test', 'train', 'validation')]
+  assert result['seeds'][0]['metrics']['accuracy'] >= 0.8, result['seeds'][0]['history']
+  lines = (tmp_path / 'sst2' / 'seed_0' / 'submission' / 'SST-2.tsv').read_text().splitlines()
+  assert len(lines) == 1 + sizes['test']
+
+
+def test_bad_settings_fail_before_training(repo_root, sst2_dir, tmp_path):
+  directory, tokenizer_path = sst2_dir
+  config = tiny(load_config(repo_root, 'sst2'), tokenizer_path)
+  config.data.update(source='csv')
+  with pytest.raises(ValueError, match="'tsv'"):
+    glue.run(config, str(tmp_path))
+  config.data.update(source='tsv', data_dir=str(directory), max_seq_length=64)
+  with pytest.raises(ValueError, match='max_seq_length=64'):
+    glue.run(config, str(tmp_path))
+  config.data.max_seq_length = 32
+  config.task.name = 'nope'
+  with pytest.raises(ValueError, match='Unknown GLUE task'):
+    cli.finetune_and_report(config, str(tmp_path))
+
+
+@pytest.mark.slow
+def test_cli_runs_a_task(repo_root, sst2_dir, tmp_path):
+  """`python -m electra_jax.finetune --config=configs/finetune/glue.py:sst2 ...` end to end."""
+  directory, tokenizer_path = sst2_dir
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  command = [
+      sys.executable, '-m', 'electra_jax.finetune',
+      f'--config={repo_root}/configs/finetune/glue.py:sst2', f'--workdir={tmp_path}',
+      '--config.data.source=tsv', f'--config.data.data_dir={directory}',
+      f'--config.tokenizer.path={tokenizer_path}', '--config.model.vocab_size=64',
+      '--config.model.embedding_size=32', '--config.model.hidden_size=32',
+      '--config.model.num_heads=2', '--config.model.num_layers=1',
+      '--config.model.intermediate_size=64', '--config.model.max_position_embeddings=32',
+      '--config.model.initializer_range=0.1',
+      '--config.data.max_seq_length=32', '--config.train.num_epochs=1',
+      '--config.train.learning_rate=1e-2', '--config.train.eval_batch_size=64']
+  completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
+                             check=False)
+  assert completed.returncode == 0, completed.stderr[-3000:]
+  assert 'SST-2' in completed.stdout and 'accuracy' in completed.stdout
+  overview = json.loads((tmp_path / 'results.json').read_text())
+  assert overview['tasks']['sst2']['num_seeds'] == 1
