@@ -1,0 +1,400 @@
+"""Checkpoint conversion between electra-jax workdirs, Hugging Face and the original TF1 release.
+
+  python -m electra_jax.convert --from=workdir --to=hf --src=/runs/small --dst=/export/small
+  python -m electra_jax.convert --from=hf --to=workdir --src=/hf/electra-small --dst=/runs/init
+  python -m electra_jax.convert --from=tf1 --to=hf --src=electra_small/model.ckpt-1000000 --dst=...
+
+Sources (`load_checkpoint` detects the kind):
+  workdir  a pre-training run (`WORKDIR/checkpoints/<step>`): the latest step, or `--step`.
+  hf       a discriminator directory (`config.json` + weights, `ElectraForPreTraining`), or a parent
+           holding `discriminator/` and `generator/` (what `--to=hf` writes); a generator elsewhere
+           is given with `--src_generator`.
+  tf1      an original google-research/electra checkpoint prefix (`electra_jax.tf1`); its
+           `vocab.txt` is taken from the same directory (uncased BERT WordPiece).
+Destinations:
+  hf       `DST/discriminator` and `DST/generator`, each with config.json, model.safetensors and the
+           tokenizer files (`electra_jax.hf`, `electra_jax.hf_tokenizer`).
+  workdir  an orbax checkpoint at step 0 with a fresh optimizer, the full config (`--config`, or
+           configs/default.py, with the model section set from the source sizes) and the tokenizer:
+           `main --workdir=DST` resumes it, `--config.init_from=DST` starts a fresh run from it.
+
+`initial_params` is continued pre-training (`config.init_from`): the source's weights in a fresh
+run. Nothing is overwritten without `--overwrite`; a local destination is written next to it and
+renamed into place, so a failed conversion leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import pathlib
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import tensorflow as tf
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import export
+from electra_jax import hf
+from electra_jax import hf_tokenizer
+from electra_jax import model as model_lib
+from electra_jax import tf1
+from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import wordpiece
+
+KINDS = ('workdir', 'hf', 'tf1')
+_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'default.py'
+
+
+@dataclasses.dataclass
+class Pretrained:
+  """A loaded checkpoint: standalone networks (numpy, unscanned layers) and the tokenizer."""
+  disc_config: ml_collections.ConfigDict  # the `config.model` schema
+  disc_params: dict[str, Any]  # `model.Discriminator` tree
+  gen_config: ml_collections.ConfigDict | None = None
+  gen_params: dict[str, Any] | None = None  # `model.Generator` tree
+  tokenizer: tokenizer_lib.Tokenizer | None = None
+  tokenizer_files: list[str] = dataclasses.field(default_factory=list)
+  source_config: dict | None = None  # the full run config, when the source is a workdir
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """configs/default.py: the shared schema (and reference defaults) of every config."""
+  if not _DEFAULT_CONFIG.exists():
+    raise FileNotFoundError(f'{_DEFAULT_CONFIG} is missing: run from a checkout of electra-jax or '
+                            'pass --config.')
+  spec = importlib.util.spec_from_file_location('electra_jax_default_config', _DEFAULT_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _model_schema(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` restricted to the fields of `config.model`, with layers unscanned (as loaded)."""
+  schema = default_config().model
+  values = {k: config.get(k, schema[k]) for k in schema}
+  values['scan_layers'] = False
+  return ml_collections.ConfigDict(values)
+
+
+# ---- Reading -----------------------------------------------------------------------------------
+
+def detect_kind(path: str) -> str:
+  """'workdir', 'hf' or 'tf1' from what `path` holds."""
+  if tf.io.gfile.isdir(checkpoint_lib.checkpoint_dir(path)):
+    return 'workdir'
+  if any(tf.io.gfile.exists(os.path.join(path, *parts, 'config.json'))
+         for parts in ((), ('discriminator',))):
+    return 'hf'
+  if tf1.is_tf1_checkpoint(path):
+    return 'tf1'
+  raise ValueError(f'{path!r} is not a checkpoint: expected a pre-training workdir (with '
+                   'checkpoints/), a Hugging Face directory (with config.json, or discriminator/'
+                   'config.json) or a TF1 checkpoint prefix (PREFIX.index).')
+
+
+def load_checkpoint(path: str, *, step: int | None = None, kind: str | None = None,
+                    generator_path: str | None = None, num_heads: int | None = None,
+                    generator_num_heads: int | None = None) -> Pretrained:
+  """Loads a workdir, Hugging Face directory or TF1 prefix (auto-detected unless `kind`).
+
+  Args:
+    path: the source.
+    step: workdir only: the checkpoint step (default: the latest).
+    kind: expected kind; an error if the path holds another.
+    generator_path: hf only: a generator directory (default: `path/generator` if present).
+    num_heads, generator_num_heads: tf1 only: head counts when not hidden // 64.
+  """
+  detected = detect_kind(path)
+  if kind is not None and kind != detected:
+    raise ValueError(f'--from={kind} but {path!r} looks like a {detected} source.')
+  if step is not None and detected != 'workdir':
+    raise ValueError(f'step={step} applies to workdirs only; {path!r} is a {detected} source.')
+  if detected == 'workdir':
+    return _load_workdir(path, step)
+  if detected == 'hf':
+    return _load_hf(path, generator_path)
+  return _load_tf1(path, num_heads, generator_num_heads)
+
+
+def _workdir_step(checkpointer: checkpoint_lib.Checkpointer, path: str, step: int | None) -> int:
+  steps = checkpointer.all_steps()
+  if not steps:
+    raise ValueError(f'{path} has no finished checkpoint in {checkpoint_lib.checkpoint_dir(path)}.')
+  if step is None:
+    return steps[-1]
+  if step not in steps:
+    raise ValueError(f'{path} has no checkpoint at step {step}; it has steps {steps}.')
+  return step
+
+
+def _restore_params(state_dir: str) -> dict[str, Any]:
+  """Only the params of a saved TrainState, as numpy (no optimizer state, no devices needed)."""
+  checkpointer = ocp.PyTreeCheckpointer()
+  tree = checkpointer.metadata(state_dir).item_metadata.tree
+  target = {'params': jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree['params'])}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+  restored = checkpointer.restore(state_dir, args=ocp.args.PyTreeRestore(
+      item=target, restore_args=restore_args, partial_restore=True))
+  return restored['params']
+
+
+def _tokenizer_from_files(tokenizer_config: dict, files: Sequence[str]):
+  """The run's tokenizer from the files saved with its checkpoint (None if there are none)."""
+  kind = tokenizer_config.get('type', 'sentencepiece')
+  by_name = {os.path.basename(f): f for f in files}
+  wanted = os.path.basename(tokenizer_config.get('path', ''))
+  suffix = '.model' if kind == 'sentencepiece' else '.txt'
+  candidates = [by_name[wanted]] if wanted in by_name else [
+      f for name, f in sorted(by_name.items())
+      if name.endswith(suffix) and name != 'commit_success.txt']  # orbax's marker
+  if not candidates:
+    return None
+  config = ml_collections.ConfigDict(dict(tokenizer_config, path=candidates[0]))
+  return tokenizer_lib.load_tokenizer(config)
+
+
+def _load_workdir(path: str, step: int | None) -> Pretrained:
+  checkpointer = checkpoint_lib.Checkpointer(path, save_every=1, keep=1, keep_period=0,
+                                             read_only=True)
+  try:
+    step = _workdir_step(checkpointer, path, step)
+    run_config = checkpointer.restore_config(step)
+    files = checkpointer.restore_tokenizer_files(step)
+    state_dir = checkpointer.item_directory(step, 'state')
+  finally:
+    checkpointer.close()
+  config = ml_collections.ConfigDict(run_config)
+  networks = model_lib.split_params(model_lib.to_unscanned_layers(_restore_params(state_dir)),
+                                    config.electra.embedding_sharing)
+  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction)
+  tokenizer = _tokenizer_from_files(run_config.get('tokenizer', {}), files)
+  logging.info('Loaded step %d of %s.', step, path)
+  return Pretrained(_model_schema(config.model), _to_numpy(networks['discriminator']),
+                    _model_schema(gen_config), _to_numpy(networks['generator']), tokenizer,
+                    tokenizer.files() if tokenizer else [], run_config)
+
+
+def _to_numpy(tree):
+  return jax.tree.map(lambda x: np.asarray(x, np.float32), tree)
+
+
+def _load_hf_network(path: str, expected: str):
+  config, params = hf.load_pretrained(path)
+  if config.architecture != expected:
+    raise ValueError(f'{path} holds a {config.architecture}, but a {expected} is expected here '
+                     '(the discriminator is ElectraForPreTraining, the generator '
+                     'ElectraForMaskedLM).')
+  return _model_schema(config), _to_numpy(params)
+
+
+def _load_hf(path: str, generator_path: str | None) -> Pretrained:
+  disc_dir = path
+  if not tf.io.gfile.exists(os.path.join(path, 'config.json')):
+    disc_dir = os.path.join(path, 'discriminator')
+  if generator_path is None and tf.io.gfile.exists(os.path.join(path, 'generator', 'config.json')):
+    generator_path = os.path.join(path, 'generator')
+  disc_config, disc_params = _load_hf_network(disc_dir, 'discriminator')
+  gen_config = gen_params = None
+  if generator_path:
+    gen_config, gen_params = _load_hf_network(generator_path, 'generator')
+  tokenizer, files = hf_tokenizer.find_tokenizer(disc_dir)
+  return Pretrained(disc_config, disc_params, gen_config, gen_params, tokenizer, files)
+
+
+def _tf1_vocab(prefix: str) -> str | None:
+  vocab = os.path.join(os.path.dirname(prefix) or '.', 'vocab.txt')
+  return vocab if tf.io.gfile.exists(vocab) else None
+
+
+def _load_tf1(prefix: str, num_heads, generator_num_heads) -> Pretrained:
+  disc_config, disc_params, gen_config, gen_params = tf1.read_tf1_checkpoint(
+      prefix, default_config().model, num_heads=num_heads, generator_num_heads=generator_num_heads)
+  vocab = _tf1_vocab(prefix)
+  tokenizer = wordpiece.WordPieceTokenizer(vocab) if vocab else None  # the releases are uncased
+  if tokenizer is None:
+    logging.warning('No vocab.txt next to %s: the conversion carries no tokenizer.', prefix)
+  return Pretrained(_model_schema(disc_config), disc_params,
+                    gen_config and _model_schema(gen_config), gen_params, tokenizer,
+                    tokenizer.files() if tokenizer else [])
+
+
+def source_tokenizer(path: str) -> tokenizer_lib.Tokenizer | None:
+  """The tokenizer of a checkpoint, without loading its weights (None when it has none)."""
+  kind = detect_kind(path)
+  if kind == 'workdir':
+    checkpointer = checkpoint_lib.Checkpointer(path, save_every=1, keep=1, keep_period=0,
+                                               read_only=True)
+    try:
+      step = _workdir_step(checkpointer, path, None)
+      run_config = checkpointer.restore_config(step)
+      return _tokenizer_from_files(run_config.get('tokenizer', {}),
+                                   checkpointer.restore_tokenizer_files(step))
+    finally:
+      checkpointer.close()
+  if kind == 'hf':
+    disc_dir = path if tf.io.gfile.exists(os.path.join(path, 'config.json')) else os.path.join(
+        path, 'discriminator')
+    return hf_tokenizer.find_tokenizer(disc_dir)[0]
+  vocab = _tf1_vocab(path)
+  return wordpiece.WordPieceTokenizer(vocab) if vocab else None
+
+
+def use_source_tokenizer(config: ml_collections.ConfigDict) -> None:
+  """Points `config.tokenizer` at the tokenizer of `config.init_from` (continued pre-training)."""
+  tokenizer = source_tokenizer(config.init_from)
+  if tokenizer is None:
+    raise ValueError(f'init_from={config.init_from!r} carries no tokenizer: pass the one it was '
+                     'trained with as --config.tokenizer.path (and --config.tokenizer.type).')
+  config.tokenizer.update(hf_tokenizer.tokenizer_config_fields(tokenizer))
+  logging.info('Using the tokenizer of %s: %s', config.init_from, config.tokenizer.path)
+
+
+# ---- Joint parameters for pre-training ----------------------------------------------------------
+
+def _path_name(path) -> str:
+  return '/'.join(str(getattr(key, 'key', key)) for key in path)
+
+
+def _check_same_shapes(params, reference, source: str) -> None:
+  """Raises, naming the tensor and both shapes, unless `params` has exactly `reference`'s shapes."""
+  loaded = {_path_name(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  wanted = {_path_name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(reference)}
+  for name, shape in wanted.items():
+    if name not in loaded:
+      raise ValueError(f'{source} has no tensor {name} (shape {shape}), which the configured '
+                       'model needs.')
+    if tuple(loaded[name]) != shape:
+      raise ValueError(f'Tensor {name} has shape {tuple(loaded[name])} in {source} but {shape} '
+                       'in the configured model (config.model / config.electra): set the sizes '
+                       'to the checkpoint\'s.')
+  extra = sorted(set(loaded) - set(wanted))
+  if extra:
+    raise ValueError(f'{source} has tensors the configured model lacks: {extra[:10]} (check '
+                     'config.electra.embedding_sharing).')
+
+
+def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
+  """Joint params for continued pre-training from `config.init_from`, placed as `fresh_params`.
+
+  Every tensor must have the shape `config` gives it (`config.model` and, for the generator,
+  `config.electra.generator_hidden_fraction`); an error names the first that does not. A
+  checkpoint without a generator keeps the freshly initialised generator of `fresh_params`.
+  """
+  source = config.init_from
+  pretrained = load_checkpoint(source)
+  fresh = nn.meta.unbox(fresh_params)
+  sharing = config.electra.embedding_sharing
+  # Each network on its own first, so that an error names the checkpoint's own tensor.
+  networks = jax.eval_shape(
+      lambda p: model_lib.to_unscanned_layers(model_lib.split_params(p, sharing)), fresh)
+  loaded = {'discriminator': pretrained.disc_params}
+  if pretrained.gen_params is not None:
+    loaded['generator'] = pretrained.gen_params
+  _check_same_shapes(loaded, {k: networks[k] for k in loaded}, f'init_from={source!r}')
+  fresh_generator = None
+  if pretrained.gen_params is None:
+    logging.warning('%s has no generator: the generator starts from its fresh initialisation.',
+                    source)
+    fresh_generator = model_lib.to_unscanned_layers(
+        model_lib.split_params(fresh, sharing)['generator'])
+  joint = export.joint_params(pretrained, config, fresh_generator)
+  _check_same_shapes(joint, fresh, f'init_from={source!r}')
+
+  def place(path, value):
+    fresh_leaf = _leaf_at(fresh, path)
+    if isinstance(value, jax.Array) and value.sharding == fresh_leaf.sharding:
+      return value  # a freshly initialised generator leaf, already in place
+    value = np.asarray(value, fresh_leaf.dtype)
+    # Every host holds the whole tensor and each device takes its shard (jax.device_put's
+    # job on one host; this also works when the mesh spans several hosts).
+    return jax.make_array_from_callback(value.shape, fresh_leaf.sharding, lambda i: value[i])
+
+  params = jax.tree_util.tree_map_with_path(place, joint)
+  logging.info('Initialised the model from %s (fresh optimizer and schedule).', source)
+  return params
+
+
+def _leaf_at(tree, path):
+  for key in path:
+    tree = tree[getattr(key, 'key', key)]
+  return tree
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """CLI flags, defined only when the CLI runs (importing this module must not add global flags)."""
+  flags.DEFINE_enum('from', None, KINDS, 'Source kind: workdir, hf or tf1.')
+  flags.DEFINE_enum('to', None, ['hf', 'workdir'], 'Destination kind.')
+  flags.DEFINE_string('src', None, 'Source: workdir, HF directory or TF1 checkpoint prefix.')
+  flags.DEFINE_string('dst', None, 'Destination directory (local).')
+  flags.DEFINE_integer('step', None, '--from=workdir: the checkpoint step (default: the latest).')
+  flags.DEFINE_bool('overwrite', False, 'Replace an existing --dst.')
+  flags.DEFINE_string('src_generator', None, '--from=hf: a generator directory '
+                      '(ElectraForMaskedLM), if not SRC/generator.')
+  flags.DEFINE_integer('num_heads', None, '--from=tf1: discriminator heads (default H // 64).')
+  flags.DEFINE_integer('generator_num_heads', None, '--from=tf1: generator heads (default '
+                       'H_gen // 64).')
+  flags.DEFINE_string('tokenizer_path', None, 'A vocab.txt or SentencePiece .model to carry '
+                      'instead of the source\'s (e.g. when the source has none).')
+  flags.DEFINE_bool('lower_case', True, 'With a --tokenizer_path vocab.txt: uncased WordPiece '
+                    '(lower-casing and accent stripping).')
+  config_flags.DEFINE_config_file('config', None, '--to=workdir: the run config to complete '
+                                  '(default configs/default.py); its model sizes come from the '
+                                  'source.', lock_config=False)
+
+
+def _tokenizer_from_flag(path: str) -> tokenizer_lib.Tokenizer:
+  kind = 'sentencepiece' if path.endswith('.model') else 'wordpiece'
+  return tokenizer_lib.load_tokenizer(ml_collections.ConfigDict(dict(
+      type=kind, path=path, lower_case=FLAGS.lower_case, strip_accents=FLAGS.lower_case)))
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  for name in ('from', 'to', 'src', 'dst'):
+    if FLAGS[name].value is None:
+      raise app.UsageError(f'--{name} is required.')
+  export.check_destination(FLAGS.dst, FLAGS.overwrite)  # before any loading
+  pretrained = load_checkpoint(
+      FLAGS.src, step=FLAGS.step, kind=FLAGS['from'].value, generator_path=FLAGS.src_generator,
+      num_heads=FLAGS.num_heads, generator_num_heads=FLAGS.generator_num_heads)
+  if FLAGS.tokenizer_path:
+    pretrained.tokenizer = _tokenizer_from_flag(FLAGS.tokenizer_path)
+    pretrained.tokenizer_files = pretrained.tokenizer.files()
+  if FLAGS.to == 'hf':
+    for directory in export.write_hf(pretrained, FLAGS.dst, overwrite=FLAGS.overwrite):
+      print(f'Wrote {directory}')
+    return
+  config = export.write_workdir(pretrained, FLAGS.dst, FLAGS.config or default_config(),
+                                overwrite=FLAGS.overwrite)
+  print(f'Wrote {FLAGS.dst} (step 0; model {config.model.num_layers} layers, hidden '
+        f'{config.model.hidden_size}, vocab {config.model.vocab_size}).\n'
+        f'Continue pre-training from it in a new run: --config.init_from={FLAGS.dst}\n'
+        f'Or resume it as the run itself with a config whose model/electra sections match '
+        f'{FLAGS.dst}/checkpoints/0/config (tokenizer: --config.tokenizer.type='
+        f'{config.tokenizer.type} --config.tokenizer.path={config.tokenizer.path}).')
+
+
+def run():
+  """Console-script entry point (`electra-jax-convert`)."""
+  _define_flags()
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,199 @@
+"""Writing a loaded checkpoint (`convert.Pretrained`) as Hugging Face directories or a workdir.
+
+  write_hf       DST/discriminator and DST/generator: config.json, model.safetensors, tokenizer.
+  write_workdir  DST/checkpoints/0 (TrainState with a fresh optimizer, the full config, the
+                 tokenizer) plus DST/tokenizer/, so pre-training can resume or start from it.
+
+Both write into a temporary directory next to DST and rename it into place at the end, so a
+failure leaves nothing half-written, and both refuse an existing DST unless `overwrite`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from typing import Any, Iterator
+import uuid
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import hf
+from electra_jax import hf_tokenizer
+from electra_jax import model as model_lib
+from electra_jax import optimizer as optimizer_lib
+from electra_jax import steps
+
+SIZE_FIELDS = ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers', 'num_heads',
+               'intermediate_size', 'max_position_embeddings', 'type_vocab_size')
+# Per-network fields a checkpoint fixes besides the sizes (its own training setup).
+_CARRIED_FIELDS = ('hidden_dropout_prob', 'attention_dropout_prob', 'initializer_range',
+                   'layer_norm_eps')
+TOKENIZER_DIR = 'tokenizer'
+
+
+# ---- Destinations ------------------------------------------------------------------------------
+
+def check_destination(dst: str, overwrite: bool) -> None:
+  """Raises before any work if `dst` cannot be written."""
+  if '://' in dst:
+    raise ValueError(f'--dst={dst!r}: write to a local directory, then copy it (e.g. '
+                     '`gsutil -m cp -r DST gs://...`); the atomic rename needs a local disk.')
+  if os.path.exists(dst) and not overwrite:
+    raise ValueError(f'{dst} already exists; pass --overwrite to replace it, or choose another '
+                     '--dst.')
+
+
+@contextlib.contextmanager
+def atomic_directory(dst: str, overwrite: bool) -> Iterator[str]:
+  """Yields a fresh temporary directory that replaces `dst` when the block succeeds."""
+  check_destination(dst, overwrite)
+  dst = os.path.abspath(dst)
+  os.makedirs(os.path.dirname(dst), exist_ok=True)
+  temp = f'{dst}.tmp-{uuid.uuid4().hex[:8]}'
+  os.makedirs(temp)
+  try:
+    yield temp
+  except BaseException:
+    shutil.rmtree(temp, ignore_errors=True)
+    raise
+  if os.path.exists(dst):
+    old = f'{dst}.old-{uuid.uuid4().hex[:8]}'
+    os.rename(dst, old)
+    os.rename(temp, dst)
+    shutil.rmtree(old)
+  else:
+    os.rename(temp, dst)
+
+
+def _check_tokenizer(pretrained) -> None:
+  tokenizer = pretrained.tokenizer
+  if tokenizer is not None and tokenizer.vocab_size > pretrained.disc_config.vocab_size:
+    raise ValueError(f'The tokenizer has {tokenizer.vocab_size} tokens but the model only '
+                     f'{pretrained.disc_config.vocab_size} word embeddings: it is not the '
+                     'tokenizer this model was trained with.')
+
+
+# ---- Hugging Face --------------------------------------------------------------------------------
+
+def write_hf(pretrained, dst: str, *, overwrite: bool = False) -> list[str]:
+  """Writes DST/discriminator (and DST/generator, if there is one); returns the directories."""
+  _check_tokenizer(pretrained)
+  networks = [('discriminator', pretrained.disc_config, pretrained.disc_params)]
+  if pretrained.gen_params is not None:
+    networks.append(('generator', pretrained.gen_config, pretrained.gen_params))
+  with atomic_directory(dst, overwrite) as out:
+    for architecture, config, params in networks:
+      directory = os.path.join(out, architecture)
+      hf.save_pretrained(directory, config, params, architecture)
+      if pretrained.tokenizer is not None:
+        hf_tokenizer.export_tokenizer(pretrained.tokenizer, directory,
+                                      model_max_length=config.max_position_embeddings)
+  if pretrained.tokenizer is None:
+    logging.warning('The source has no tokenizer: %s carries none.', dst)
+  return [os.path.join(os.path.abspath(dst), name) for name, _, _ in networks]
+
+
+# ---- Pre-training workdir ------------------------------------------------------------------------
+
+def generator_fraction(disc_config: ml_collections.ConfigDict,
+                       gen_config: ml_collections.ConfigDict) -> float:
+  """`electra.generator_hidden_fraction` that rebuilds `gen_config` from `disc_config`.
+
+  Raises ValueError when the generator does not follow the reference size rule (same layers,
+  heads = H_gen // 64, FFN = 4 H_gen), which the jointly trained pretrainer builds it with.
+  """
+  fraction = gen_config.hidden_size / disc_config.hidden_size
+  while int(disc_config.hidden_size * fraction) < gen_config.hidden_size:
+    fraction = float(np.nextafter(fraction, 2.0))  # 768 * (256 / 768) may round to 255.99...
+  try:
+    derived = model_lib.generator_config(disc_config, fraction)
+  except ValueError as e:
+    raise ValueError(f'The generator (hidden {gen_config.hidden_size}) cannot be paired with '
+                     f'the discriminator (hidden {disc_config.hidden_size}): {e}') from e
+  wrong = [f'{k} {gen_config[k]} (the rule gives {derived[k]})' for k in SIZE_FIELDS
+           if derived[k] != gen_config[k]]
+  if wrong:
+    raise ValueError('The generator does not follow the reference size rule the pretrainer '
+                     'uses (same layers as the discriminator, heads = H_gen // 64, FFN = 4 H_gen): '
+                     + ', '.join(wrong) + '. Convert without it to start a fresh generator.')
+  return fraction
+
+
+def workdir_config(pretrained, base_config: ml_collections.ConfigDict,
+                   tokenizer_path: str = '') -> ml_collections.ConfigDict:
+  """`base_config` with the model (and generator fraction) of `pretrained` and its tokenizer."""
+  config = ml_collections.ConfigDict(base_config.to_dict())
+  if pretrained.source_config:  # a workdir keeps its objective settings (sharing, fraction, ...)
+    config.electra.update(pretrained.source_config['electra'])
+  for field in SIZE_FIELDS + _CARRIED_FIELDS:
+    config.model[field] = pretrained.disc_config[field]
+  if pretrained.gen_config is not None:
+    config.electra.generator_hidden_fraction = generator_fraction(config.model,
+                                                                  pretrained.gen_config)
+  if config.data.max_seq_length > config.model.max_position_embeddings:
+    logging.warning('data.max_seq_length %d -> %d, the model\'s position count.',
+                    config.data.max_seq_length, config.model.max_position_embeddings)
+    config.data.max_seq_length = config.model.max_position_embeddings
+  config.init_from = ''
+  if pretrained.tokenizer is not None:
+    config.tokenizer.update(hf_tokenizer.tokenizer_config_fields(pretrained.tokenizer))
+    config.tokenizer.path = tokenizer_path or config.tokenizer.path
+  return config
+
+
+def _fresh_generator(gen_config: ml_collections.ConfigDict, seed: int) -> dict[str, Any]:
+  ids = jnp.zeros((1, 2), jnp.int32)
+  params = model_lib.Generator(gen_config).init(jax.random.key(seed), ids, ids, ids, ids)
+  return jax.tree.map(np.asarray, nn.meta.unbox(params['params']))
+
+
+def joint_params(pretrained, config: ml_collections.ConfigDict,
+                 fresh_generator: dict[str, Any] | None = None) -> dict[str, Any]:
+  """The pretrainer's joint tree for `config` (scanned if it scans layers).
+
+  A source without a generator gets `fresh_generator`, or one initialised from `config.seed`.
+  """
+  gen_params = pretrained.gen_params
+  if gen_params is None:
+    if fresh_generator is None:
+      gen_config = model_lib.generator_config(config.model,
+                                              config.electra.generator_hidden_fraction)
+      fresh_generator = _fresh_generator(gen_config, config.seed)
+    gen_params = fresh_generator
+  joint = model_lib.merge_params(pretrained.disc_params, gen_params,
+                                 config.electra.embedding_sharing)
+  if config.model.scan_layers:
+    joint = model_lib.to_scanned_layers(joint)
+  return joint
+
+
+def write_workdir(pretrained, dst: str, base_config: ml_collections.ConfigDict, *,
+                  overwrite: bool = False) -> ml_collections.ConfigDict:
+  """Writes a workdir whose step-0 checkpoint holds `pretrained`; returns its config."""
+  _check_tokenizer(pretrained)
+  check_destination(dst, overwrite)
+  dst = os.path.abspath(dst)
+  names = [os.path.basename(f) for f in pretrained.tokenizer_files]
+  config = workdir_config(pretrained, base_config,
+                          os.path.join(dst, TOKENIZER_DIR, names[0]) if names else '')
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), joint_params(pretrained, config))
+  tx = optimizer_lib.make_optimizer(config.train)
+  state = steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           opt_state=tx.init(params))
+  with atomic_directory(dst, overwrite) as out:
+    files = []
+    for source, name in zip(pretrained.tokenizer_files, names):
+      files.append(os.path.join(out, TOKENIZER_DIR, name))
+      checkpoint_lib.copy_file(source, files[-1])
+    checkpointer = checkpoint_lib.Checkpointer(out, save_every=1, keep=1, keep_period=0)
+    checkpointer.save(0, state, data_iterator=None, config=config.to_dict(),
+                      tokenizer_files=files, force=True)
+    checkpointer.close()
+  return config

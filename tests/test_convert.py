@@ -1,0 +1,375 @@
+"""Checkpoint conversion: workdir <-> Hugging Face <-> TF1, and continued pre-training.
+
+One tiny pre-training run (module fixture) feeds the export, round-trip and init_from tests; the
+TF1 test builds an original-format checkpoint from random `transformers` models.
+"""
+
+import importlib.util
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import safetensors.numpy
+import tensorflow as tf
+
+from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import convert
+from electra_jax import export
+from electra_jax import model as model_lib
+from electra_jax import steps
+from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import train
+from electra_jax.data import corpus
+
+torch = pytest.importorskip('torch')
+transformers = pytest.importorskip('transformers')
+
+SAMPLE_TEXTS = ['The quick brown fox jumps over the lazy dog.', 'A second sentence, with commas!',
+                '  Extra   spaces\tand a tab ', 'Numbers 3.14 and 42; ÜNÏCÖDÉ ½ ﬁ 中文']
+
+
+def tiny_config(repo_root) -> ml_collections.ConfigDict:
+  spec = importlib.util.spec_from_file_location('tiny_config', repo_root / 'configs' / 'tiny.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  m = config.model
+  m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
+  m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 2, 48
+  config.electra.generator_hidden_fraction = 0.5  # generator: hidden 32, 1 head, FFN 128
+  config.data.max_seq_length = 32
+  config.train.batch_size = 8
+  config.train.num_steps = 2
+  config.train.warmup_steps = 1
+  config.train.log_every = 1
+  config.train.eval_every = 0
+  config.train.checkpoint_every = 1000
+  config.mesh.data = -1
+  return config
+
+
+def restore_joint_params(workdir, step):
+  """The saved joint params, read with plain orbax (independently of electra_jax.convert)."""
+  with ocp.CheckpointManager(checkpoint_lib.checkpoint_dir(str(workdir))) as manager:
+    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return jax.tree.map(np.asarray, state['state']['params'])
+
+
+@pytest.fixture(scope='module')
+def run(repo_root, tmp_path_factory):
+  """Two pre-training steps of a tiny model on text files with a SentencePiece model."""
+  root = tmp_path_factory.mktemp('run')
+  lines = list(itertools.islice(
+      (line for shard in range(2) for line in corpus.builtin_corpus().shard_lines(shard)), 4000))
+  (root / 'corpus.txt').write_text('\n'.join(lines), encoding='utf-8')
+  sp_path = tokenizer_lib.train_sentencepiece(lines, str(root / 'sp'), 256,
+                                              allow_smaller_vocab=True)
+  config = tiny_config(repo_root)
+  config.data.source, config.data.train_files = 'files', str(root / 'corpus.txt')
+  config.tokenizer.path = sp_path
+  workdir = root / 'workdir'
+  train.train_and_evaluate(config, str(workdir))
+  return ml_collections.ConfigDict(dict(workdir=str(workdir), config=config, sp_path=sp_path))
+
+
+@pytest.fixture(scope='module')
+def hf_export(run, tmp_path_factory):
+  dst = tmp_path_factory.mktemp('export') / 'hf'
+  export.write_hf(convert.load_checkpoint(run.workdir), str(dst))
+  return dst
+
+
+def _padded_pair_batch(tokenizer, length):
+  """Two [CLS] A [SEP] B [SEP] rows, the second padded: ids, token types, mask [2, length]."""
+  ids, types = np.zeros((2, length), np.int32), np.zeros((2, length), np.int32)
+  for row, (a, b) in enumerate([(SAMPLE_TEXTS[0], SAMPLE_TEXTS[1]), (SAMPLE_TEXTS[3], 'Short.')]):
+    first = [tokenizer.cls_id] + tokenizer.encode(a)[:10] + [tokenizer.sep_id]
+    second = tokenizer.encode(b)[:8] + [tokenizer.sep_id]
+    ids[row, :len(first) + len(second)] = first + second
+    types[row, len(first):len(first) + len(second)] = 1
+  return ids, types, (ids != tokenizer.pad_id).astype(np.int32)
+
+
+def test_export_loads_in_transformers_with_our_logits(run, hf_export):
+  disc, info = transformers.ElectraForPreTraining.from_pretrained(
+      hf_export / 'discriminator', output_loading_info=True)
+  assert not any(info[k] for k in ('missing_keys', 'unexpected_keys', 'mismatched_keys')), info
+  gen, info = transformers.ElectraForMaskedLM.from_pretrained(
+      hf_export / 'generator', output_loading_info=True)
+  assert not any(info[k] for k in ('missing_keys', 'unexpected_keys', 'mismatched_keys')), info
+  _, info = transformers.ElectraModel.from_pretrained(hf_export / 'discriminator',
+                                                      output_loading_info=True)
+  assert not info['missing_keys'], info
+
+  ours_tokenizer = tokenizer_lib.SentencePieceTokenizer(run.sp_path)
+  theirs_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_export / 'discriminator')
+  for text in SAMPLE_TEXTS:
+    assert theirs_tokenizer(text, add_special_tokens=False)['input_ids'] == (
+        ours_tokenizer.encode(text)), text
+  pair = theirs_tokenizer(SAMPLE_TEXTS[0], SAMPLE_TEXTS[1])
+  first, second = ours_tokenizer.encode(SAMPLE_TEXTS[0]), ours_tokenizer.encode(SAMPLE_TEXTS[1])
+  assert pair['input_ids'] == [2] + first + [3] + second + [3]
+  assert pair['token_type_ids'] == [0] * (len(first) + 2) + [1] * (len(second) + 1)
+
+  # Our logits come from the trained joint params, straight from the workdir.
+  model = steps.build_model(run.config)
+  params = restore_joint_params(run.workdir, run.config.train.num_steps)
+  ids, types, mask = _padded_pair_batch(ours_tokenizer, 24)
+  positions = np.array([[1, 3, 5, 20], [2, 4, 6, 8]], np.int32)
+  ours_disc = model.apply({'params': params}, ids, types, mask,
+                          method=model_lib.ElectraPretrainer.discriminator_logits)
+  ours_gen = model.apply({'params': params}, ids, types, mask, positions,
+                         method=model_lib.ElectraPretrainer.generator_logits)
+  as_torch = lambda x: torch.tensor(x, dtype=torch.long)
+  with torch.no_grad():
+    theirs_disc = disc(input_ids=as_torch(ids), attention_mask=as_torch(mask),
+                       token_type_ids=as_torch(types)).logits.numpy()
+    theirs_gen = gen(input_ids=as_torch(ids), attention_mask=as_torch(mask),
+                     token_type_ids=as_torch(types)).logits.numpy()
+  real = mask.astype(bool)
+  np.testing.assert_allclose(np.asarray(ours_disc)[real], theirs_disc[real], atol=1e-4)
+  gathered = np.take_along_axis(theirs_gen, positions[..., None], axis=1)
+  np.testing.assert_allclose(np.asarray(ours_gen), gathered, atol=1e-4)
+  assert np.abs(theirs_disc).max() > 1e-3  # not trivially equal
+
+
+def _tensors(directory):
+  return safetensors.numpy.load_file(os.path.join(directory, 'model.safetensors'))
+
+
+def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_path):
+  workdir = tmp_path / 'workdir'
+  config = export.write_workdir(convert.load_checkpoint(str(hf_export)), str(workdir),
+                                convert.default_config())
+  again = tmp_path / 'hf_again'
+  export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
+  for network in ('discriminator', 'generator'):
+    first, second = _tensors(hf_export / network), _tensors(again / network)
+    assert sorted(first) == sorted(second)
+    for name in first:
+      assert first[name].dtype == second[name].dtype and np.array_equal(first[name],
+                                                                      second[name]), name
+    for name in ('config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json'):
+      assert (hf_export / network / name).read_bytes() == (again / network / name).read_bytes()
+  # The converted workdir holds the original run's parameters and sizes exactly.
+  original, converted = restore_joint_params(run.workdir, 2), restore_joint_params(workdir, 0)
+  assert jax.tree.structure(original) == jax.tree.structure(converted)
+  for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(converted)):
+    assert np.array_equal(a, b)
+  for field in export.SIZE_FIELDS:
+    assert config.model[field] == run.config.model[field], field
+  assert model_lib.generator_config(config.model, config.electra.generator_hidden_fraction
+                                    ).hidden_size == 32
+  assert config.tokenizer.path == str(workdir / 'tokenizer' / 'spiece.model')
+  assert config.data.max_seq_length == 48  # clamped to the model's positions
+  # Nothing is overwritten without asking.
+  with pytest.raises(ValueError, match='already exists; pass --overwrite'):
+    export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
+  assert not [p for p in os.listdir(tmp_path) if '.tmp-' in p]
+
+
+def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_export):
+  config = ml_collections.ConfigDict(run.config.to_dict())
+  config.mesh.update(data=2, fsdp=2, tensor=2)
+  config.init_from = str(hf_export)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
+  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
+                for name, axes in config.mesh.logical_axis_rules)
+  model = steps.build_model(config)
+  shapes = jax.eval_shape(lambda: model_lib.init_pretrainer_params(
+      model, jax.random.key(0), 32, 4))
+  shardings = model_lib.param_shardings(shapes, mesh, rules)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    fresh = jax.jit(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
+        model, jax.random.key(0), 32, 4)), out_shardings=shardings)()
+  params = convert.initial_params(config, fresh)
+  expected = restore_joint_params(run.workdir, 2)
+  assert jax.tree.structure(params) == jax.tree.structure(expected)
+  for got, want, reference in zip(jax.tree.leaves(params), jax.tree.leaves(expected),
+                                  jax.tree.leaves(fresh)):
+    assert np.array_equal(np.asarray(got), want)
+    assert got.sharding == reference.sharding
+
+  # Only a discriminator: the fresh generator stays.
+  config.init_from = str(hf_export / 'discriminator')
+  params = convert.initial_params(config, fresh)
+  for got, want in zip(jax.tree.leaves(params['generator']), jax.tree.leaves(fresh['generator'])):
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+  assert np.array_equal(np.asarray(params['shared_embeddings']['word_embeddings']),
+                        expected['shared_embeddings']['word_embeddings'])
+
+  # Sizes that differ from the checkpoint's: the error names the tensor and both shapes.
+  config.model.vocab_size = 300
+  other = jax.eval_shape(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
+      steps.build_model(config), jax.random.key(0), 32, 4)))
+  with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
+                     r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
+    convert.initial_params(config, other)
+
+
+def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
+  config = ml_collections.ConfigDict(run.config.to_dict())
+  config.init_from = str(hf_export)
+  config.tokenizer.path = ''  # the export's tokenizer reads the data
+  config.train.learning_rate = 1e-9  # so the end state must still be the loaded weights
+  metrics = train.train_and_evaluate(config, str(tmp_path / 'continued'))
+  assert np.isfinite(metrics['loss'])
+  continued = restore_joint_params(tmp_path / 'continued', 2)
+  source = restore_joint_params(run.workdir, 2)
+  assert jax.tree.structure(continued) == jax.tree.structure(source)
+  for got, want in zip(jax.tree.leaves(continued), jax.tree.leaves(source)):
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+  checkpointer = checkpoint_lib.Checkpointer(str(tmp_path / 'continued'), save_every=1, keep=1,
+                                             keep_period=0, read_only=True)
+  saved = checkpointer.restore_config(2)
+  checkpointer.close()
+  assert saved['tokenizer']['path'] == str(hf_export / 'discriminator' / 'spiece.model')
+  assert saved['init_from'] == str(hf_export)
+
+
+# ---- TF1 ---------------------------------------------------------------------------------------
+
+def _tf1_name(hf_name: str, scope: str) -> str | None:
+  """HF tensor name -> the original TF1 variable name (None: tied or shared, not stored)."""
+  if hf_name == 'generator_lm_head.weight' or (scope == 'generator' and '.embeddings.' in hf_name):
+    return None
+  if hf_name == 'generator_lm_head.bias':
+    return 'generator_predictions/output_bias'
+  name = hf_name.replace('discriminator_predictions.dense_prediction',
+                         'discriminator_predictions.dense_1')
+  name = re.sub(r'layer\.(\d+)', r'layer_\1', name).replace('.', '/')
+  if name.startswith('electra/') and '/embeddings/' not in name:
+    name = scope + name[len('electra'):]
+  if 'LayerNorm' in name:
+    return name.replace('/weight', '/gamma').replace('/bias', '/beta')
+  if name.endswith('_embeddings/weight'):
+    return name[:-len('/weight')]
+  return name.replace('/weight', '/kernel')
+
+
+def _write_tf1_checkpoint(prefix, tensors):
+  graph = tf.Graph()
+  with graph.as_default():
+    variables = [tf.compat.v1.Variable(value, name=name) for name, value in tensors.items()]
+    saver = tf.compat.v1.train.Saver(variables)
+    with tf.compat.v1.Session(graph=graph) as session:
+      session.run(tf.compat.v1.global_variables_initializer())
+      saver.save(session, prefix, write_meta_graph=False)
+
+
+@pytest.fixture(scope='module')
+def tf1_checkpoint(tmp_path_factory):
+  """Random HF discriminator + generator (shared embeddings) written as an original checkpoint."""
+  torch.manual_seed(0)
+  common = dict(vocab_size=99, embedding_size=32, num_hidden_layers=2, max_position_embeddings=40,
+                hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+  disc = transformers.ElectraForPreTraining(transformers.ElectraConfig(
+      hidden_size=128, num_attention_heads=2, intermediate_size=256, **common)).eval()
+  gen = transformers.ElectraForMaskedLM(transformers.ElectraConfig(
+      hidden_size=64, num_attention_heads=1, intermediate_size=256, **common)).eval()
+  with torch.no_grad():
+    for model in (disc, gen):  # perturb every tensor, LayerNorms and biases included
+      for param in model.parameters():
+        param.add_(0.05 * torch.randn_like(param))
+    gen.electra.embeddings.load_state_dict(disc.electra.embeddings.state_dict())
+  tensors = {}
+  for model, scope in ((disc, 'electra'), (gen, 'generator')):
+    for hf_name, value in model.state_dict().items():
+      name = _tf1_name(hf_name, scope)
+      if name is None or 'position_ids' in hf_name:
+        continue
+      value = value.numpy()
+      tensors[name] = value.T if name.endswith('/kernel') else value  # TF1 kernels are [in, out]
+  for name, value in list(tensors.items()):  # optimizer slots and the step, to be ignored
+    tensors[f'{name}/adam_m'] = np.full_like(value, 7.0)
+    tensors[f'{name}/adam_v'] = np.full_like(value, 9.0)
+  tensors['global_step'] = np.int64(1_000_000)
+  directory = tmp_path_factory.mktemp('tf1')
+  prefix = str(directory / 'model.ckpt-1000000')
+  _write_tf1_checkpoint(prefix, tensors)
+  words = [f'word{i}' for i in range(99 - 5)]
+  (directory / 'vocab.txt').write_text(
+      '\n'.join(tokenizer_lib.SPECIAL_PIECES + tuple(words)) + '\n')
+  return prefix, disc, gen
+
+
+def _hf_logits(disc, gen, ids, types, mask):
+  as_torch = lambda x: torch.tensor(np.asarray(x), dtype=torch.long)
+  with torch.no_grad():
+    kwargs = dict(input_ids=as_torch(ids), token_type_ids=as_torch(types),
+                  attention_mask=as_torch(mask))
+    return disc(**kwargs).logits.numpy(), gen(**kwargs).logits.numpy()
+
+
+def _random_batch(vocab_size, length=16):
+  rng = np.random.default_rng(1)
+  ids = rng.integers(5, vocab_size, size=(2, length)).astype(np.int32)
+  types = np.zeros_like(ids)
+  types[:, length // 2:] = 1
+  mask = np.ones_like(ids)
+  mask[1, -5:] = 0
+  ids[1, -5:] = 0
+  return ids, types, mask
+
+
+def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, tmp_path):
+  prefix, disc, gen = tf1_checkpoint
+  ids, types, mask = _random_batch(99)
+  want_disc, want_gen = _hf_logits(disc, gen, ids, types, mask)
+  real = mask.astype(bool)
+
+  # tf1 -> hf, through the CLI.
+  out = tmp_path / 'hf'
+  env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='')
+  result = subprocess.run(
+      [sys.executable, '-m', 'electra_jax.convert', '--from=tf1', '--to=hf', f'--src={prefix}',
+       f'--dst={out}'], capture_output=True, text=True, env=env, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  loaded_disc = transformers.ElectraForPreTraining.from_pretrained(out / 'discriminator').eval()
+  loaded_gen = transformers.ElectraForMaskedLM.from_pretrained(out / 'generator').eval()
+  got_disc, got_gen = _hf_logits(loaded_disc, loaded_gen, ids, types, mask)
+  np.testing.assert_allclose(got_disc[real], want_disc[real], atol=1e-4)
+  np.testing.assert_allclose(got_gen[real], want_gen[real], atol=1e-4)
+  hf_config = json.loads((out / 'discriminator' / 'config.json').read_text())
+  assert (hf_config['num_attention_heads'], hf_config['hidden_size']) == (2, 128)  # H // 64
+  tokenizer = transformers.AutoTokenizer.from_pretrained(out / 'discriminator')
+  assert tokenizer('word3 word17 unknown')['input_ids'] == [2, 8, 22, 1, 3]
+
+  # tf1 -> workdir, then our own networks from it.
+  workdir = tmp_path / 'workdir'
+  config = export.write_workdir(convert.load_checkpoint(prefix), str(workdir),
+                                convert.default_config())
+  assert config.model.num_heads == 2 and config.electra.generator_hidden_fraction == 0.5
+  assert config.tokenizer.type == 'wordpiece'
+  pretrained = convert.load_checkpoint(str(workdir))
+  ours_disc = model_lib.Discriminator(pretrained.disc_config).apply(
+      {'params': pretrained.disc_params}, ids, types, mask)
+  positions = np.tile(np.arange(16, dtype=np.int32), (2, 1))
+  ours_gen = model_lib.Generator(pretrained.gen_config).apply(
+      {'params': pretrained.gen_params}, ids, types, mask, positions)
+  np.testing.assert_allclose(np.asarray(ours_disc)[real], want_disc[real], atol=1e-4)
+  np.testing.assert_allclose(np.asarray(ours_gen)[real], want_gen[real], atol=1e-4)
+  assert pretrained.tokenizer.encode('word3 word17') == [8, 22]
+
+
+def test_tf1_errors_name_the_problem(tf1_checkpoint, tmp_path):
+  prefix, _, _ = tf1_checkpoint
+  with pytest.raises(ValueError, match='not divisible by 3 heads'):
+    convert.load_checkpoint(prefix, num_heads=3)
+  with pytest.raises(ValueError, match='--from=hf but .* looks like a tf1 source'):
+    convert.load_checkpoint(prefix, kind='hf')
+  with pytest.raises(ValueError, match='is not a checkpoint'):
+    convert.load_checkpoint(str(tmp_path / 'nothing'))
+  other = str(tmp_path / 'other.ckpt')
+  _write_tf1_checkpoint(other, {'bert/embeddings/word_embeddings': np.zeros((4, 2), np.float32)})
+  with pytest.raises(ValueError, match='not an ELECTRA TF1 checkpoint'):
+    convert.load_checkpoint(other)
