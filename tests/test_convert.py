@@ -25,9 +25,11 @@ from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
+from electra_jax import optimizer as optimizer_lib
 from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
+from electra_jax import validate
 from electra_jax.data import corpus
 
 torch = pytest.importorskip('torch')
@@ -171,6 +173,28 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
                                     ).hidden_size == 32
   assert config.tokenizer.path == str(workdir / 'tokenizer' / 'spiece.model')
   assert config.data.max_seq_length == 48  # clamped to the model's positions
+  # The converted workdir resumes the way train.py resumes a run: step 0, the same params.
+  validate.validate_config(config, num_devices=1)
+  tx = optimizer_lib.make_optimizer(config.train)
+  init_fn = steps.make_init_fn(steps.build_model(config), tx, config.data.max_seq_length, 4)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
+  abstract, _ = steps.state_shardings(init_fn, jax.random.key(0), mesh, ())
+  checkpointer = checkpoint_lib.Checkpointer(str(workdir), save_every=1, keep=1, keep_period=0)
+  step, state = checkpointer.restore_latest(abstract)
+  checkpointer.close()
+  assert step == 0 and int(state.step) == 0
+  for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(state.params)):
+    assert np.array_equal(a, np.asarray(b))
+  # A scanned-layers config stores stacked layers; loading unstacks them again.
+  scanned_config = convert.default_config()
+  scanned_config.model.scan_layers = True
+  scanned = tmp_path / 'scanned'
+  export.write_workdir(convert.load_checkpoint(str(workdir)), str(scanned), scanned_config)
+  assert 'layers' in restore_joint_params(scanned, 0)['discriminator']['encoder']
+  loaded = convert.load_checkpoint(str(scanned))
+  for a, b in zip(jax.tree.leaves(loaded.disc_params),
+                  jax.tree.leaves(convert.load_checkpoint(str(workdir)).disc_params)):
+    assert np.array_equal(a, b)
   # Nothing is overwritten without asking.
   with pytest.raises(ValueError, match='already exists; pass --overwrite'):
     export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
