@@ -363,12 +363,7 @@ def _tokenizer_from_flag(path: str) -> tokenizer_lib.Tokenizer:
       type=kind, path=path, lower_case=FLAGS.lower_case, strip_accents=FLAGS.lower_case)))
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  for name in ('from', 'to', 'src', 'dst'):
-    if FLAGS[name].value is None:
-      raise app.UsageError(f'--{name} is required.')
+def _convert() -> None:
   export.check_destination(FLAGS.dst, FLAGS.overwrite)  # before any loading
   pretrained = load_checkpoint(
       FLAGS.src, step=FLAGS.step, kind=FLAGS['from'].value, generator_path=FLAGS.src_generator,
@@ -376,18 +371,35 @@ def main(argv: Sequence[str]) -> None:
   if FLAGS.tokenizer_path:
     pretrained.tokenizer = _tokenizer_from_flag(FLAGS.tokenizer_path)
     pretrained.tokenizer_files = pretrained.tokenizer.files()
+  if pretrained.tokenizer is None:
+    print(f'Note: {FLAGS.src} carries no tokenizer (give one with --tokenizer_path).')
   if FLAGS.to == 'hf':
     for directory in export.write_hf(pretrained, FLAGS.dst, overwrite=FLAGS.overwrite):
       print(f'Wrote {directory}')
     return
   config = export.write_workdir(pretrained, FLAGS.dst, FLAGS.config or default_config(),
                                 overwrite=FLAGS.overwrite)
-  print(f'Wrote {FLAGS.dst} (step 0; model {config.model.num_layers} layers, hidden '
+  print(f'Wrote {FLAGS.dst} (step 0; {config.model.num_layers} layers, hidden '
         f'{config.model.hidden_size}, vocab {config.model.vocab_size}).\n'
-        f'Continue pre-training from it in a new run: --config.init_from={FLAGS.dst}\n'
-        f'Or resume it as the run itself with a config whose model/electra sections match '
-        f'{FLAGS.dst}/checkpoints/0/config (tokenizer: --config.tokenizer.type='
-        f'{config.tokenizer.type} --config.tokenizer.path={config.tokenizer.path}).')
+        f'Start a new run from its weights: --config.init_from={FLAGS.dst}\n'
+        f'Or resume it as the run itself: --workdir={FLAGS.dst} with a config whose model and '
+        f'electra sections equal {FLAGS.dst}/checkpoints/0/config')
+  if pretrained.tokenizer is not None:
+    print(f'  and --config.tokenizer.type={config.tokenizer.type} '
+          f'--config.tokenizer.path={config.tokenizer.path}')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  for name in ('from', 'to', 'src', 'dst'):
+    if FLAGS[name].value is None:
+      raise app.UsageError(f'--{name} is required.')
+  logging.set_verbosity(logging.WARNING)  # orbax narrates every file at INFO
+  try:
+    _convert()
+  except (ValueError, FileNotFoundError) as e:  # bad input: the message says what to fix
+    raise SystemExit(f'electra_jax.convert: {e}') from e
 
 
 def run():
