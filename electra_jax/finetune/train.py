@@ -524,6 +524,7 @@ def run_seeds(config: ml_collections.ConfigDict, task_dir: str,
       continue
     result = {'seed': int(seed), **run_seed(int(seed), seed_dir), 'config': fingerprint}
     if jax.process_index() == 0:
+      tf.io.gfile.makedirs(seed_dir)
       with tf.io.gfile.GFile(path, 'w') as f:
         f.write(json.dumps(result, indent=2) + '\n')
     results.append(result)

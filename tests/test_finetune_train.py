@@ -1,0 +1,261 @@
+"""The shared fine-tuning loop: layer-wise rates, hyperparameters, init_from, seeds, results."""
+
+import importlib.util
+import json
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from electra_jax import convert
+from electra_jax import export
+from electra_jax import model as model_lib
+from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.finetune import __main__ as cli
+from electra_jax.finetune import glue
+from electra_jax.finetune import metrics as metrics_lib
+from electra_jax.finetune import model as task_model_lib
+from electra_jax.finetune import train
+
+DECAY = 0.8
+
+
+def load_config(repo_root, arg='sst2'):
+  spec = importlib.util.spec_from_file_location('finetune_glue_config',
+                                                repo_root / 'configs' / 'finetune' / 'glue.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def tiny_model_config(repo_root, **overrides):
+  m = load_config(repo_root).model
+  m.update(dict(vocab_size=64, embedding_size=16, hidden_size=32, num_heads=2, num_layers=2,
+                intermediate_size=64, max_position_embeddings=32, initializer_range=0.1))
+  m.update(overrides)
+  return m
+
+
+def task_params(model_config, head='classification'):
+  """Zero-filled parameters of the task model (only their layout matters here)."""
+  model = task_model_lib.TaskModel(model_config, head, num_labels=3,
+                                   answerability=head == 'span')
+  ids = jnp.ones((1, 8), jnp.int32)
+  shapes = jax.eval_shape(lambda: model.init({'params': jax.random.key(0)}, ids, ids * 0, ids))
+  return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                      model_lib.nn.meta.unbox(shapes['params']))
+
+
+def expected_exponent(path, num_layers=2):
+  """How many times the rate is decayed for the parameter at `path` (the ELECTRA.md rule)."""
+  top = path[0]
+  if top in ('embeddings', 'embeddings_project'):
+    return num_layers + 1
+  if top == 'encoder':
+    return num_layers - int(path[1].split('_')[1])  # layer_i: depth i + 1
+  return 0  # the task head
+
+
+def _paths(tree):
+  return [(tuple(str(getattr(k, 'key', k)) for k in path), leaf)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+# ---- Layer-wise learning-rate decay -------------------------------------------------------------
+
+@pytest.mark.parametrize('head', ['classification', 'span'])
+def test_layerwise_scales_follow_the_depth_rule(repo_root, head):
+  params = task_params(tiny_model_config(repo_root), head)
+  scales = train.layerwise_lr_scales(params, num_layers=2, decay=DECAY)
+  seen = set()
+  for path, scale in _paths(scales):
+    exponent = expected_exponent(path)
+    seen.add((path[0], exponent))
+    assert scale.dtype == np.float32
+    assert scale == np.float32(DECAY ** exponent), path
+  # Embeddings and their projection decay three times, layer 0 twice, the top layer once (the
+  # original's off-by-one would give it decay**2), every head parameter not at all.
+  assert {('embeddings', 3), ('embeddings_project', 3), ('encoder', 2), ('encoder', 1)} <= seen
+  heads = {name for name, exponent in seen if exponent == 0}
+  assert heads == ({'classifier'} if head == 'classification'
+                   else {'span_head', 'answerability_head'})
+
+
+@pytest.mark.parametrize('scan_layers', [False, True])
+def test_one_update_moves_each_layer_at_exactly_its_rate(repo_root, scan_layers):
+  """AdamW's first step is -lr * g / (|g| + eps) per entry: with g = 1 it reveals each rate."""
+  config = load_config(repo_root)
+  params = task_params(tiny_model_config(repo_root, scan_layers=scan_layers))
+  hparams = train.resolve_hparams(config, tiny_model_config(repo_root), default_epochs=3)
+  hparams.update(warmup_fraction=0.0, weight_decay=0.0, grad_clip_norm=0.0)
+  tx, schedule = train.make_optimizer(hparams, params, num_layers=2, num_steps=10)
+  assert float(schedule(0)) == pytest.approx(1e-4)  # small model: the reference rate
+  grads = jax.tree.map(np.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  adam_factor = 1.0 / (1.0 + hparams.adam_eps)
+  for path, update in _paths(updates):
+    rates = -np.asarray(update) / (1e-4 * adam_factor)
+    if scan_layers and path[:2] == ('encoder', 'layers'):
+      for layer in range(2):  # each slice of a stacked parameter is one layer
+        np.testing.assert_allclose(rates[layer], DECAY ** (2 - layer), rtol=1e-5,
+                                   err_msg=str(path))
+    else:
+      np.testing.assert_allclose(rates, DECAY ** expected_exponent(path), rtol=1e-5,
+                                 err_msg=str(path))
+
+
+def test_depths_reject_parameters_of_no_known_part():
+  with pytest.raises(ValueError, match='neither the encoder nor'):
+    train.layer_depths({'mystery': {'kernel': np.zeros((2, 2))}}, num_layers=2)
+
+
+# ---- Hyperparameters and validation ------------------------------------------------------------
+
+def test_reference_hyperparameters_per_size_and_task(repo_root):
+  config = load_config(repo_root, 'rte')
+  small = tiny_model_config(repo_root, hidden_size=256)
+  large = tiny_model_config(repo_root, hidden_size=1024)
+  hparams = train.resolve_hparams(config, small, default_epochs=10)
+  assert (hparams.model_size, hparams.learning_rate, hparams.layerwise_lr_decay,
+          hparams.num_epochs) == ('small', 1e-4, 0.8, 10)
+  hparams = train.resolve_hparams(config, large, default_epochs=3)
+  assert (hparams.model_size, hparams.learning_rate, hparams.layerwise_lr_decay) == (
+      'large', 5e-5, 0.9)
+  assert train.model_size(config, tiny_model_config(repo_root, hidden_size=768)) == 'base'
+  config.model_size, config.train.learning_rate = 'large', 3e-5
+  hparams = train.resolve_hparams(config, small, default_epochs=3)
+  assert (hparams.learning_rate, hparams.layerwise_lr_decay) == (3e-5, 0.9)
+  assert (config.train.batch_size, config.train.warmup_fraction,
+          config.train.weight_decay, config.train.dropout_prob) == (32, 0.1, 0.01, 0.1)
+  config.model_size = 'huge'
+  with pytest.raises(ValueError, match='model_size'):
+    train.model_size(config, small)
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('train.batch_size', 30, 'batch_size=30'),
+    ('train.eval_batch_size', 4, 'eval_batch_size=4'),
+    ('train.layerwise_lr_decay', 1.5, 'layerwise_lr_decay'),
+    ('train.warmup_fraction', 2.0, 'warmup_fraction'),
+    ('seeds', (), 'seeds is empty'),
+    ('seeds', (1, 1), 'repeats'),
+    ('mesh.data', 3, 'mesh'),
+])
+def test_bad_configs_are_rejected_with_the_field_named(repo_root, field, value, match):
+  config = load_config(repo_root)
+  section, _, name = field.rpartition('.')
+  (config[section] if section else config)[name] = value
+  with pytest.raises(ValueError, match=match):
+    train.validate_finetune_config(config, num_devices=8)
+
+
+# ---- Starting from a pre-trained discriminator ------------------------------------------------------
+
+@pytest.mark.slow
+def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
+  """The discriminator's encoder is what fine-tuning starts from (into scanned layers too); its
+  replaced-token head is dropped. With a vanishing learning rate the best checkpoint still holds
+  exactly the pre-trained encoder."""
+  rng = np.random.default_rng(0)
+  words = 'good bad movie film plot the a was very'.split()
+  texts = [' '.join(rng.choice(words, size=6)) for _ in range(100)]
+  sp_path = tokenizer_lib.train_sentencepiece(texts, str(tmp_path / 'sp'), 24,
+                                              allow_smaller_vocab=True, num_threads=1)
+  tokenizer = tokenizer_lib.SentencePieceTokenizer(sp_path)
+  disc_config = tiny_model_config(repo_root)
+  ids = jnp.ones((1, 8), jnp.int32)
+  disc_params = jax.tree.map(np.asarray, model_lib.nn.meta.unbox(model_lib.Discriminator(
+      disc_config).init({'params': jax.random.key(7)}, ids, ids * 0, ids)['params']))
+  export.write_hf(convert.Pretrained(disc_config, disc_params, tokenizer=tokenizer,
+                                     tokenizer_files=tokenizer.files()), str(tmp_path / 'hf'))
+  data_dir = tmp_path / 'SST-2'
+  data_dir.mkdir()
+  for split in ('train', 'dev'):
+    rows = ''.join(f'{text}\t{int("good" in text)}\n' for text in texts[:64])
+    (data_dir / f'{split}.tsv').write_text('sentence\tlabel\n' + rows)
+
+  config = load_config(repo_root)
+  config.init_from = str(tmp_path / 'hf')
+  config.model.scan_layers = True  # a compute setting: applied to the loaded architecture
+  config.data.update(source='tsv', data_dir=str(data_dir), max_seq_length=16)
+  config.task.predict_test = False
+  config.train.update(num_epochs=1, learning_rate=1e-30, eval_batch_size=64)
+  start = train.load_starting_point(config)
+  assert start.tokenizer.encode(texts[0]) == tokenizer.encode(texts[0])  # the export's own
+  assert start.model_config.hidden_dropout_prob == 0.1 and start.model_config.scan_layers
+  glue.run(config, str(tmp_path / 'work'), start)
+
+  checkpoints = tmp_path / 'work' / 'sst2' / 'seed_0' / 'checkpoints'
+  with ocp.CheckpointManager(str(checkpoints)) as manager:
+    restored = manager.restore(1, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
+  params = model_lib.to_unscanned_layers(restored['params'])
+  assert set(params) == {'embeddings', 'embeddings_project', 'encoder', 'classifier'}
+  for (path, loaded), (_, original) in zip(
+      _paths({k: params[k] for k in task_model_lib.ENCODER_NAMES}),
+      _paths({k: disc_params[k] for k in task_model_lib.ENCODER_NAMES})):
+    np.testing.assert_allclose(loaded, original, atol=1e-7, err_msg=str(path))
+
+
+def test_a_mismatched_encoder_is_refused(repo_root):
+  config = tiny_model_config(repo_root)
+  params = task_params(config)
+  wrong = task_params(tiny_model_config(repo_root, hidden_size=64, intermediate_size=128))
+  with pytest.raises(ValueError, match='does not fit'):
+    train._merge_encoder(params, wrong, config, shardings=None)
+
+
+# ---- Seeds and results ----------------------------------------------------------------------------
+
+def test_finished_seeds_are_reused_and_other_configs_refused(repo_root, tmp_path):
+  config = load_config(repo_root)
+  config.seeds = (3, 5)
+  calls = []
+
+  def run_seed(seed, seed_dir):
+    calls.append(seed)
+    return {'metrics': {'accuracy': seed / 10}}
+
+  first = train.run_seeds(config, str(tmp_path), run_seed)
+  assert calls == [3, 5] and [r['seed'] for r in first] == [3, 5]
+  config.seeds = (3, 5, 8)
+  again = train.run_seeds(config, str(tmp_path), run_seed)
+  assert calls == [3, 5, 8] and again[:2] == first
+  config.train.learning_rate = 3e-4
+  with pytest.raises(ValueError, match='different configuration'):
+    train.run_seeds(config, str(tmp_path), run_seed)
+
+
+def _fake_result(task, kind, metric_names, base):
+  seeds = [{'seed': s, 'metrics': {name: base + 0.01 * s for name in metric_names}}
+           for s in range(3)]
+  return {'task': task, 'kind': kind, 'display_name': task.upper(),
+          'primary_metrics': list(metric_names), 'seeds': seeds}
+
+
+def test_results_table_with_medians_and_the_glue_average(tmp_path):
+  tasks = {'cola': ('mcc',), 'sst2': ('accuracy',), 'mrpc': ('f1', 'accuracy'),
+           'stsb': ('pearson', 'spearman'), 'qqp': ('f1', 'accuracy'),
+           'mnli': ('accuracy', 'dev_mismatched/accuracy'), 'qnli': ('accuracy',),
+           'rte': ('accuracy',)}
+  for index, (task, names) in enumerate(tasks.items()):
+    overview = cli.report(str(tmp_path), _fake_result(task, 'glue', names, 0.5 + 0.05 * index))
+    if task == 'cola':
+      assert overview['glue_average'] is None and 'rte' in overview['glue_missing']
+  overview = cli.report(str(tmp_path), _fake_result('squad_v1.1', 'squad',
+                                                    ('exact_match', 'f1'), 80.0))
+  medians = {task: {name: 0.5 + 0.05 * i + 0.01 for name in names}
+             for i, (task, names) in enumerate(tasks.items())}
+  expected, _ = metrics_lib.glue_average(medians)
+  assert overview['glue_average']['electra'] == pytest.approx(expected)
+  assert overview['tasks']['squad_v1.1']['median']['f1'] == pytest.approx(80.01)
+  assert overview['tasks']['rte']['std']['accuracy'] == pytest.approx(np.std([0, 0.01, 0.02]))
+  saved = json.loads((tmp_path / 'results.json').read_text())
+  assert saved['glue_average']['electra'] == pytest.approx(expected)
+  task_file = json.loads((tmp_path / 'sst2' / 'results.json').read_text())
+  assert task_file['summary']['accuracy']['num_seeds'] == 3
+  table = cli.format_table(overview)
+  assert f'GLUE average of medians: {100 * expected:.2f}' in table
+  assert 'dev_mismatched/accuracy' in table and 'SQUAD_V1.1' in table
