@@ -268,7 +268,8 @@ def _path_name(path) -> str:
 def _check_same_shapes(params, reference, source: str) -> None:
   """Raises, naming the tensor and both shapes, unless `params` has exactly `reference`'s shapes."""
   loaded = {_path_name(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(params)}
-  wanted = {_path_name(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(reference)}
+  wanted = {_path_name(p): tuple(x.shape)
+            for p, x in jax.tree_util.tree_leaves_with_path(reference)}
   for name, shape in wanted.items():
     if name not in loaded:
       raise ValueError(f'{source} has no tensor {name} (shape {shape}), which the configured '

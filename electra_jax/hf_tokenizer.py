@@ -161,7 +161,8 @@ def find_tokenizer(directory: str) -> tuple[tokenizer_lib.Tokenizer | None, list
     tokenizer = wordpiece.WordPieceTokenizer(vocab, lower_case=lower_case,
                                              strip_accents=strip_accents)
     return tokenizer, tokenizer.files()
-  candidates = [config['vocab_file']] if str(config.get('vocab_file', '')).endswith('.model') else []
+  listed = str(config.get('vocab_file', ''))
+  candidates = [listed] if listed.endswith('.model') else []
   candidates += sorted(n for n in tf.io.gfile.listdir(directory) if n.endswith('.model'))
   for name in candidates:
     path = os.path.join(directory, name)

@@ -70,8 +70,8 @@ def _infer_config(shapes: dict[str, tuple[int, ...]], scope: str, embeddings_sco
 
 def _tensor_map(config, scope: str, embeddings_scope: str, architecture: str):
   """[(TF1 name, our param path, TF1 shape, our shape)] for one network."""
-  v, e, h, f = config.vocab_size, config.embedding_size, config.hidden_size, config.intermediate_size
-  n = config.num_heads
+  v, e, h = config.vocab_size, config.embedding_size, config.hidden_size
+  f, n = config.intermediate_size, config.num_heads
   d = h // n
   entries = []
 
@@ -85,8 +85,9 @@ def _tensor_map(config, scope: str, embeddings_scope: str, architecture: str):
     entries.append((f'{tf_scope}/beta', path + ('bias',), (size,), (size,)))
 
   emb = f'{embeddings_scope}/embeddings'
-  for name, rows in (('word_embeddings', v), ('position_embeddings', config.max_position_embeddings),
-                     ('token_type_embeddings', config.type_vocab_size)):
+  tables = (('word_embeddings', v), ('position_embeddings', config.max_position_embeddings),
+            ('token_type_embeddings', config.type_vocab_size))
+  for name, rows in tables:
     entries.append((f'{emb}/{name}', ('embeddings', name), (rows, e), (rows, e)))
   layer_norm(f'{emb}/LayerNorm', ('embeddings', 'LayerNorm'), e)
   if e != h:
@@ -94,7 +95,8 @@ def _tensor_map(config, scope: str, embeddings_scope: str, architecture: str):
   for i in range(config.num_layers):
     tf_layer, ours = f'{scope}/encoder/layer_{i}', ('encoder', f'layer_{i}')
     for name in ('query', 'key', 'value'):
-      dense(f'{tf_layer}/attention/self/{name}', ours + ('attention', name), h, h, (h, n, d), (n, d))
+      dense(f'{tf_layer}/attention/self/{name}', ours + ('attention', name), h, h,
+            (h, n, d), (n, d))  # heads split out of the output axis
     dense(f'{tf_layer}/attention/output/dense', ours + ('attention', 'output'), h, h, (n, d, h))
     layer_norm(f'{tf_layer}/attention/output/LayerNorm', ours + ('attention_LayerNorm',), h)
     dense(f'{tf_layer}/intermediate/dense', ours + ('intermediate',), h, f)

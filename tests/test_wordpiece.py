@@ -1,4 +1,4 @@
-"""WordPiece (BERT vocab.txt) tokenizer: equal to Hugging Face's BertTokenizer, usable in tf.data."""
+"""WordPiece (BERT vocab.txt) tokenizer: equal to Hugging Face's BertTokenizer, works in tf.data."""
 
 import json
 import os
