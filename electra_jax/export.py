@@ -111,7 +111,7 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
   """
   fraction = gen_config.hidden_size / disc_config.hidden_size
   while int(disc_config.hidden_size * fraction) < gen_config.hidden_size:
-    fraction = float(np.nextafter(fraction, 2.0))  # 768 * (256 / 768) may round to 255.99...
+    fraction = float(np.nextafter(fraction, 2.0))  # 448 * (61 / 448) is 60.99999999999999
   try:
     derived = model_lib.generator_config(disc_config, fraction)
   except ValueError as e:
@@ -122,7 +122,8 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
   if wrong:
     raise ValueError('The generator does not follow the reference size rule the pretrainer '
                      'uses (same layers as the discriminator, heads = H_gen // 64, FFN = 4 H_gen): '
-                     + ', '.join(wrong) + '. Convert without it to start a fresh generator.')
+                     + ', '.join(wrong) + '. Convert the discriminator directory alone to start a fresh '
+                     'generator instead.')
   return fraction
 
 

@@ -260,6 +260,19 @@ def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
   assert saved['init_from'] == str(hf_export)
 
 
+def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
+  base = convert.default_config().model
+  base.update(hidden_size=448, num_heads=7, intermediate_size=1792)
+  gen = ml_collections.ConfigDict(base.to_dict())
+  gen.update(hidden_size=61, num_heads=1, intermediate_size=244)
+  assert int(448 * (61 / 448)) == 60  # the plain ratio rounds down
+  fraction = export.generator_fraction(base, gen)
+  assert model_lib.generator_config(base, fraction).to_dict() == gen.to_dict()
+  gen.num_heads = 8
+  with pytest.raises(ValueError, match=r'reference size rule.*num_heads 8 \(the rule gives 1\)'):
+    export.generator_fraction(base, gen)
+
+
 # ---- TF1 ---------------------------------------------------------------------------------------
 
 def _tf1_name(hf_name: str, scope: str) -> str | None:
