@@ -103,7 +103,8 @@ def test_tsv_classification_learns_the_deciding_word(repo_root, sst2_dir, tmp_pa
   for run in result['seeds']:
     assert len(run['history']) == 4
     assert run['metrics']['accuracy'] >= 0.9, run['history']  # chance is 0.5
-    best = max(run['history'], key=lambda r: r['selection_score'])
+    best = run['history'][run['best_epoch'] - 1]  # the kept checkpoint's epoch
+    assert best['selection_score'] == max(r['selection_score'] for r in run['history'])
     assert run['metrics']['accuracy'] == best['accuracy']
   assert result['summary']['accuracy']['num_seeds'] == 2
   seed_dir = tmp_path / 'sst2' / 'seed_0'

@@ -11,6 +11,8 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import squad
@@ -122,6 +124,28 @@ def test_v2_also_learns_no_answer(repo_root, tokenizer_path, tmp_path):
   assert np.mean(no_answer[:, None] > has_answer[None, :]) >= 0.95
   official = squad_eval.main([str(tmp_path / 'dev-v2.0.json'), str(seed_dir / 'predictions.json')])
   assert official['exact'] == pytest.approx(metrics['exact'])
+
+
+def test_tfds_splits(repo_root, tokenizer_path, tmp_path):
+  """source='tfds' reads squad/<version>: 'train', and 'validation' for dev."""
+  requested = []
+
+  def fake_as_dataset(builder, split, **kwargs):
+    del kwargs
+    requested.append((builder.builder_config.name, split))
+    return tf.data.Dataset.from_tensor_slices({
+        'id': [b'q1'], 'title': [b't'], 'question': [b'who?'], 'context': [b'doctor bob sat'],
+        'answers': {'text': [[b'doctor bob']], 'answer_start': [[0]]},
+        'is_impossible': [False], 'plausible_answers': {'text': [[b'']],
+                                                        'answer_start': [[0]]}})
+
+  config = tiny(load_config(repo_root, 'v2.0'), tokenizer_path, tmp_path)
+  config.data.source = 'tfds'
+  with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset):
+    train = squad.read_split(config, 'v2.0', 'train')
+    dev = squad.read_split(config, 'v2.0', 'dev')
+  assert requested == [('v2.0', 'train'), ('v2.0', 'validation')]
+  assert train[0].answer_texts == dev[0].answer_texts == ('doctor bob',)
 
 
 def test_bad_settings_fail_before_training(repo_root, tokenizer_path, tmp_path):

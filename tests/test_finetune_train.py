@@ -152,7 +152,7 @@ def test_bad_configs_are_rejected_with_the_field_named(repo_root, field, value, 
     train.validate_finetune_config(config, num_devices=8)
 
 
-# ---- Starting from a pre-trained discriminator ------------------------------------------------------
+# ---- Starting from a pre-trained discriminator ---------------------------------------------
 
 @pytest.mark.slow
 def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
@@ -207,7 +207,7 @@ def test_a_mismatched_encoder_is_refused(repo_root):
     train._merge_encoder(params, wrong, config, shardings=None)
 
 
-# ---- Seeds and results ----------------------------------------------------------------------------
+# ---- Seeds and results ----------------------------------------------------------------------
 
 def test_finished_seeds_are_reused_and_other_configs_refused(repo_root, tmp_path):
   config = load_config(repo_root)

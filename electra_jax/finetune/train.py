@@ -427,44 +427,38 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
                num_examples, hparams.num_epochs, steps_per_epoch, hparams.batch_size,
                hparams.learning_rate, hparams.layerwise_lr_decay, hparams.model_size,
                mesh_lib.describe(mesh))
-  history, best = [], None
-  step, window_losses = 0, []
+  history, step = [], 0
   started = time.perf_counter()
   try:
     for epoch in range(1, hparams.num_epochs + 1):
       order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-      epoch_losses = []
+      epoch_losses, logged = [], 0  # device scalars; read only at log points
       for index in range(steps_per_epoch):
         rows = order[index * hparams.batch_size:(index + 1) * hparams.batch_size]
         with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
           state, stats = jit_train_step(state, global_batch(task.train_arrays, rows),
                                         dropout_rng)
         step += 1
-        window_losses.append(stats['loss'])
-        if step % hparams.log_every == 0 or step == num_steps:
-          losses = [float(x) for x in window_losses]
-          if not np.all(np.isfinite(losses)):
+        epoch_losses.append(stats['loss'])
+        if step % hparams.log_every == 0 or index == steps_per_epoch - 1:
+          window = [float(x) for x in epoch_losses[logged:]]
+          logged = len(epoch_losses)
+          if not np.all(np.isfinite(window)):
             raise FloatingPointError(
-                f'{task.name}: the loss became {losses[-1]} by step {step}; lower '
+                f'{task.name}: the loss became {window[-1]} by step {step}; lower '
                 'config.train.learning_rate.')
-          epoch_losses += losses
-          writer.write(step, {'loss': float(np.mean(losses)),
+          writer.write(step, {'loss': float(np.mean(window)),
                               'grad_norm': float(stats['grad_norm']),
                               'learning_rate': float(schedule(step - 1))})
-          window_losses = []
-      epoch_losses += [float(x) for x in window_losses]
       metrics = task.evaluate(predict_with(state.params))
       if task.selection_metric not in metrics:
         raise KeyError(f'{task.name}: evaluate() returned {sorted(metrics)}, without the '
                        f'selection metric {task.selection_metric!r}.')
-      record = {'epoch': epoch, 'step': step, 'train_loss': float(np.mean(epoch_losses)),
+      record = {'epoch': epoch, 'step': step,
+                'train_loss': float(np.mean([float(x) for x in epoch_losses])),
                 **{k: float(v) for k, v in metrics.items()}}
       history.append(record)
       writer.write(step, {f'dev_{k}': v for k, v in metrics.items()})
-      is_best = best is None or metrics[task.selection_metric] > best['metrics'][
-          task.selection_metric]
-      if is_best:
-        best = {'epoch': epoch, 'metrics': record}
       manager.save(epoch, args=ocp.args.Composite(
           params=ocp.args.StandardSave(state.params),
           config=ocp.args.JsonSave({'task': task.name, 'seed': seed, 'epoch': epoch,
@@ -472,24 +466,25 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
                                     'finetune': config.to_dict()}),
           tokenizer=checkpoint_lib.FilesSave(start.tokenizer_files)),
           metrics={k: float(v) for k, v in metrics.items()})
-      logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f | %s%s', task.name, seed,
+      logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f | %s', task.name, seed,
                    epoch, hparams.num_epochs, time.perf_counter() - started,
                    record['train_loss'],
-                   ' | '.join(f'{k} {v:.4f}' for k, v in sorted(metrics.items())),
-                   ' (best)' if is_best else '')
+                   ' | '.join(f'{k} {v:.4f}' for k, v in sorted(metrics.items())))
     manager.wait_until_finished()
-    best_step = manager.best_step()
+    best_step = manager.best_step()  # orbax's choice decides: the kept checkpoint is the truth
+    logging.info('%s seed %d: best epoch %d (%s %.4f).', task.name, seed, best_step,
+                 task.selection_metric, history[best_step - 1][task.selection_metric])
     restored = manager.restore(best_step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract_state.params)))
   finally:
     manager.close()
     writer.close()
   del state  # only the best epoch's parameters are used from here on
-  return FineTuneResult(best_epoch=best_step, best_metrics=best['metrics'], history=history,
-                        predict=predict_with(restored['params']))
+  return FineTuneResult(best_epoch=best_step, best_metrics=history[best_step - 1],
+                        history=history, predict=predict_with(restored['params']))
 
 
-# ---- Seeds ----------------------------------------------------------------------------------------
+# ---- Seeds -------------------------------------------------------------------------------------
 
 def _fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config as JSON, less the seed list: what makes two seeds' results comparable."""
