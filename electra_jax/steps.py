@@ -45,8 +45,9 @@ def state_shardings(init_fn: Callable[[jax.Array], TrainState], rng: jax.Array, 
   boxes: eval_shape reads their logical names without allocating anything.
   """
   boxed = jax.eval_shape(init_fn, rng)
-  logical_specs = nn.get_partition_spec(boxed)
-  shardings = nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+  # Not nn.logical_to_mesh_sharding: this replicates dimensions the mesh cannot divide (e.g. a
+  # one-head generator on tensor=2) instead of failing.
+  shardings = model_lib.param_shardings(boxed, mesh, rules)
   unboxed = jax.eval_shape(lambda r: nn.unbox(init_fn(r)), rng)
   abstract = jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(
       leaf.shape, leaf.dtype, sharding=sharding), unboxed, shardings)

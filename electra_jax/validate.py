@@ -80,19 +80,16 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
            f'config.train.batch_size={t.batch_size} (micro-batch {micro} with '
            f'grad_accum_steps={t.grad_accum_steps}) is not divisible by the {data_parallel} '
            f'data-parallel devices (mesh.data*mesh.fsdp). Use a multiple of {data_parallel}.')
-  for name, heads in (('discriminator', config.model.num_heads),
-                      ('generator', max(1, gen_hidden // 64))):
-    _require(heads % tensor == 0 or tensor == 1,
-             f'config.mesh.tensor={tensor} does not divide the {name} heads ({heads}). '
-             'Use a tensor size that divides the head count.')
+  # The generator is small: dimensions the mesh cannot divide are replicated (model.param_shardings).
+  _require(config.model.num_heads % tensor == 0,
+           f'config.mesh.tensor={tensor} does not divide config.model.num_heads='
+           f'{config.model.num_heads}. Use a tensor size that divides the head count.')
+  _require(config.model.intermediate_size % tensor == 0,
+           f'config.mesh.tensor={tensor} does not divide config.model.intermediate_size='
+           f'{config.model.intermediate_size}.')
   fsdp = sizes[1]
-  for name, width in (('model.hidden_size', config.model.hidden_size),
-                      ('model.embedding_size', config.model.embedding_size),
-                      ('generator hidden size', gen_hidden)):
-    _require(width % fsdp == 0,
-             f'config.mesh.fsdp={fsdp} does not divide the {name} ({width}), which FSDP shards. '
-             'Use an fsdp size that divides it.')
-  _require(config.model.intermediate_size % tensor == 0 and (4 * gen_hidden) % tensor == 0,
-           f'config.mesh.tensor={tensor} must divide the FFN widths '
-           f'({config.model.intermediate_size}, generator {4 * gen_hidden}).')
+  for field in ('hidden_size', 'embedding_size'):
+    _require(config.model[field] % fsdp == 0,
+             f'config.mesh.fsdp={fsdp} does not divide config.model.{field}='
+             f'{config.model[field]}, which FSDP shards. Use an fsdp size that divides it.')
   return sizes
