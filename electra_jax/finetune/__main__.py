@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging as std_logging
+import os
 from typing import Any
 
 import ml_collections
@@ -137,10 +138,23 @@ class _QuietCheckpointLibrary(std_logging.Filter):
     return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
+def _enable_compilation_cache() -> None:
+  """Every seed (and every rerun) compiles the same steps: keep them in XLA's persistent cache.
+
+  Respects a cache directory already chosen through JAX_COMPILATION_CACHE_DIR.
+  """
+  import jax  # noqa: PLC0415
+  if not jax.config.jax_compilation_cache_dir:
+    from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - for the cache root
+    jax.config.update('jax_compilation_cache_dir',
+                      os.path.join(tokenizer_lib.default_cache_dir(), 'xla_compilation_cache'))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietCheckpointLibrary())
+  _enable_compilation_cache()
   result = finetune_and_report(flags.FLAGS.config, flags.FLAGS.workdir)
   medians = {k: float(np.round(v['median'], 4)) for k, v in result['summary'].items()}
   logging.info('%s: medians %s', result['task'], medians)
