@@ -14,7 +14,6 @@ convention and GLUE's) once all eight averaged tasks are there. The table is als
 from __future__ import annotations
 
 import json
-import logging as std_logging
 import os
 from typing import Any
 
@@ -25,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from electra_jax import cli
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 
@@ -131,13 +131,6 @@ def finetune_and_report(config: ml_collections.ConfigDict, workdir: str) -> dict
   return summarize_task(task_result)
 
 
-class _QuietCheckpointLibrary(std_logging.Filter):
-  """orbax narrates every save at INFO; keep its warnings, drop the chatter from the log."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
-
-
 def _enable_compilation_cache() -> None:
   """Every seed (and every rerun) compiles the same steps: keep them in XLA's persistent cache.
 
@@ -153,7 +146,8 @@ def _enable_compilation_cache() -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  logging.get_absl_handler().addFilter(_QuietCheckpointLibrary())
+  cli.quiet_checkpoint_logs()
+  cli.start_distributed()  # TPU pods automatically; elsewhere $ELECTRA_JAX_COORDINATOR_ADDRESS
   _enable_compilation_cache()
   result = finetune_and_report(flags.FLAGS.config, flags.FLAGS.workdir)
   medians = {k: float(np.round(v['median'], 4)) for k, v in result['summary'].items()}

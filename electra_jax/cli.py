@@ -1,0 +1,51 @@
+"""Process start-up shared by the command lines (pre-training, fine-tuning): logging, hosts."""
+
+import logging as std_logging
+import os
+
+from absl import logging
+
+ENV_COORDINATOR = 'ELECTRA_JAX_COORDINATOR_ADDRESS'
+ENV_NUM_PROCESSES = 'ELECTRA_JAX_NUM_PROCESSES'
+ENV_PROCESS_ID = 'ELECTRA_JAX_PROCESS_ID'
+
+
+class QuietCheckpointLibrary(std_logging.Filter):
+  """orbax narrates every save at INFO; keep its warnings, drop the chatter from the progress log."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def quiet_checkpoint_logs() -> None:
+  logging.get_absl_handler().addFilter(QuietCheckpointLibrary())
+
+
+def on_cloud_tpu_vm() -> bool:
+  """TPU VMs expose their chips as /dev/accel* (v2-v4) or /dev/vfio/* (v5e and later)."""
+  if os.environ.get('TPU_WORKER_HOSTNAMES') or os.environ.get('TPU_ACCELERATOR_TYPE'):
+    return True
+  return any(os.path.exists(p) for p in ('/dev/accel0', '/dev/vfio/0'))
+
+
+def start_distributed(coordinator_address: str = '', num_processes: int = 0,
+                      process_id: int = -1) -> None:
+  """Joins the processes of a multi-host run before jax touches any device.
+
+  Off TPU, a coordinator address (argument or $ELECTRA_JAX_COORDINATOR_ADDRESS, with
+  $ELECTRA_JAX_NUM_PROCESSES and $ELECTRA_JAX_PROCESS_ID) turns it on. On a Cloud TPU VM every
+  worker of a pod runs the same command and jax finds its peers from the TPU metadata; on a
+  single-host TPU VM that is a one-process "cluster", which is harmless.
+  """
+  import jax  # noqa: PLC0415 - imported late so that env/XLA settings made before apply
+  coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR, '')
+  if coordinator_address:
+    num_processes = num_processes or int(os.environ.get(ENV_NUM_PROCESSES, '1'))
+    process_id = process_id if process_id >= 0 else int(os.environ.get(ENV_PROCESS_ID, '0'))
+    # Cross-process collectives on CPU devices need gloo; accelerators ignore this setting.
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+  elif on_cloud_tpu_vm():
+    jax.distributed.initialize()
+  logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
