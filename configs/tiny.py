@@ -22,13 +22,14 @@ def get_config():
   m.max_position_embeddings = 128
   m.hidden_dropout_prob = 0.0  # too few steps for dropout to help
   m.attention_dropout_prob = 0.0
-  config.electra.generator_hidden_fraction = 0.5  # H_gen = 64, one head
+  config.electra.generator_hidden_fraction = 0.25  # H_gen = 32, one head: a weak generator
   config.tokenizer.vocab_size = 4096  # SentencePiece model trained on the built-in corpus
   config.data.max_seq_length = 128
   config.data.shuffle_buffer = 1000
   config.train.batch_size = 32
   config.train.num_steps = 1000
-  config.train.learning_rate = 2e-3
+  # 2e-3 collapses the discriminator to the base rate within ~150 steps; 1e-3 keeps it learning.
+  config.train.learning_rate = 1e-3
   config.train.warmup_steps = 100
   config.train.log_every = 50
   config.train.eval_every = 500

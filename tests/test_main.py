@@ -92,3 +92,44 @@ def test_sigterm_saves_a_checkpoint_that_resumes(repo_root, tmp_path):
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f'Resumed from the checkpoint at step {steps_done}' in resumed.stderr
   assert (workdir / 'COMPLETED').exists()
+
+
+def _unigram_baseline(repo_root, tokenizer_path) -> float:
+  """Accuracy of always guessing the most frequent masked token of the held-out split."""
+  import collections
+  import importlib.util
+
+  from electra_jax.data import pretraining
+  spec = importlib.util.spec_from_file_location('tiny_config', repo_root / 'configs' / 'tiny.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.tokenizer.path = str(tokenizer_path)
+  counts = collections.Counter()
+  for batch in pretraining.make_dataset(config, 'eval').take(config.train.eval_steps):
+    ids = batch['masked_lm_ids'].numpy()[batch['masked_lm_weights'].numpy() > 0]
+    counts.update(ids.tolist())
+  return counts.most_common(1)[0][1] / sum(counts.values())
+
+
+@pytest.mark.slow
+def test_tiny_quick_start_learns(repo_root, tmp_path):
+  """The README's quick start, exactly as shipped: it must clearly beat chance."""
+  workdir = tmp_path / 'tiny'
+  env = _env(1)
+  env['XDG_CACHE_HOME'] = str(tmp_path / 'cache')
+  result = subprocess.run(_cli(repo_root, workdir), env=env, cwd=repo_root, capture_output=True,
+                          text=True, timeout=1800)
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  final_eval = [r for r in records if 'eval_disc_auc' in r][-1]
+  baseline = _unigram_baseline(repo_root, workdir / 'tokenizer' / 'builtin.model')
+  print(f'tiny after {final_eval["step"]} steps: eval masked-LM accuracy '
+        f'{final_eval["eval_masked_lm_accuracy"]:.3f} (unigram baseline {baseline:.3f}), '
+        f'eval disc AUC {final_eval["eval_disc_auc"]:.3f}')
+  # Measured on this 2-core machine: accuracy 0.125 (3.2x the 0.039 baseline), AUC 0.540. The
+  # discriminator's AUC peaks near 0.72 after ~150 steps, then falls as the generator's samples
+  # stop being easy to spot; recovering needs far more steps than a CPU quick start has.
+  assert final_eval['eval_masked_lm_accuracy'] > 2 * baseline
+  assert final_eval['eval_disc_auc'] > 0.52
+  assert (workdir / 'COMPLETED').exists()
