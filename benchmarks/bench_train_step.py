@@ -9,7 +9,6 @@ asserts nothing, because this machine is shared and timings are noisy: compare r
 """
 
 import functools
-import importlib.util
 import time
 
 from absl import app
@@ -41,6 +40,7 @@ def measured_matmul_tflops(size: int, dtype, repeats: int = 10) -> float:
 
 def main(argv):
   del argv
+  from electra_jax import cli
   from electra_jax import flops as flops_lib
   from electra_jax import mesh as mesh_lib
   from electra_jax import optimizer as optimizer_lib
@@ -48,10 +48,7 @@ def main(argv):
   from electra_jax.data import synthetic
 
   jax.config.update('jax_threefry_partitionable', True)
-  spec = importlib.util.spec_from_file_location('bench_config', _CONFIG.value)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = cli.load_config_file(_CONFIG.value)
   config.train.batch_size = _BATCH.value
   config.data.max_seq_length = _SEQ.value
   config.data.source = 'synthetic'

@@ -9,9 +9,9 @@ compute is the paper's (Table 1/8) 1.4e18 FLOPs for ELECTRA-Small (1M steps), 6.
 figure is below 3 x forward matmul FLOPs of the published shapes, so expect agreement to ~+-30%.
 """
 
-import importlib.util
 import pathlib
 
+from electra_jax import cli
 from electra_jax import flops
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / 'configs'
@@ -20,10 +20,7 @@ REFERENCE_TRAIN_FLOPS = {'small': 1.4e18, 'base': 6.4e19, 'large': 7.1e20}
 
 
 def load_config(name):
-  spec = importlib.util.spec_from_file_location(f'electra_config_{name}', CONFIG_DIR / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return cli.load_config_file(CONFIG_DIR / f'{name}.py')
 
 
 def main():

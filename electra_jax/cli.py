@@ -49,3 +49,16 @@ def start_distributed(coordinator_address: str = '', num_processes: int = 0,
     jax.distributed.initialize()
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def load_config_file(path, argument: str = ''):
+  """`get_config([argument])` of a config file, as `--config=path[:argument]` would load it.
+
+  For scripts and tests that take a config without going through absl flags.
+  """
+  import importlib.util  # noqa: PLC0415
+  spec = importlib.util.spec_from_file_location(f'electra_jax_config_{abs(hash(str(path)))}',
+                                                str(path))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(argument) if argument else module.get_config()

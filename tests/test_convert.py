@@ -4,7 +4,6 @@ One tiny pre-training run (module fixture) feeds the export, round-trip and init
 TF1 test builds an original-format checkpoint from random `transformers` models.
 """
 
-import importlib.util
 import itertools
 import json
 import os
@@ -21,6 +20,7 @@ import pytest
 import safetensors.numpy
 import tensorflow as tf
 
+from electra_jax import cli
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import convert
 from electra_jax import export
@@ -40,10 +40,7 @@ SAMPLE_TEXTS = ['The quick brown fox jumps over the lazy dog.', 'A second senten
 
 
 def tiny_config(repo_root) -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location('tiny_config', repo_root / 'configs' / 'tiny.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
   m = config.model
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 2, 48

@@ -1,6 +1,5 @@
 """GLUE fine-tuning end to end on tiny learnable tasks: TSV files, TFDS (mock_data) and the CLI."""
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -12,8 +11,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from electra_jax import cli
 from electra_jax import tokenizer as tokenizer_lib
-from electra_jax.finetune import __main__ as cli
+from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
 
 FILLER = ('the a cat dog sat on mat it was very quite rather movie film plot story actor scene '
@@ -22,11 +22,7 @@ NUMBERS = ('zero', 'one', 'two', 'three', 'four', 'five')
 
 
 def load_config(repo_root, arg):
-  spec = importlib.util.spec_from_file_location('finetune_glue_config',
-                                                repo_root / 'configs' / 'finetune' / 'glue.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
 
 
 def _words(rng, low=4, high=10):
@@ -97,7 +93,7 @@ def test_tsv_classification_learns_the_deciding_word(repo_root, sst2_dir, tmp_pa
   config.data.update(source='tsv', data_dir=str(directory.parent))
   config.mesh.update(data=2, fsdp=2, tensor=2)
   config.seeds = (0, 1)
-  result = cli.finetune_and_report(config, str(tmp_path))
+  result = finetune_cli.finetune_and_report(config, str(tmp_path))
 
   assert [run['seed'] for run in result['seeds']] == [0, 1]
   for run in result['seeds']:
@@ -176,7 +172,7 @@ def test_bad_settings_fail_before_training(repo_root, sst2_dir, tmp_path):
   config.data.max_seq_length = 32
   config.task.name = 'nope'
   with pytest.raises(ValueError, match='Unknown GLUE task'):
-    cli.finetune_and_report(config, str(tmp_path))
+    finetune_cli.finetune_and_report(config, str(tmp_path))
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ start and end differ. A from-scratch model of one layer learns it in a few epoch
 needs position reasoning ("the word after X") takes a tiny model far longer than a unit test.
 """
 
-import importlib.util
 import json
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from electra_jax import cli
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import squad
 from electra_jax.finetune import squad_eval
@@ -26,11 +26,7 @@ QUESTION = 'who holds a title?'
 
 
 def load_config(repo_root, arg):
-  spec = importlib.util.spec_from_file_location('finetune_squad_config',
-                                                repo_root / 'configs' / 'finetune' / 'squad.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', arg)
 
 
 def make_question(rng, qid, answerable):

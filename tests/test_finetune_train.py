@@ -1,6 +1,5 @@
 """The shared fine-tuning loop: layer-wise rates, hyperparameters, init_from, seeds, results."""
 
-import importlib.util
 import json
 
 import jax
@@ -9,11 +8,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from electra_jax import cli
 from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import tokenizer as tokenizer_lib
-from electra_jax.finetune import __main__ as cli
+from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
@@ -23,11 +23,7 @@ DECAY = 0.8
 
 
 def load_config(repo_root, arg='sst2'):
-  spec = importlib.util.spec_from_file_location('finetune_glue_config',
-                                                repo_root / 'configs' / 'finetune' / 'glue.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
 
 
 def tiny_model_config(repo_root, **overrides):
@@ -240,10 +236,10 @@ def test_results_table_with_medians_and_the_glue_average(tmp_path):
            'mnli': ('accuracy', 'dev_mismatched/accuracy'), 'qnli': ('accuracy',),
            'rte': ('accuracy',)}
   for index, (task, names) in enumerate(tasks.items()):
-    overview = cli.report(str(tmp_path), _fake_result(task, 'glue', names, 0.5 + 0.05 * index))
+    overview = finetune_cli.report(str(tmp_path), _fake_result(task, 'glue', names, 0.5 + 0.05 * index))
     if task == 'cola':
       assert overview['glue_average'] is None and 'rte' in overview['glue_missing']
-  overview = cli.report(str(tmp_path), _fake_result('squad_v1.1', 'squad',
+  overview = finetune_cli.report(str(tmp_path), _fake_result('squad_v1.1', 'squad',
                                                     ('exact_match', 'f1'), 80.0))
   medians = {task: {name: 0.5 + 0.05 * i + 0.01 for name in names}
              for i, (task, names) in enumerate(tasks.items())}
@@ -255,6 +251,6 @@ def test_results_table_with_medians_and_the_glue_average(tmp_path):
   assert saved['glue_average']['electra'] == pytest.approx(expected)
   task_file = json.loads((tmp_path / 'sst2' / 'results.json').read_text())
   assert task_file['summary']['accuracy']['num_seeds'] == 3
-  table = cli.format_table(overview)
+  table = finetune_cli.format_table(overview)
   assert f'GLUE average of medians: {100 * expected:.2f}' in table
   assert 'dev_mismatched/accuracy' in table and 'SQUAD_V1.1' in table

@@ -1,6 +1,5 @@
 """Tests for electra_jax.flops: counts match the Flax model; FLOPs match XLA's own count."""
 
-import importlib.util
 import math
 
 import flax.linen as nn
@@ -8,16 +7,14 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from electra_jax import cli
 from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
 
 
 def load_config(repo_root, name):
-  spec = importlib.util.spec_from_file_location(f'cfg_{name}', repo_root / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return cli.load_config_file(repo_root / 'configs' / f'{name}.py')
 
 
 def small_test_config(repo_root, embedding_size=64, sharing='shared'):

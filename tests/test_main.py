@@ -97,13 +97,10 @@ def test_sigterm_saves_a_checkpoint_that_resumes(repo_root, tmp_path):
 def _unigram_baseline(repo_root, tokenizer_path) -> float:
   """Accuracy of always guessing the most frequent masked token of the held-out split."""
   import collections
-  import importlib.util
 
+  from electra_jax import cli
   from electra_jax.data import pretraining
-  spec = importlib.util.spec_from_file_location('tiny_config', repo_root / 'configs' / 'tiny.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
   config.tokenizer.path = str(tokenizer_path)
   counts = collections.Counter()
   for batch in pretraining.make_dataset(config, 'eval').take(config.train.eval_steps):

@@ -9,16 +9,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from electra_jax import cli
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import train
 
 
 def load_config(repo_root, name='tiny'):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(f'config_{name}', repo_root / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return cli.load_config_file(repo_root / 'configs' / f'{name}.py')
 
 
 def small_config(repo_root, **mesh) -> ml_collections.ConfigDict:

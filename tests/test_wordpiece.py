@@ -119,11 +119,8 @@ def test_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, vocab_path,
 
 def test_pretraining_pipeline_runs_on_wordpiece(tmp_path, vocab_path, repo_root):
   from electra_jax.data import pretraining  # pylint: disable=g-import-not-at-top
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location('tiny_config', repo_root / 'configs' / 'tiny.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  from electra_jax import cli  # pylint: disable=g-import-not-at-top
+  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
   words = [w for w in VOCAB[7:] if not w.startswith('##')]
   rng = np.random.default_rng(0)
   lines = []
