@@ -215,9 +215,14 @@ def embed(config, tables, input_ids, token_type_ids):
   if length > config.max_position_embeddings:
     raise ValueError(f'sequence length {length} exceeds model.max_position_embeddings='
                      f'{config.max_position_embeddings}.')
-  x = (jnp.take(tables['word_embeddings'], input_ids, axis=0)
-       + jnp.take(tables['token_type_embeddings'], token_type_ids, axis=0)
-       + tables['position_embeddings'][None, :length])
+  # FSDP shards the tables' embedding axis. Gather them whole before the lookups, as FSDP does for
+  # every weight; otherwise XLA looks up sharded rows and then replicates the activations to
+  # re-split them by batch ("involuntary full rematerialization").
+  whole = {name: _constrain(tables[name], (None, None))
+           for name in ('word_embeddings', 'token_type_embeddings', 'position_embeddings')}
+  x = (jnp.take(whole['word_embeddings'], input_ids, axis=0)
+       + jnp.take(whole['token_type_embeddings'], token_type_ids, axis=0)
+       + whole['position_embeddings'][None, :length])
   mean = jnp.mean(x, axis=-1, keepdims=True)
   var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
   x = (x - mean) * jax.lax.rsqrt(var + config.layer_norm_eps)
