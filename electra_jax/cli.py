@@ -11,10 +11,13 @@ ENV_PROCESS_ID = 'ELECTRA_JAX_PROCESS_ID'
 
 
 class QuietCheckpointLibrary(std_logging.Filter):
-  """orbax narrates every save at INFO; keep its warnings, drop the chatter from the progress log."""
+  """orbax and TF's checkpointing narrate every save at INFO; keep their warnings only."""
+
+  _CHATTY = ('/orbax/', '/tensorflow/python/checkpoint/')
 
   def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+    return (record.levelno >= std_logging.WARNING
+            or not any(part in record.pathname for part in self._CHATTY))
 
 
 def quiet_checkpoint_logs() -> None:
