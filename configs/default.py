@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Data ------------------------------------------------------------------------------
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'builtin'  # 'builtin' | 'files' | 'tfds' | 'prepared'
+  config.data.source = 'builtin'  # 'builtin' | 'files' | 'tfds' | 'prepared' | 'synthetic' (benchmarks)
   config.data.train_files = ''  # files/globs (comma-separated), local or gs://; .gz allowed
   config.data.eval_files = ''  # held-out files; '' = hold out eval_fraction of train_files
   config.data.tfds_name = ''  # e.g. 'wikipedia/20230601.en' or 'c4/en'
@@ -85,9 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.learning_rate = 5e-4  # peak learning rate
   config.train.warmup_steps = 10_000  # linear warm-up, then linear decay to 0 at num_steps
   config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
-  config.train.adam_b1 = 0.9
-  config.train.adam_b2 = 0.999
-  config.train.adam_eps = 1e-6
+  config.train.adam_b1 = 0.9  # Adam first-moment decay
+  config.train.adam_b2 = 0.999  # Adam second-moment decay
+  config.train.adam_eps = 1e-6  # Adam epsilon (the reference's 1e-6, not optax's 1e-8)
   config.train.bias_correction = True  # False = the original's Adam without bias correction
   config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
   config.train.log_every = 100  # steps between progress lines / metrics.jsonl records

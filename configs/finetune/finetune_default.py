@@ -46,9 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.layerwise_lr_decay = -1.0  # lr * decay**(L+1-depth); -1 = 0.8 / 0.9 (large)
   config.train.warmup_fraction = 0.1  # linear warm-up over this share of the steps, then to 0
   config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
-  config.train.adam_b1 = 0.9
-  config.train.adam_b2 = 0.999
-  config.train.adam_eps = 1e-6
+  config.train.adam_b1 = 0.9  # Adam first-moment decay
+  config.train.adam_b2 = 0.999  # Adam second-moment decay
+  config.train.adam_eps = 1e-6  # Adam epsilon (the reference's 1e-6, not optax's 1e-8)
   config.train.bias_correction = True  # False = the original's Adam without bias correction
   config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
   config.train.dropout_prob = 0.1  # hidden and attention dropout; -1 = the checkpoint's
