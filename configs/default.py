@@ -57,7 +57,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Data ------------------------------------------------------------------------------
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'builtin'  # 'builtin' | 'files' | 'tfds' | 'prepared' | 'synthetic' (benchmarks)
+  config.data.source = 'builtin'  # 'builtin' | 'files' | 'tfds' | 'prepared' | 'synthetic'
   config.data.train_files = ''  # files/globs (comma-separated), local or gs://; .gz allowed
   config.data.eval_files = ''  # held-out files; '' = hold out eval_fraction of train_files
   config.data.tfds_name = ''  # e.g. 'wikipedia/20230601.en' or 'c4/en'
