@@ -60,7 +60,7 @@ def main(argv):
   rules = tuple((n, tuple(a) if isinstance(a, list) else a) for n, a in config.mesh.logical_axis_rules)
   model = steps.build_model(config)
   tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = int((config.data.mask_prob + 0.005) * _SEQ.value)
+  max_predictions = flops_lib.max_predictions_per_seq(config)
   init_fn = steps.make_init_fn(model, tx, _SEQ.value, max_predictions)
   rng = jax.random.key(0)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):

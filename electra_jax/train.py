@@ -73,8 +73,11 @@ class PreemptionWatcher:
 
 # ---- Data -----------------------------------------------------------------------------------
 
-def _setup_tokenizer(config: ml_collections.ConfigDict, workdir: str):
-  """Resolves config.tokenizer.path: init_from's tokenizer, else the workdir's built-in model."""
+def _resolve_tokenizer_path(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Sets config.tokenizer.path: init_from's tokenizer, else the workdir's built-in model.
+
+  Only resolves the path; `pretraining.validate_data_config` loads (and checks) the tokenizer.
+  """
   from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - heavy (TF ops)
   if not config.tokenizer.path and config.init_from:
     from electra_jax import convert  # noqa: PLC0415 - the weights' tokenizer must read the data
@@ -85,7 +88,6 @@ def _setup_tokenizer(config: ml_collections.ConfigDict, workdir: str):
       source = tokenizer_lib.builtin_tokenizer_path(config)
       checkpoint_lib.copy_file(source, kept)
     config.tokenizer.path = kept
-  return tokenizer_lib.load_tokenizer(config.tokenizer)
 
 
 def _to_global(batch: dict[str, Any], sharding) -> dict[str, jax.Array]:
@@ -146,18 +148,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _check_same_run(checkpointer.restore_config(existing_steps[-1]), config, workdir)
 
   # ---- Input pipeline (per host).
+  max_predictions = flops_lib.max_predictions_per_seq(config)
   if config.data.source == 'synthetic':
-    max_predictions = int((config.data.mask_prob + 0.005) * config.data.max_seq_length)
-    if config.data.max_predictions_per_seq > 0:
-      max_predictions = config.data.max_predictions_per_seq
     tokenizer_files = []
     train_tf_iterator = None
   else:
     from electra_jax.data import pretraining  # noqa: PLC0415 - TF graph setup, only if needed
-    tokenizer = _setup_tokenizer(config, workdir)
-    tokenizer_files = tokenizer.files()
-    pretraining.validate_data_config(config)
-    max_predictions = pretraining.max_predictions(config)
+    _resolve_tokenizer_path(config, workdir)
+    tokenizer_files = pretraining.validate_data_config(config).files()
     train_tf_iterator = iter(pretraining.make_dataset(config, 'train', process_index,
                                                       process_count))
     eval_dataset = (pretraining.make_dataset(config, 'eval', process_index, process_count)
