@@ -15,7 +15,6 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 import safetensors.numpy
 import tensorflow as tf
@@ -31,6 +30,7 @@ from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
 from electra_jax import validate
 from electra_jax.data import corpus
+from saved_params import restore_params  # tests/saved_params.py
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
@@ -54,13 +54,6 @@ def tiny_config(repo_root) -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 1000
   config.mesh.data = -1
   return config
-
-
-def restore_joint_params(workdir, step):
-  """The saved joint params, read with plain orbax (independently of electra_jax.convert)."""
-  with ocp.CheckpointManager(checkpoint_lib.checkpoint_dir(str(workdir))) as manager:
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return jax.tree.map(np.asarray, state['state']['params'])
 
 
 @pytest.fixture(scope='module')
@@ -121,7 +114,7 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
 
   # Our logits come from the trained joint params, straight from the workdir.
   model = steps.build_model(run.config)
-  params = restore_joint_params(run.workdir, run.config.train.num_steps)
+  params = restore_params(run.workdir, run.config.train.num_steps)
   ids, types, mask = _padded_pair_batch(ours_tokenizer, 24)
   positions = np.array([[1, 3, 5, 20], [2, 4, 6, 8]], np.int32)
   ours_disc = model.apply({'params': params}, ids, types, mask,
@@ -160,7 +153,7 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
     for name in ('config.json', 'spiece.model', 'tokenizer.json', 'tokenizer_config.json'):
       assert (hf_export / network / name).read_bytes() == (again / network / name).read_bytes()
   # The converted workdir holds the original run's parameters and sizes exactly.
-  original, converted = restore_joint_params(run.workdir, 2), restore_joint_params(workdir, 0)
+  original, converted = restore_params(run.workdir, 2), restore_params(workdir, 0)
   assert jax.tree.structure(original) == jax.tree.structure(converted)
   for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(converted)):
     assert np.array_equal(a, b)
@@ -187,7 +180,7 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   scanned_config.model.scan_layers = True
   scanned = tmp_path / 'scanned'
   export.write_workdir(convert.load_checkpoint(str(workdir)), str(scanned), scanned_config)
-  assert 'layers' in restore_joint_params(scanned, 0)['discriminator']['encoder']
+  assert 'layers' in restore_params(scanned, 0)['discriminator']['encoder']
   loaded = convert.load_checkpoint(str(scanned))
   for a, b in zip(jax.tree.leaves(loaded.disc_params),
                   jax.tree.leaves(convert.load_checkpoint(str(workdir)).disc_params)):
@@ -213,7 +206,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
     fresh = jax.jit(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
         model, jax.random.key(0), 32, 4)), out_shardings=shardings)()
   params = convert.initial_params(config, fresh)
-  expected = restore_joint_params(run.workdir, 2)
+  expected = restore_params(run.workdir, 2)
   assert jax.tree.structure(params) == jax.tree.structure(expected)
   for got, want, reference in zip(jax.tree.leaves(params), jax.tree.leaves(expected),
                                   jax.tree.leaves(fresh)):
@@ -244,8 +237,8 @@ def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
   config.train.learning_rate = 1e-9  # so the end state must still be the loaded weights
   metrics = train.train_and_evaluate(config, str(tmp_path / 'continued'))
   assert np.isfinite(metrics['loss'])
-  continued = restore_joint_params(tmp_path / 'continued', 2)
-  source = restore_joint_params(run.workdir, 2)
+  continued = restore_params(tmp_path / 'continued', 2)
+  source = restore_params(run.workdir, 2)
   assert jax.tree.structure(continued) == jax.tree.structure(source)
   for got, want in zip(jax.tree.leaves(continued), jax.tree.leaves(source)):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

@@ -6,12 +6,11 @@ import pathlib
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from electra_jax import cli
-from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import train
+from saved_params import restore_params  # tests/saved_params.py
 
 
 def load_config(repo_root, name='tiny'):
@@ -40,12 +39,6 @@ def small_config(repo_root, **mesh) -> ml_collections.ConfigDict:
 def read_metrics(workdir) -> list[dict]:
   lines = (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()
   return [json.loads(line) for line in lines]
-
-
-def restore_params(workdir, step):
-  with ocp.CheckpointManager(checkpoint_lib.checkpoint_dir(str(workdir))) as manager:
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return jax.tree.map(np.asarray, state['state']['params'])
 
 
 @pytest.fixture(scope='module')
