@@ -235,6 +235,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                       'named here that already exists is replaced only with --overwrite.',
                       flag_values=flag_values)
   flags.DEFINE_bool('overwrite', False, 'Replace an existing --out file.', flag_values=flag_values)
+  flags.DEFINE_integer('dpi', 100, 'Resolution: 100 gives 1200 pixels across (two columns).',
+                       flag_values=flag_values)
 
 
 def _out_path(values: flags.FlagValues) -> str:
@@ -267,8 +269,10 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> No
     if not flag_values.workdir:
       raise cli.UserError('--workdir is required: a pre-training run directory (or several, '
                           'comma separated).')
+    if not 20 <= flag_values.dpi <= 600:
+      raise cli.UserError(f'--dpi={flag_values.dpi}: give a resolution from 20 to 600.')
     out = _out_path(flag_values)
-    report = plot_curves(flag_values.workdir, out)
+    report = plot_curves(flag_values.workdir, out, dpi=flag_values.dpi)
   except cli.UserError as error:
     cli.exit_with_user_error(error)
   print(f'Wrote {out}: {", ".join(report)}.')

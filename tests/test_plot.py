@@ -115,6 +115,7 @@ def test_bad_input_is_a_one_line_error(tmp_path, capsys):
   assert 'does not exist' in _cli_error(capsys, f'--workdir={run_dir}',
                                         f'--out={tmp_path}/no/such/c.png')
   assert '--workdir is required' in _cli_error(capsys, '--workdir=')
+  assert '--dpi=0' in _cli_error(capsys, f'--workdir={run_dir}', '--dpi=0')
   assert 'holds no metrics record' in _cli_error(capsys,
                                                  f'--workdir={_write_metrics(tmp_path / "e", [])}')
   assert 'none of the keys' in _cli_error(
