@@ -2,6 +2,7 @@
 
 import logging as std_logging
 import os
+import sys
 
 from absl import logging
 
@@ -65,3 +66,32 @@ def load_config_file(path, argument: str = ''):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(argument) if argument else module.get_config()
+
+
+# ---- User errors --------------------------------------------------------------------------------
+# Used by `electra_jax.inspect` and `electra_jax.plot`. Interim home: when the project-wide
+# `electra_jax.errors.UserError` lands, `UserError` here becomes an import of it.
+
+USER_ERROR_EXIT_STATUS = 2
+
+
+class UserError(Exception):
+  """A problem the user can fix (a flag, path or file): one `error: ...` line, no traceback."""
+
+
+def exit_with_user_error(error: Exception):
+  """Prints `error: <message>` on stderr and exits with status 2."""
+  print(f'error: {error}', file=sys.stderr)
+  sys.exit(USER_ERROR_EXIT_STATUS)
+
+
+def parse_flags_or_exit(argv):
+  """absl flag parsing for `app.run(main, flags_parser=...)`: a bad flag is a user error too.
+
+  absl's own parser prints a multi-line usage dump and exits with status 1.
+  """
+  from absl import flags  # noqa: PLC0415
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    exit_with_user_error(error)

@@ -65,6 +65,7 @@ class Pretrained:
   tokenizer: tokenizer_lib.Tokenizer | None = None
   tokenizer_files: list[str] = dataclasses.field(default_factory=list)
   source_config: dict | None = None  # the full run config, when the source is a workdir
+  step: int | None = None  # the checkpoint step, when the source is a workdir
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -181,7 +182,7 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
   logging.info('Loaded step %d of %s.', step, path)
   return Pretrained(_model_schema(config.model), _to_numpy(networks['discriminator']),
                     _model_schema(gen_config), _to_numpy(networks['generator']), tokenizer,
-                    tokenizer.files() if tokenizer else [], run_config)
+                    tokenizer.files() if tokenizer else [], run_config, step)
 
 
 def _to_numpy(tree):

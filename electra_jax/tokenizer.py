@@ -61,6 +61,10 @@ class Tokenizer(abc.ABC):
     """Text of `ids`; special tokens are dropped."""
 
   @abc.abstractmethod
+  def id_to_piece(self, token_id: int) -> str:
+    """The vocabulary entry of one id, as stored ('▁the', '##ing', '[CLS]'): for showing tokens."""
+
+  @abc.abstractmethod
   def tf_tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
     """Tokenises a `[n]` string tensor inside tf.data: a `[n, (tokens)]` int32 RaggedTensor."""
 
@@ -122,6 +126,9 @@ class SentencePieceTokenizer(Tokenizer):
 
   def decode(self, ids: Sequence[int]) -> str:
     return self._processor.decode([int(i) for i in ids])
+
+  def id_to_piece(self, token_id: int) -> str:
+    return self._processor.id_to_piece(int(token_id))
 
   def tf_tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
     if self._tf_tokenizer is None:

@@ -27,3 +27,10 @@ def repo_root() -> pathlib.Path:
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/electra-jax-test-compilation-cache')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+
+@pytest.fixture(scope='session')
+def trained_tiny_run(repo_root, tmp_path_factory):
+  """A 4-step tiny pre-training run with eval records and two checkpoints (tests/tiny_run.py)."""
+  import tiny_run  # noqa: PLC0415 - imports jax, which must come after the XLA_FLAGS above
+  return tiny_run.train_tiny_run(repo_root, tmp_path_factory.mktemp('tiny_run'))

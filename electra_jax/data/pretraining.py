@@ -44,6 +44,17 @@ def max_predictions(config: ml_collections.ConfigDict) -> int:
                                      config.data.max_predictions_per_seq)
 
 
+def masking_options_for(config: ml_collections.ConfigDict,
+                        tokenizer: tokenizer_lib.Tokenizer) -> masking.MaskingOptions:
+  """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
+  data = config.data
+  return masking.MaskingOptions(
+      mask_prob=data.mask_prob, max_predictions=max_predictions(config),
+      mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
+      vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
+      sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
+
+
 # ---- Validation --------------------------------------------------------------------------------
 
 
@@ -323,11 +334,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
                                                metadata['id_dtype'], tokenizer.pad_id),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  masking_options = masking.MaskingOptions(
-      mask_prob=data.mask_prob, max_predictions=max_predictions(config),
-      mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
-      vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
-      sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
+  masking_options = masking_options_for(config, tokenizer)
   mask_seed = packing.fold_in(packing.fold_in(
       tf.constant([config.seed, _SALT_MASK], tf.int64), split_id), process_index)
   # The batch counter lives in the pipeline (enumerate), so a restored iterator resumes it.
