@@ -88,7 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.adam_b1 = 0.9  # Adam first-moment decay
   config.train.adam_b2 = 0.999  # Adam second-moment decay
   config.train.adam_eps = 1e-6  # Adam epsilon (the reference's 1e-6, not optax's 1e-8)
-  config.train.bias_correction = True  # False = the original's Adam without bias correction
+  config.train.bias_correction = False  # the original's Adam; True = optax's bias-corrected Adam
   config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
   config.train.log_every = 100  # steps between progress lines / metrics.jsonl records
   config.train.eval_every = 10_000  # steps between evaluations on the held-out split; 0 = never

@@ -64,7 +64,11 @@ def scale_by_adam_without_bias_correction(b1: float, b2: float, eps: float
 
 def make_optimizer(train_config: ml_collections.ConfigDict,
                    schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
-  """AdamW (beta 0.9/0.999, eps 1e-6, decoupled weight decay 0.01) after global-norm clipping."""
+  """AdamW (beta 0.9/0.999, eps 1e-6, decoupled weight decay 0.01) after global-norm clipping.
+
+  Without bias correction by default, as the original's `AdamWeightDecayOptimizer`;
+  `bias_correction=True` switches to optax's (standard) Adam.
+  """
   schedule = schedule or learning_rate_schedule(train_config)
   t = train_config
   if t.bias_correction:

@@ -70,3 +70,79 @@ def test_gradients_are_clipped_to_global_norm_one():
   u1, _ = full.update(big, full.init(big), big)
   u2, _ = full.update(jax.tree.map(lambda g: g * 7, big), full.init(big), big)
   np.testing.assert_allclose(u1['w'], u2['w'], rtol=1e-5)
+
+
+# ---- Against the original's code (model/optimization.py), recomputed in numpy -----------------
+
+def _original_adam_weight_decay_steps(params, grads_per_step, learning_rates, weight_decay=0.01,
+                                      b1=0.9, b2=0.999, eps=1e-6, clip_norm=1.0):
+  """`create_optimizer` + `AdamWeightDecayOptimizer._apply_gradients`, step by step in numpy.
+
+  `params` maps TF-style variable names to arrays; `learning_rates[t]` is step t's rate.
+  """
+  import re  # noqa: PLC0415
+  params = {k: np.array(v, np.float64) for k, v in params.items()}
+  m = {k: np.zeros_like(v) for k, v in params.items()}
+  v = {k: np.zeros_like(p) for k, p in params.items()}
+  for grads, lr in zip(grads_per_step, learning_rates):
+    norm = np.sqrt(sum(np.sum(np.square(g)) for g in grads.values()))
+    # tf.clip_by_global_norm
+    grads = {k: g * clip_norm / max(norm, clip_norm) for k, g in grads.items()}
+    for name, grad in grads.items():
+      m[name] = b1 * m[name] + (1.0 - b1) * grad
+      v[name] = b2 * v[name] + (1.0 - b2) * np.square(grad)
+      update = m[name] / (np.sqrt(v[name]) + eps)
+      if not any(re.search(r, name) for r in ('LayerNorm', 'layer_norm', 'bias')):
+        update += weight_decay * params[name]
+      params[name] = params[name] - lr * update
+  return params
+
+
+# Our leaf paths and the original's variable names for the same kinds of parameters.
+_TF_NAMES = {('dense', 'kernel'): 'dense/kernel', ('dense', 'bias'): 'dense/bias',
+             ('LayerNorm', 'scale'): 'LayerNorm/gamma', ('LayerNorm', 'bias'): 'LayerNorm/beta'}
+
+
+def _random_problem(steps, seed=0):
+  rng = np.random.default_rng(seed)
+  params = {'dense': {'kernel': rng.normal(size=(3, 4)), 'bias': rng.normal(size=4)},
+            'LayerNorm': {'scale': rng.normal(size=4), 'bias': rng.normal(size=4)}}
+  # Gradients both above and below the clipping norm.
+  grads = [jax.tree.map(lambda p, s=s: rng.normal(size=p.shape) * (0.05 if s % 2 else 3.0),
+                        params) for s in range(steps)]
+  return params, grads
+
+
+def _run_ours(tx, params, grads):
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  state = tx.init(params)
+  for g in grads:
+    updates, state = tx.update(jax.tree.map(jnp.asarray, g), state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def _flat(tree):
+  return {_TF_NAMES[tuple(str(getattr(k, 'key', k)) for k in path)]: leaf
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_default_adam_is_the_originals_without_bias_correction(repo_root):
+  """The default configs (pre-training and fine-tuning) give the original's update exactly."""
+  from electra_jax import cli  # noqa: PLC0415
+  for path in ('default.py', 'finetune/finetune_default.py'):
+    train_config = cli.load_config_file(repo_root / 'configs' / path).train
+    assert train_config.bias_correction is False, path
+    params, grads = _random_problem(steps=6)
+    rates = [1e-2] * 6
+    ours = _run_ours(optimizer.make_optimizer(train_config, schedule=lambda count: 1e-2),
+                     params, grads)
+    expected = _original_adam_weight_decay_steps(_flat(params), map(_flat, grads), rates)
+    for name, value in _flat(ours).items():
+      np.testing.assert_allclose(value, expected[name], rtol=2e-5, atol=1e-6, err_msg=name)
+    # The switch gives a different (bias-corrected) trajectory.
+    train_config.bias_correction = True
+    corrected = _run_ours(optimizer.make_optimizer(train_config, schedule=lambda count: 1e-2),
+                          params, grads)
+    assert not np.allclose(_flat(corrected)['dense/kernel'], expected['dense/kernel'],
+                           atol=1e-4)
