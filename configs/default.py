@@ -83,7 +83,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 128  # global batch, over all hosts and devices
   config.train.grad_accum_steps = 1  # micro-batches per step (scan); must divide the batch
   config.train.learning_rate = 5e-4  # peak learning rate
-  config.train.warmup_steps = 10_000  # linear warm-up, then linear decay to 0 at num_steps
+  config.train.warmup_steps = 10_000  # lr * (1 - t/num_steps) * min(1, t/warmup_steps)
   config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
   config.train.adam_b1 = 0.9  # Adam first-moment decay
   config.train.adam_b2 = 0.999  # Adam second-moment decay

@@ -81,7 +81,7 @@ def test_layerwise_scales_follow_the_depth_rule(repo_root, head):
 
 @pytest.mark.parametrize('scan_layers', [False, True])
 def test_one_update_moves_each_layer_at_exactly_its_rate(repo_root, scan_layers):
-  """AdamW's first step is -lr * g / (|g| + eps) per entry: with g = 1 it reveals each rate."""
+  """AdamW's first step is the same for every entry when g = 1: it reveals each rate."""
   config = load_config(repo_root)
   params = task_params(tiny_model_config(repo_root, scan_layers=scan_layers))
   hparams = train.resolve_hparams(config, tiny_model_config(repo_root), default_epochs=3)
@@ -90,7 +90,8 @@ def test_one_update_moves_each_layer_at_exactly_its_rate(repo_root, scan_layers)
   assert float(schedule(0)) == pytest.approx(1e-4)  # small model: the reference rate
   grads = jax.tree.map(np.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
-  adam_factor = 1.0 / (1.0 + hparams.adam_eps)
+  # The original's uncorrected Adam: m = (1 - b1) g, v = (1 - b2) g^2.
+  adam_factor = (1 - hparams.adam_b1) / (np.sqrt(1 - hparams.adam_b2) + hparams.adam_eps)
   for path, update in _paths(updates):
     rates = -np.asarray(update) / (1e-4 * adam_factor)
     if scan_layers and path[:2] == ('encoder', 'layers'):

@@ -217,10 +217,13 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
 
 def make_optimizer(hparams: ml_collections.ConfigDict, params: Any, num_layers: int,
                    num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The reference AdamW (optimizer.py) with 10% warm-up, linear decay and layer-wise rates."""
+  """The reference AdamW (optimizer.py) with 10% warm-up, linear decay and layer-wise rates.
+
+  The warm-up length is `warmup_fraction * num_steps` unrounded, as the original computes it.
+  """
   schedule_config = ml_collections.ConfigDict(dict(
       learning_rate=hparams.learning_rate, num_steps=num_steps,
-      warmup_steps=int(round(hparams.warmup_fraction * num_steps))))
+      warmup_steps=hparams.warmup_fraction * num_steps))
   schedule = optimizer_lib.learning_rate_schedule(schedule_config)
   scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay)
   tx = optax.chain(optimizer_lib.make_optimizer(hparams, schedule), scale_by_tree(scales))
