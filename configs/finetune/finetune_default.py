@@ -43,7 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 32  # global batch
   config.train.eval_batch_size = 128  # global batch for dev/test prediction
   config.train.learning_rate = -1.0  # peak; -1 = 1e-4 (small, base) / 5e-5 (large)
-  config.train.layerwise_lr_decay = -1.0  # lr * decay**(L+1-depth); -1 = 0.8 / 0.9 (large)
+  config.train.layerwise_lr_decay = -1.0  # lr * decay**(L+2-depth); -1 = 0.8 / 0.9 (large)
+  # 'original': head depth L+2 (top layer decay**2), as _get_layer_lrs; 'no_gap': head L+1.
+  config.train.layerwise_lr_rule = 'original'
   config.train.warmup_fraction = 0.1  # W = this share of the steps T; lr*(1-t/T)*min(1,t/W)
   config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
   config.train.adam_b1 = 0.9  # Adam first-moment decay

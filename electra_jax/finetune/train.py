@@ -7,11 +7,13 @@ best parameters back for the task driver's final predictions.
 A task driver (`glue.py`, `squad.py`) builds a `FineTuneTask`: the task model, a pure loss, the
 training arrays and an `evaluate(predict)` callback. The loop knows nothing else about the task.
 
-Layer-wise learning-rate decay (ELECTRA.md, "Optimisation"): embeddings (and the E->H projection)
-have depth 0, encoder layer i depth i + 1, the task head depth L + 1, and a parameter at depth d
-gets `lr * decay ** (L + 1 - d)`: the head trains at the full rate, the top layer at `decay`.
-The scale multiplies the whole AdamW update, weight decay included, as the original applies its
-per-layer rate to both.
+Layer-wise learning-rate decay, as the original's `_get_layer_lrs` (`model/optimization.py`):
+embeddings (and the E->H projection) have depth 0, encoder layer i depth i + 1, the task head
+depth L + 2, and a parameter at depth d gets `lr * decay ** (L + 2 - d)`: the head trains at the
+full rate, the top layer at `decay**2`, the embeddings at `decay**(L + 2)`. The published scores
+were made that way. `train.layerwise_lr_rule='no_gap'` puts the head at depth L + 1 instead
+(`decay ** (L + 1 - d)`: every encoder weight 1/decay faster). The scale multiplies the whole
+AdamW update, weight decay included, as the original applies its per-layer rate to both.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ MODEL_SIZES = ('small', 'base', 'large')
 _SIZE_HPARAMS = {'small': (1e-4, 0.8), 'base': (1e-4, 0.8), 'large': (5e-5, 0.9)}
 # Compute settings that the fine-tuning config may choose for a loaded architecture.
 _COMPUTE_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat')
+# `train.layerwise_lr_rule` -> the task head's depth above the top encoder layer's (L).
+_HEAD_DEPTH_OVER_LAYERS = {'original': 2, 'no_gap': 1}
 
 
 # ---- Starting point ---------------------------------------------------------------------------
@@ -148,6 +152,9 @@ def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int
           f'data-parallel devices (mesh.data*mesh.fsdp) and of the {jax.process_count()} hosts.')
   if not 0.0 <= t.warmup_fraction <= 1.0:
     raise ValueError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
+  if t.layerwise_lr_rule not in _HEAD_DEPTH_OVER_LAYERS:
+    raise ValueError(f'config.train.layerwise_lr_rule={t.layerwise_lr_rule!r}; use one of '
+                     f'{sorted(_HEAD_DEPTH_OVER_LAYERS)}.')
   if t.layerwise_lr_decay == 0 or t.layerwise_lr_decay > 1:
     raise ValueError(f'config.train.layerwise_lr_decay={t.layerwise_lr_decay}: use a value in '
                      '(0, 1] (1 = no decay), or -1 for the per-size default.')
@@ -166,7 +173,12 @@ def _key(entry) -> str:
   return str(getattr(entry, 'key', entry))
 
 
-def layer_depths(params: Any, num_layers: int) -> Any:
+def head_depth(num_layers: int, rule: str = 'original') -> int:
+  """The task head's depth: L + 2 as in the original (`'original'`), L + 1 with `'no_gap'`."""
+  return num_layers + _HEAD_DEPTH_OVER_LAYERS[rule]
+
+
+def layer_depths(params: Any, num_layers: int, rule: str = 'original') -> Any:
   """The depth of every parameter (see the module docstring), as a tree of int arrays.
 
   Scanned layers (`encoder/layers/...`, stacked on a leading axis of size L) get an int array
@@ -187,18 +199,19 @@ def layer_depths(params: Any, num_layers: int) -> Any:
         raise ValueError(f'Unexpected encoder parameter {"/".join(map(_key, path))}.')
       return np.asarray(int(match.group(1)) + 1, np.int32)
     if top in task_model_lib.HEAD_NAMES:
-      return np.asarray(num_layers + 1, np.int32)
+      return np.asarray(head_depth(num_layers, rule), np.int32)
     raise ValueError(f'Parameter {"/".join(map(_key, path))} belongs to neither the encoder nor '
                      f'a task head {task_model_lib.HEAD_NAMES}.')
 
   return jax.tree_util.tree_map_with_path(depth, params)
 
 
-def layerwise_lr_scales(params: Any, num_layers: int, decay: float) -> Any:
-  """`decay ** (L + 1 - depth)` per parameter (float32; `[L, 1, ...]` for scanned layers)."""
-  return jax.tree.map(
-      lambda d: np.asarray(np.float64(decay) ** (num_layers + 1 - d), np.float32),
-      layer_depths(params, num_layers))
+def layerwise_lr_scales(params: Any, num_layers: int, decay: float,
+                        rule: str = 'original') -> Any:
+  """`decay ** (head depth - depth)` per parameter (float32; `[L, 1, ...]` for scanned layers)."""
+  top = head_depth(num_layers, rule)
+  return jax.tree.map(lambda d: np.asarray(np.float64(decay) ** (top - d), np.float32),
+                      layer_depths(params, num_layers, rule))
 
 
 def scale_by_tree(scales: Any) -> optax.GradientTransformation:
@@ -225,7 +238,8 @@ def make_optimizer(hparams: ml_collections.ConfigDict, params: Any, num_layers: 
       learning_rate=hparams.learning_rate, num_steps=num_steps,
       warmup_steps=hparams.warmup_fraction * num_steps))
   schedule = optimizer_lib.learning_rate_schedule(schedule_config)
-  scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay)
+  scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay,
+                               hparams.layerwise_lr_rule)
   tx = optax.chain(optimizer_lib.make_optimizer(hparams, schedule), scale_by_tree(scales))
   return tx, schedule
 
