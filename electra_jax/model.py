@@ -127,24 +127,34 @@ def _partitioned(init, names):
   return lambda *args, **kwargs: _Partitioned(init(*args, **kwargs), names)
 
 
+# The original builds `embeddings_project`, the discriminator's final dense(1) and every
+# fine-tuning head with `tf.layers.dense` and no `kernel_initializer`, i.e. TF's default
+# Glorot-uniform (limit sqrt(6 / (fan_in + fan_out))); every other weight is truncated normal.
+GLOROT_UNIFORM = nn.initializers.glorot_uniform()
+
+
 class Dense(nn.Module):
   """Dense layer over the last `contract_dims` input dims, to `features` (int or tuple).
 
   The kernel is created in its final [*in_dims, *features] shape: Flax's `DenseGeneral` creates a
-  flat kernel first, whose sharding constraint then has the wrong rank.
+  flat kernel first, whose sharding constraint then has the wrong rank. `kernel_init` defaults to
+  truncated normal with `config.initializer_range` (use `GLOROT_UNIFORM` where the original
+  leaves TF's default); 2-D kernels only for Glorot, whose fans are the last two axes.
   """
   config: ml_collections.ConfigDict
   features: int | tuple[int, ...]
   kernel_axes: tuple[str | None, ...]
   contract_dims: int = 1
+  kernel_init: Any = None
 
   @nn.compact
   def __call__(self, x):
     features = self.features if isinstance(self.features, tuple) else (self.features,)
     in_shape = x.shape[x.ndim - self.contract_dims:]
-    kernel = self.param(
-        'kernel', _partitioned(nn.initializers.truncated_normal(self.config.initializer_range),
-                               self.kernel_axes), in_shape + features, jnp.float32)
+    kernel_init = (self.kernel_init if self.kernel_init is not None else
+                   nn.initializers.truncated_normal(self.config.initializer_range))
+    kernel = self.param('kernel', _partitioned(kernel_init, self.kernel_axes),
+                        in_shape + features, jnp.float32)
     bias = self.param('bias', _partitioned(nn.initializers.zeros_init(),
                                            self.kernel_axes[self.contract_dims:]),
                       features, jnp.float32)
@@ -154,8 +164,8 @@ class Dense(nn.Module):
     return y + bias.astype(dtype)
 
 
-def _dense(config, features, kernel_axes, name, contract_dims=1):
-  return Dense(config, features, kernel_axes, contract_dims, name=name)
+def _dense(config, features, kernel_axes, name, contract_dims=1, kernel_init=None):
+  return Dense(config, features, kernel_axes, contract_dims, kernel_init, name=name)
 
 
 def _layer_norm(config, name):
@@ -321,20 +331,25 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   hidden = embed(config, tables, input_ids, token_type_ids)
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
-    hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project')(hidden)
+    hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project',
+                    kernel_init=GLOROT_UNIFORM)(hidden)
   hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
   return Encoder(config, name='encoder')(hidden, attention_mask, deterministic)
 
 
 class DiscriminatorHead(nn.Module):
-  """dense(H->H) + GELU + dense(H->1): [batch, length, H] -> float32 logits [batch, length]."""
+  """dense(H->H) + GELU + dense(H->1): [batch, length, H] -> float32 logits [batch, length].
+
+  As the original's `_get_discriminator_output`: the first dense is truncated normal, the
+  final dense(1) Glorot-uniform (TF's default).
+  """
   config: ml_collections.ConfigDict
 
   @nn.compact
   def __call__(self, hidden):
     c = self.config
     hidden = _gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
-    logits = _dense(c, 1, ('mlp', None), 'dense_prediction')(hidden)
+    logits = _dense(c, 1, ('mlp', None), 'dense_prediction', kernel_init=GLOROT_UNIFORM)(hidden)
     return logits[..., 0].astype(jnp.float32)
 
 

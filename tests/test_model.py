@@ -74,6 +74,36 @@ def test_embeddings_project_exists_only_when_sizes_differ(embedding_size, has_pr
   assert logits.shape == (2, LENGTH) and logits.dtype == jnp.float32
 
 
+def tf_glorot_uniform_limit(fan_in, fan_out):
+  """`tf.glorot_uniform_initializer` (TF's default for `tf.layers.dense`): U(-limit, limit)."""
+  return np.sqrt(6.0 / (fan_in + fan_out))
+
+
+def test_initialisers_are_the_originals():
+  """`embeddings_project` and the discriminator's final dense(1) are built by the original with
+  `tf.layers.dense` and no initializer (Glorot-uniform); every other weight is
+  `truncated_normal(0.02)`, which never leaves +-2 sigma. Biases and the LN shift are 0."""
+  params = jax.tree.map(np.asarray, nn.meta.unbox(init_network(
+      model_lib.Discriminator, tiny_config(embedding_size=32, hidden_size=128, num_heads=2))))
+  glorot = {('embeddings_project', 'kernel'): (32, 128),
+            ('discriminator_predictions', 'dense_prediction', 'kernel'): (128, 1)}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = tuple(str(getattr(k, 'key', k)) for k in path)
+    if name in glorot:
+      assert leaf.shape == glorot[name]
+      limit = tf_glorot_uniform_limit(*leaf.shape)
+      assert np.abs(leaf).max() <= limit, name
+      assert np.abs(leaf).max() > 0.9 * limit, name  # spread over the whole range
+      np.testing.assert_allclose(leaf.std(), limit / np.sqrt(3), rtol=0.25, err_msg=str(name))
+    elif name[-1] == 'bias':
+      assert not leaf.any(), name
+    elif name[-1] == 'scale':
+      assert (leaf == 1).all(), name
+    else:
+      assert np.abs(leaf).max() <= 2 * 0.02 + 1e-7, name
+      assert leaf.std() > 0.01, name
+
+
 def test_every_param_has_logical_axes_and_is_float32():
   config = tiny_config(scan_layers=True)
   model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), 'gdes')
