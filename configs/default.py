@@ -39,8 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- ELECTRA objective -----------------------------------------------------------------
   config.electra = ml_collections.ConfigDict()
-  config.electra.generator_hidden_fraction = 0.25  # H_gen = H * fraction (small 1/4, base 1/3)
-  config.electra.embedding_sharing = 'shared'  # 'shared' | 'gdes' (DeBERTa-v3) | 'none'
+  config.electra.generator_hidden_fraction = 0.25  # H_gen = round(H * fraction); base: 1/3
+  # 'shared' | 'gdes' (DeBERTa-v3) | 'none' (untied: generator tables H_gen wide, no projection)
+  config.electra.embedding_sharing = 'shared'
   config.electra.gen_weight = 1.0  # weight of the generator's masked-LM loss
   config.electra.disc_weight = 50.0  # weight of the discriminator's RTD loss
   config.electra.temperature = 1.0  # sampling temperature for the generator's softmax

@@ -57,18 +57,29 @@ def validate_model_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
 
 
-def generator_config(disc_config: ml_collections.ConfigDict,
-                     hidden_fraction: float) -> ml_collections.ConfigDict:
-  """The reference generator size: H_gen = int(H * fraction), same layers, heads of 64, FFN 4H."""
+def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: float,
+                     embedding_sharing: str = 'shared') -> ml_collections.ConfigDict:
+  """The original's generator size (`get_generator_config` in `run_pretraining.py`).
+
+  H_gen = int(round(H * fraction)), the same layer count, heads max(1, H_gen // 64), FFN
+  4 H_gen. With `embedding_sharing='none'` (the original's `untied_generator_embeddings`) the
+  generator has its own tables of its own width, E_gen = H_gen, and so no projection;
+  otherwise it shares the discriminator's E-wide tables.
+  """
   if not 0.0 < hidden_fraction <= 1.0:
     raise ValueError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
+  if embedding_sharing not in EMBEDDING_SHARING:
+    raise ValueError(f'electra.embedding_sharing={embedding_sharing!r}; use one of '
+                     f'{EMBEDDING_SHARING}.')
   gen = ml_collections.ConfigDict(disc_config.to_dict())
-  gen.hidden_size = int(disc_config.hidden_size * hidden_fraction)
+  gen.hidden_size = int(round(disc_config.hidden_size * hidden_fraction))
   if gen.hidden_size < 1:
-    raise ValueError(f'generator hidden size int({disc_config.hidden_size} * {hidden_fraction}) '
-                     'is 0; raise electra.generator_hidden_fraction.')
+    raise ValueError(f'generator hidden size round({disc_config.hidden_size} * '
+                     f'{hidden_fraction}) is 0; raise electra.generator_hidden_fraction.')
   gen.num_heads = max(1, gen.hidden_size // 64)
   gen.intermediate_size = 4 * gen.hidden_size
+  if embedding_sharing == 'none':
+    gen.embedding_size = gen.hidden_size
   validate_model_config(gen)
   return gen
 
@@ -430,7 +441,8 @@ class ElectraPretrainer(nn.Module):
     'gdes': DeBERTa-v3's gradient-disentangled sharing. The generator uses `shared_embeddings`; the
       discriminator uses `stop_gradient(shared) + delta` for every table and the LayerNorm, with
       `embeddings_delta` initialised to zero, so the RTD loss never pulls on the shared tables.
-    'none': each network has its own `embeddings` (the generator's projection is tied to its own).
+    'none': the original's `untied_generator_embeddings`: each network has its own `embeddings`,
+      the generator's H_gen wide (no projection), its output projection tied to its own table.
   Joint tree: {'generator': ..., 'discriminator': ..., ['shared_embeddings'], ['embeddings_delta']},
   where the two network subtrees lack `embeddings` unless sharing is 'none'.
   """
@@ -489,7 +501,8 @@ def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
   validate_model_config(config.model)
   return ElectraPretrainer(
       disc_config=config.model,
-      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction),
+      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction,
+                                  config.electra.embedding_sharing),
       embedding_sharing=config.electra.embedding_sharing)
 
 

@@ -44,7 +44,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
   _require(0.0 < e.generator_hidden_fraction <= 1.0,
            f'config.electra.generator_hidden_fraction={e.generator_hidden_fraction} must be in '
            '(0, 1]: the generator is a fraction of the discriminator (1/4 small, 1/3 base).')
-  gen_hidden = int(config.model.hidden_size * e.generator_hidden_fraction)
+  gen_hidden = int(round(config.model.hidden_size * e.generator_hidden_fraction))  # as the model
   _require(gen_hidden >= 1, 'config.electra.generator_hidden_fraction gives a 0-wide generator.')
   _require(e.embedding_sharing in _SHARING,
            f'config.electra.embedding_sharing={e.embedding_sharing!r}: use one of {_SHARING}.')
