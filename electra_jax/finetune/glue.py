@@ -68,6 +68,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if config.data.source not in ('tsv', 'tfds'):
     raise ValueError(f"config.data.source={config.data.source!r}: GLUE reads 'tsv' (with "
                      "data.data_dir) or 'tfds'.")
+  if config.task.classifier_head not in task_model_lib.CLASSIFIER_HEADS:
+    raise ValueError(f'config.task.classifier_head={config.task.classifier_head!r}; use one of '
+                     f'{task_model_lib.CLASSIFIER_HEADS}.')
   start = start or train_lib.load_starting_point(config)
   length = config.data.max_seq_length
   if length > start.model_config.max_position_embeddings:
@@ -97,7 +100,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   finetune_task = train_lib.FineTuneTask(
       name=task.name,
-      model=task_model_lib.TaskModel(start.model_config, 'classification', task.num_labels),
+      model=task_model_lib.TaskModel(start.model_config, 'classification', task.num_labels,
+                                     classifier_head=config.task.classifier_head),
       loss_fn=regression_loss if task.is_regression else classification_loss,
       train_arrays={k: train_arrays[k] for k in (*train_lib.INPUT_KEYS, 'label')},
       evaluate=evaluate, selection_metric=SELECTION_METRIC, num_epochs=task.num_epochs)
