@@ -15,6 +15,8 @@ from electra_jax import cli
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
+from electra_jax.finetune import glue_data
+from electra_jax.finetune import train as train_lib
 
 FILLER = ('the a cat dog sat on mat it was very quite rather movie film plot story actor scene '
           'and then').split()
@@ -132,6 +134,53 @@ def test_tsv_regression_reaches_high_correlation(repo_root, sst2_dir, tmp_path):
   assert result['hparams']['num_epochs'] == 10  # STS-B's epochs, from the task registry
   metrics = result['seeds'][0]['metrics']
   assert metrics['pearson'] > 0.9 and metrics['spearman'] > 0.9, result['seeds'][0]['history']
+
+
+def write_stsb(directory: pathlib.Path, rng, sizes=(('train', 40), ('dev', 16))):
+  directory.mkdir(parents=True, exist_ok=True)
+  for split, size in sizes:
+    scores = rng.integers(0, 26, size) / 5.0  # 0.0, 0.2, ..., 5.0
+    rows = ''.join('{}\t{}\t{}\n'.format(*similarity_pair(rng, int(s)), s) for s in scores)
+    (directory / f'{split}.tsv').write_text('sentence1\tsentence2\tscore\n' + rows)
+
+
+def capture_task(monkeypatch):
+  """Replaces the training loop by one that records the task it is handed."""
+  captured = []
+
+  def fake_fine_tune(config, task, start, *, seed, workdir):
+    del config, start, seed, workdir
+    captured.append(task)
+    return train_lib.FineTuneResult(best_epoch=1, best_metrics={}, history=[],
+                                    predict=lambda arrays: {})
+
+  monkeypatch.setattr(train_lib, 'fine_tune', fake_fine_tune)
+  return captured
+
+
+def test_stsb_trains_on_scores_over_5_and_predicts_times_5(repo_root, sst2_dir, tmp_path,
+                                                             monkeypatch):
+  """RegressionTask._add_features: `label = (label - min_value) / max_value` with STS's 0 and 5;
+  our predictions are mapped back to the 0..5 scale for metrics and submissions."""
+  _, tokenizer_path = sst2_dir
+  write_stsb(tmp_path / 'STS-B', np.random.default_rng(3))
+  config = tiny(load_config(repo_root, 'stsb'), tokenizer_path)
+  config.data.update(source='tsv', data_dir=str(tmp_path / 'STS-B'))
+  config.task.predict_test = False
+  captured = capture_task(monkeypatch)
+  glue.run(config, str(tmp_path / 'work'))
+  task = glue_data.get_task('stsb')
+  gold = np.array([e['label'] for e in glue_data.read_examples(
+      task, 'train', source='tsv', data_dir=str(tmp_path / 'STS-B'))], np.float32)
+  original_targets = (gold - 0.0) / 5.0
+  np.testing.assert_allclose(captured[0].train_arrays['label'], original_targets, rtol=1e-6)
+  # A model that outputs the normalised target predicts the gold score, and scores perfectly.
+  dev = glue_data.read_examples(task, 'dev', source='tsv', data_dir=str(tmp_path / 'STS-B'))
+  dev_gold = np.array([e['label'] for e in dev], np.float32)
+  metrics = captured[0].evaluate(lambda arrays: {'logits': (dev_gold / 5.0)[:, None]})
+  assert metrics['pearson'] == pytest.approx(1.0) and metrics['spearman'] == pytest.approx(1.0)
+  np.testing.assert_allclose(glue.predictions_of(task, (dev_gold / 5.0)[:, None]), dev_gold,
+                             rtol=1e-6)
 
 
 def test_tfds_path_through_mock_data(repo_root, sst2_dir, tmp_path):

@@ -32,14 +32,26 @@ def classification_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Arra
 
 
 def regression_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array]) -> jax.Array:
-  """Mean squared error of the single output `[batch, 1]` against float labels `[batch]`."""
+  """Mean squared error of the single output `[batch, 1]` against float labels `[batch]` (the
+  normalised targets of `regression_targets`, as the original trains)."""
   return jnp.mean(jnp.square(outputs['logits'][:, 0] - batch['label']))
 
 
+def regression_targets(task: glue_data.GlueTask, scores: np.ndarray) -> np.ndarray:
+  """The original's normalised target `(score - min) / max` (`RegressionTask._add_features`):
+  STS-B's 0..5 scores train as 0..1."""
+  low, high = task.score_range
+  return ((np.asarray(scores, np.float32) - low) / high).astype(np.float32)
+
+
 def predictions_of(task: glue_data.GlueTask, logits: np.ndarray) -> np.ndarray:
-  """Class indices `[n]` (argmax) or, for regression, the scores `[n]`."""
+  """Class indices `[n]` (argmax) or, for regression, the scores `[n]` on the gold scale
+  (the inverse of `regression_targets`: STS-B outputs x 5)."""
   logits = np.asarray(logits)
-  return logits[:, 0] if task.is_regression else np.argmax(logits, axis=-1)
+  if task.is_regression:
+    low, high = task.score_range
+    return logits[:, 0] * high + low
+  return np.argmax(logits, axis=-1)
 
 
 def split_metrics(task: glue_data.GlueTask, split: str, scores: dict[str, float]
@@ -80,6 +92,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)
   train_arrays = encode(_read(config, task, 'train'))
+  if task.is_regression:
+    train_arrays['label'] = regression_targets(task, train_arrays['label'])
   dev_arrays = {split: encode(_read(config, task, split)) for split in task.dev_splits}
   test_arrays = ({split: encode(_read(config, task, split)) for split in task.test_splits}
                  if config.task.predict_test else {})

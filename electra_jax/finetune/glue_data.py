@@ -59,6 +59,7 @@ class GlueTask:
   splits: Mapping[str, GlueSplit]
   dev_splits: tuple[str, ...]  # the first one selects checkpoints and enters the average
   test_splits: tuple[str, ...]
+  score_range: tuple[float, float] = (0.0, 1.0)  # regression: (min, max) of the gold scores
 
   @property
   def is_regression(self) -> bool:
@@ -115,7 +116,7 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in (
     GlueTask(
         'stsb', 'STS-B', 'STS-B', 'glue/stsb', ('sentence1', 'sentence2'),
         ('sentence1', 'sentence2'), 'score', 'index', (), (), ('pearson', 'spearman'), 10,
-        _splits(submission='STS-B.tsv'), ('dev',), ('test',)),
+        _splits(submission='STS-B.tsv'), ('dev',), ('test',), score_range=(0.0, 5.0)),
     GlueTask(
         'qqp', 'QQP', 'QQP', 'glue/qqp', ('question1', 'question2'),
         ('question1', 'question2'), 'is_duplicate', 'id',
