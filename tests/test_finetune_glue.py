@@ -166,7 +166,7 @@ def test_stsb_trains_on_scores_over_5_and_predicts_times_5(repo_root, sst2_dir, 
   write_stsb(tmp_path / 'STS-B', np.random.default_rng(3))
   config = tiny(load_config(repo_root, 'stsb'), tokenizer_path)
   config.data.update(source='tsv', data_dir=str(tmp_path / 'STS-B'))
-  config.task.predict_test = False
+  config.task.update(predict_test=False, double_unordered=False)
   captured = capture_task(monkeypatch)
   glue.run(config, str(tmp_path / 'work'))
   task = glue_data.get_task('stsb')
@@ -181,6 +181,72 @@ def test_stsb_trains_on_scores_over_5_and_predicts_times_5(repo_root, sst2_dir, 
   assert metrics['pearson'] == pytest.approx(1.0) and metrics['spearman'] == pytest.approx(1.0)
   np.testing.assert_allclose(glue.predictions_of(task, (dev_gold / 5.0)[:, None]), dev_gold,
                              rtol=1e-6)
+
+
+def original_mrpc_train_examples(lines, double_unordered=True):
+  """`MRPC._create_examples` for the train split: `_load_glue(lines, split, 3, 4, 0, True)`,
+  then, with double_unordered, the same lines again with text_a and text_b swapped."""
+  def load(swap):
+    examples = []
+    for i, line in enumerate(lines):
+      if i == 0:
+        continue  # skip_first_line
+      text_a, text_b, label = line[3], line[4], line[0]
+      if swap:
+        text_a, text_b = text_b, text_a
+      examples.append((text_a, text_b, label))
+    return examples
+  return load(False) + (load(True) if double_unordered else [])
+
+
+@pytest.mark.parametrize('task_name, doubled', [('mrpc', True), ('stsb', True), ('rte', False)])
+def test_unordered_pairs_train_on_both_orders(repo_root, sst2_dir, tmp_path, monkeypatch,
+                                              task_name, doubled):
+  _, tokenizer_path = sst2_dir
+  rng = np.random.default_rng(4)
+  directory = tmp_path / task_name
+  if task_name == 'stsb':
+    write_stsb(directory, rng)
+  else:
+    directory.mkdir()
+    header = ('Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n' if task_name == 'mrpc'
+              else 'index\tsentence1\tsentence2\tlabel\n')
+    for split, size in (('train', 24), ('dev', 8)):
+      rows = []
+      for i in range(size):
+        a, b = ' '.join(_words(rng)), ' '.join(_words(rng))
+        rows.append(f'{i % 2}\t{i}\t{i + 100}\t{a}\t{b}\n' if task_name == 'mrpc'
+                    else f'{i}\t{a}\t{b}\t{("entailment", "not_entailment")[i % 2]}\n')
+      (directory / f'{split}.tsv').write_text(header + ''.join(rows))
+  config = tiny(load_config(repo_root, task_name), tokenizer_path)
+  config.data.update(source='tsv', data_dir=str(directory))
+  config.task.predict_test = False
+  captured = capture_task(monkeypatch)
+  glue.run(config, str(tmp_path / 'work'))
+  arrays = captured[0].train_arrays
+  task = glue_data.get_task(task_name)
+  tokenizer = tokenizer_lib.SentencePieceTokenizer(tokenizer_path)
+  if task_name == 'mrpc':  # the original's reader, on the file's own lines
+    lines = [line.split('\t') for line in
+             (directory / 'train.tsv').read_text().splitlines()]
+    expected = [(a, b, int(label)) for a, b, label in original_mrpc_train_examples(lines)]
+  else:
+    examples = glue_data.read_examples(task, 'train', source='tsv', data_dir=str(directory))
+    expected = [(e['text_a'], e['text_b'], e['label']) for e in examples]
+    if doubled:
+      expected += [(b, a, label) for a, b, label in expected]
+  assert len(arrays['input_ids']) == len(expected)
+  for row, (a, b, label) in enumerate(expected):
+    encoded = glue_data.encode_pair(tokenizer, a, b, config.data.max_seq_length)
+    np.testing.assert_array_equal(arrays['input_ids'][row], encoded['input_ids'])
+    np.testing.assert_array_equal(arrays['token_type_ids'][row], encoded['token_type_ids'])
+    if task_name != 'stsb':
+      assert arrays['label'][row] == label
+  # The switch turns it off (the dev split is never doubled).
+  config.task.double_unordered = False
+  glue.run(config, str(tmp_path / 'work2'))
+  assert len(captured[1].train_arrays['input_ids']) == (
+      len(expected) // 2 if doubled else len(expected))
 
 
 def test_tfds_path_through_mock_data(repo_root, sst2_dir, tmp_path):

@@ -25,5 +25,6 @@ def get_config(task: str = 'sst2'):
   # 'electra': the original's h[CLS] -> dropout -> linear (Glorot); 'hf': the HF port's
   # dense -> gelu -> dropout -> linear, for export to ElectraForSequenceClassification.
   config.task.classifier_head = 'electra'
+  config.task.double_unordered = True  # MRPC, STS-B: train on both sentence orders (original)
   config.data.max_seq_length = 128
   return config

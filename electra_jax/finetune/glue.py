@@ -91,7 +91,10 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)
-  train_arrays = encode(_read(config, task, 'train'))
+  train_examples = _read(config, task, 'train')
+  if config.task.double_unordered:
+    train_examples = glue_data.double_unordered(task, train_examples)
+  train_arrays = encode(train_examples)
   if task.is_regression:
     train_arrays['label'] = regression_targets(task, train_arrays['label'])
   dev_arrays = {split: encode(_read(config, task, split)) for split in task.dev_splits}
