@@ -101,16 +101,17 @@ def test_tsv_classification_learns_the_deciding_word(repo_root, sst2_dir, tmp_pa
   for run in result['seeds']:
     assert len(run['history']) == 4
     assert run['metrics']['accuracy'] >= 0.9, run['history']  # chance is 0.5
-    best = run['history'][run['best_epoch'] - 1]  # the kept checkpoint's epoch
-    assert best['selection_score'] == max(r['selection_score'] for r in run['history'])
-    assert run['metrics']['accuracy'] == best['accuracy']
+    # The original's protocol: the model after the last epoch, evaluated once.
+    assert run['reported_epoch'] == 4 and 'accuracy' not in run['history'][0]
+    assert run['metrics']['accuracy'] == run['history'][-1]['accuracy']
   assert result['summary']['accuracy']['num_seeds'] == 2
+  assert result['non_default_switches'] == {}
   seed_dir = tmp_path / 'sst2' / 'seed_0'
   submission = (seed_dir / 'submission' / 'SST-2.tsv').read_text().splitlines()
   assert submission[0] == 'index\tprediction' and len(submission) == 41
   assert {line.split('\t')[1] for line in submission[1:]} <= {'0', '1'}
   assert (seed_dir / 'metrics.jsonl').exists()
-  assert len(list((seed_dir / 'checkpoints').iterdir())) == 1  # only the best epoch is kept
+  assert len(list((seed_dir / 'checkpoints').iterdir())) == 1  # only the reported epoch's
   overview = json.loads((tmp_path / 'results.json').read_text())
   assert overview['tasks']['sst2']['median']['accuracy'] == result['summary']['accuracy'][
       'median']
@@ -151,7 +152,7 @@ def capture_task(monkeypatch):
   def fake_fine_tune(config, task, start, *, seed, workdir):
     del config, start, seed, workdir
     captured.append(task)
-    return train_lib.FineTuneResult(best_epoch=1, best_metrics={}, history=[],
+    return train_lib.FineTuneResult(reported_epoch=1, reported_metrics={}, history=[],
                                     predict=lambda arrays: {})
 
   monkeypatch.setattr(train_lib, 'fine_tune', fake_fine_tune)

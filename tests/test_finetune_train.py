@@ -220,6 +220,69 @@ def test_a_mismatched_encoder_is_refused(repo_root):
     train._merge_encoder(params, wrong, config, shardings=None)
 
 
+# ---- Evaluation protocol -------------------------------------------------------------------
+
+@pytest.mark.parametrize('select_best', [False, True])
+def test_reported_epoch_is_the_last_unless_best_is_selected(repo_root, tmp_path, select_best):
+  """The original evaluates once, after training; select_best_epoch keeps the best dev epoch
+  (here epoch 2 of 3 by a scripted score) and predicts with its parameters."""
+  config = load_config(repo_root)
+  config.train.update(num_epochs=3, batch_size=8, eval_batch_size=8, learning_rate=1e-2,
+                      select_best_epoch=select_best)
+  model_config = tiny_model_config(repo_root)
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, 64, (16, 8)).astype(np.int32)
+  arrays = {'input_ids': ids, 'token_type_ids': np.zeros_like(ids),
+            'attention_mask': np.ones_like(ids), 'label': rng.integers(0, 3, 16).astype(np.int32)}
+  scores, seen = iter([0.5, 0.9, 0.7] if select_best else [0.6]), []
+
+  def evaluate(predict):
+    seen.append(predict({k: arrays[k] for k in train.INPUT_KEYS})['logits'])
+    return {'score': next(scores)}
+
+  task = train.FineTuneTask(
+      name='toy', model=task_model_lib.TaskModel(model_config, 'classification', 3),
+      loss_fn=glue.classification_loss, train_arrays=arrays, evaluate=evaluate,
+      selection_metric='score', num_epochs=3)
+  start = train.StartingPoint(model_config, None, None, [], 'scratch')
+  result = train.fine_tune(config, task, start, seed=0, workdir=str(tmp_path))
+  assert [r['epoch'] for r in result.history] == [1, 2, 3]
+  final_logits = result.predict({k: arrays[k] for k in train.INPUT_KEYS})['logits']
+  if select_best:
+    assert len(seen) == 3 and result.reported_epoch == 2
+    assert result.reported_metrics['score'] == 0.9
+    np.testing.assert_allclose(final_logits, seen[1], atol=1e-6)
+    assert not np.allclose(seen[1], seen[2], atol=1e-4)  # the epochs do differ
+  else:
+    assert len(seen) == 1 and result.reported_epoch == 3  # evaluated once, at the end
+    assert 'score' not in result.history[0] and result.history[2]['score'] == 0.6
+    np.testing.assert_allclose(final_logits, seen[0], atol=1e-6)
+  assert [p.name for p in (tmp_path / 'checkpoints').iterdir()] == [str(result.reported_epoch)]
+
+
+def test_protocol_switches_default_to_the_original_and_are_reported(repo_root, tmp_path):
+  glue_config = load_config(repo_root)
+  squad_config = cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
+  for path, original in train.PROTOCOL_SWITCHES.items():
+    section, field = path.split('.')
+    present = [c for c in (glue_config, squad_config) if field in c[section]]
+    assert present, path
+    assert all(c[section][field] == original for c in present), path
+  assert train.non_default_switches(glue_config) == {}
+  assert train.non_default_switches(squad_config) == {}
+  glue_config.train.select_best_epoch = True
+  glue_config.task.classifier_head = 'hf'
+  switches = train.non_default_switches(glue_config)
+  assert switches == {'train.select_best_epoch': True, 'task.classifier_head': 'hf'}
+  result = _fake_result('rte', 'glue', ('accuracy',), 0.6)
+  result['non_default_switches'] = switches
+  table = finetune_cli.format_table(finetune_cli.report(str(tmp_path), result))
+  assert ('rte: not the original protocol: task.classifier_head=hf, '
+          'train.select_best_epoch=True') in table
+  saved = json.loads((tmp_path / 'rte' / 'results.json').read_text())
+  assert saved['non_default_switches'] == switches
+
+
 # ---- Seeds and results ----------------------------------------------------------------------
 
 def test_finished_seeds_are_reused_and_other_configs_refused(repo_root, tmp_path):

@@ -55,6 +55,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
   config.train.dropout_prob = 0.1  # hidden and attention dropout; -1 = the checkpoint's
   config.train.log_every = 50  # steps between metrics.jsonl records
+  # False: report the model after the last epoch (the original's protocol); True: evaluate on dev
+  # after every epoch and report the best (reads higher; results.json then says so).
+  config.train.select_best_epoch = False
 
   # ---- Device mesh (as in pre-training) --------------------------------------------------
   config.mesh = pretraining.mesh

@@ -1,9 +1,9 @@
 """GLUE fine-tuning: examples (TSV or TFDS) -> encoded arrays -> the shared loop -> metrics.
 
-For each seed: fine-tune with dev evaluation after every epoch (the first dev split selects the
-best epoch by the task's ELECTRA-convention score: MCC for CoLA, Spearman for STS-B, accuracy
-otherwise), then predict the test split(s) with the best parameters and write GLUE submission
-files into `WORKDIR/<task>/seed_<n>/submission/`.
+For each seed: fine-tune, evaluate the final model on dev (with `train.select_best_epoch`, after
+every epoch, the first dev split picking the best epoch by the task's ELECTRA-convention score:
+MCC for CoLA, Spearman for STS-B, accuracy otherwise), then predict the test split(s) with the
+reported parameters and write GLUE submission files into `WORKDIR/<task>/seed_<n>/submission/`.
 """
 
 from __future__ import annotations
@@ -131,13 +131,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       if jax.process_index() == 0:
         submissions.append(glue_data.write_submission(task, split, arrays['idx'], predictions,
                                                       f'{seed_dir}/submission'))
-    metrics = {k: v for k, v in result.best_metrics.items()
+    metrics = {k: v for k, v in result.reported_metrics.items()
                if k not in ('epoch', 'step', 'train_loss')}
-    return {'best_epoch': result.best_epoch, 'metrics': metrics, 'history': result.history,
-            'submissions': submissions}
+    return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
+            'history': result.history, 'submissions': submissions}
 
   seeds = train_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task.name}', run_seed)
   hparams = train_lib.resolve_hparams(config, start.model_config, task.num_epochs)
   return {'task': task.name, 'kind': 'glue', 'display_name': task.display_name,
           'primary_metrics': list(task.metric_names), 'init_from': config.init_from,
-          'hparams': hparams.to_dict(), 'seeds': seeds}
+          'hparams': hparams.to_dict(),
+          'non_default_switches': train_lib.non_default_switches(config), 'seeds': seeds}

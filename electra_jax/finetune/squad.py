@@ -1,10 +1,11 @@
 """SQuAD v1.1 / v2.0 fine-tuning: examples -> windowed features -> the shared loop -> answers.
 
-Each epoch's dev evaluation runs the whole official pipeline: per-window logits -> n-best spans
+A dev evaluation runs the whole official pipeline: per-window logits -> n-best spans
 (`squad_postprocess`) -> official EM/F1 (`squad_eval`). For v2.0 the null-odds threshold is tuned
-on dev after every epoch (the official `find_best_thresh`), the answers are thresholded at the F1
-threshold, and the tuned F1 selects the best epoch. With the best parameters each seed writes
-`predictions.json` (and for v2.0 `null_odds.json`) plus `eval.json` into its directory.
+on dev (the official `find_best_thresh`) and the answers are thresholded at the F1 threshold;
+with `train.select_best_epoch` the tuned F1 picks the epoch. With the reported parameters (the
+last epoch's by default) each seed writes `predictions.json` (and for v2.0 `null_odds.json`)
+plus `eval.json` into its directory.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       squad_postprocess.write_predictions(predictions, seed_dir)
       with tf.io.gfile.GFile(f'{seed_dir}/eval.json', 'w') as f:
         f.write(json.dumps(metrics, indent=2) + '\n')
-    return {'best_epoch': result.best_epoch, 'metrics': metrics, 'history': result.history}
+    return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
+            'history': result.history}
 
   task_key = f'squad_{version}'
   seeds = train_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task_key}', run_seed)
@@ -155,4 +157,5 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   return {'task': task_key, 'kind': 'squad', 'display_name': f'SQuAD {version}',
           'primary_metrics': ['exact', 'f1', 'best_f1_thresh'] if version_2
                              else ['exact_match', 'f1'],
-          'init_from': config.init_from, 'hparams': hparams.to_dict(), 'seeds': seeds}
+          'init_from': config.init_from, 'hparams': hparams.to_dict(),
+          'non_default_switches': train_lib.non_default_switches(config), 'seeds': seeds}

@@ -1,8 +1,13 @@
 """The fine-tuning loop shared by GLUE and SQuAD, top to bottom.
 
 starting point (pre-trained discriminator or scratch) -> hyperparameters -> mesh -> sharded state ->
-epochs of jitted train steps -> dev evaluation after each epoch -> best checkpoint (orbax) -> the
-best parameters back for the task driver's final predictions.
+epochs of jitted train steps -> dev evaluation after the last epoch -> its checkpoint (orbax) ->
+the final parameters back for the task driver's predictions.
+
+Evaluation protocol: as the original (`run_finetuning.py` evaluates each trial once, after
+training), the reported model is the one after the last epoch. `train.select_best_epoch=True`
+evaluates on dev after every epoch and keeps the best (orbax's `best_fn`); that reads higher than
+the paper's protocol, so results.json says so (`non_default_switches`).
 
 A task driver (`glue.py`, `squad.py`) builds a `FineTuneTask`: the task model, a pure loss, the
 training arrays and an `evaluate(predict)` callback. The loop knows nothing else about the task.
@@ -53,6 +58,16 @@ _SIZE_HPARAMS = {'small': (1e-4, 0.8), 'base': (1e-4, 0.8), 'large': (5e-5, 0.9)
 _COMPUTE_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat')
 # `train.layerwise_lr_rule` -> the task head's depth above the top encoder layer's (L).
 _HEAD_DEPTH_OVER_LAYERS = {'original': 2, 'no_gap': 1}
+# Switches that change what a reported number means, with the original's setting, which is the
+# default in configs/finetune/ (tests/test_finetune_train.py checks they agree). A task's
+# results.json lists every one that a run sets otherwise (`non_default_switches`).
+PROTOCOL_SWITCHES = {
+    'train.select_best_epoch': False,  # run_finetuning.py: evaluate once, after training
+    'train.bias_correction': False,  # optimization.AdamWeightDecayOptimizer
+    'train.layerwise_lr_rule': 'original',  # optimization._get_layer_lrs
+    'task.classifier_head': 'electra',  # classification_tasks.py (GLUE)
+    'task.double_unordered': True,  # configure_finetuning.double_unordered (GLUE)
+}
 
 
 # ---- Starting point ---------------------------------------------------------------------------
@@ -165,6 +180,16 @@ def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int
     raise ValueError('config.seeds is empty: give at least one seed, e.g. --config.seeds=0,1,2.')
   if len(set(config.seeds)) != len(config.seeds):
     raise ValueError(f'config.seeds={tuple(config.seeds)} repeats a seed.')
+
+
+def non_default_switches(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{'section.field': value} for each of `PROTOCOL_SWITCHES` the config sets otherwise."""
+  changed = {}
+  for path, original in PROTOCOL_SWITCHES.items():
+    section, field = path.split('.')
+    if field in config.get(section, {}) and config[section][field] != original:
+      changed[path] = config[section][field]
+  return changed
 
 
 # ---- Layer-wise learning-rate decay -------------------------------------------------------------
@@ -289,7 +314,8 @@ class FineTuneTask:
       becomes a batch entry.
     evaluate: `(predict) -> {metric: value}` on dev, where `predict(arrays)` maps input arrays
       `[n, length]` to the model's numpy outputs `[n, ...]`.
-    selection_metric: the key of `evaluate`'s result that picks the best epoch (higher wins).
+    selection_metric: with `train.select_best_epoch`, the key of `evaluate`'s result that picks
+      the best epoch (higher wins).
     num_epochs: the task's default epoch count (when `config.train.num_epochs` is -1).
   """
   name: str
@@ -304,10 +330,10 @@ class FineTuneTask:
 
 @dataclasses.dataclass
 class FineTuneResult:
-  best_epoch: int
-  best_metrics: dict[str, float]
-  history: list[dict[str, float]]  # per epoch: {'epoch', 'train_loss', dev metrics ...}
-  predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # with the best params
+  reported_epoch: int  # the last epoch, or with train.select_best_epoch the best on dev
+  reported_metrics: dict[str, float]  # its history record
+  history: list[dict[str, float]]  # per epoch: {'epoch', 'train_loss'[, dev metrics ...]}
+  predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # with its params
 
 
 def _merge_encoder(params: dict[str, Any], encoder_params: dict[str, Any],
@@ -423,7 +449,8 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
       return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
     return predict
 
-  # ---- Checkpoints: orbax keeps only the best epoch's parameters.
+  # ---- Checkpoints: orbax keeps one, the reported epoch's (the last, or the best on dev).
+  select_best = hparams.select_best_epoch
   tf.io.gfile.makedirs(workdir)
   checkpoint_dir = f'{workdir.rstrip("/")}/checkpoints'
   if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
@@ -431,14 +458,14 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   manager = ocp.CheckpointManager(
       checkpoint_dir,
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, best_fn=lambda metrics: metrics[task.selection_metric],
-          best_mode='max'),
+          max_to_keep=1, best_mode='max',
+          best_fn=(lambda metrics: metrics[task.selection_metric]) if select_best else None),
       item_handlers={'params': ocp.StandardCheckpointHandler(),
                      'config': ocp.JsonCheckpointHandler(),
                      'tokenizer': checkpoint_lib.FilesHandler()})
   writer = reporting.MetricsWriter(workdir)
 
-  # ---- Train, evaluating on dev after each epoch.
+  # ---- Train; evaluate on dev after the last epoch (after every one to select the best).
   logging.info('%s, seed %d: %s; %d examples, %d epochs x %d steps, batch %d, lr %.2e, '
                'layer-wise decay %.2f (%s size), mesh %s.', task.name, seed, start.description,
                num_examples, hparams.num_epochs, steps_per_epoch, hparams.batch_size,
@@ -467,14 +494,18 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
           writer.write(step, {'loss': float(np.mean(window)),
                               'grad_norm': float(stats['grad_norm']),
                               'learning_rate': float(schedule(step - 1))})
-      metrics = task.evaluate(predict_with(state.params))
-      if task.selection_metric not in metrics:
+      record = {'epoch': epoch, 'step': step,
+                'train_loss': float(np.mean([float(x) for x in epoch_losses]))}
+      history.append(record)
+      if not (select_best or epoch == hparams.num_epochs):
+        logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f', task.name, seed, epoch,
+                     hparams.num_epochs, time.perf_counter() - started, record['train_loss'])
+        continue
+      metrics = {k: float(v) for k, v in task.evaluate(predict_with(state.params)).items()}
+      if select_best and task.selection_metric not in metrics:
         raise KeyError(f'{task.name}: evaluate() returned {sorted(metrics)}, without the '
                        f'selection metric {task.selection_metric!r}.')
-      record = {'epoch': epoch, 'step': step,
-                'train_loss': float(np.mean([float(x) for x in epoch_losses])),
-                **{k: float(v) for k, v in metrics.items()}}
-      history.append(record)
+      record.update(metrics)
       writer.write(step, {f'dev_{k}': v for k, v in metrics.items()})
       manager.save(epoch, args=ocp.args.Composite(
           params=ocp.args.StandardSave(state.params),
@@ -482,23 +513,26 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
                                     'model': start.model_config.to_dict(),
                                     'finetune': config.to_dict()}),
           tokenizer=checkpoint_lib.FilesSave(start.tokenizer_files)),
-          metrics={k: float(v) for k, v in metrics.items()})
+          metrics=metrics if select_best else None)
       logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f | %s', task.name, seed,
                    epoch, hparams.num_epochs, time.perf_counter() - started,
                    record['train_loss'],
                    ' | '.join(f'{k} {v:.4f}' for k, v in sorted(metrics.items())))
     manager.wait_until_finished()
-    best_step = manager.best_step()  # orbax's choice decides: the kept checkpoint is the truth
-    logging.info('%s seed %d: best epoch %d (%s %.4f).', task.name, seed, best_step,
-                 task.selection_metric, history[best_step - 1][task.selection_metric])
-    restored = manager.restore(best_step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_state.params)))
+    if select_best:
+      reported = manager.best_step()  # orbax's choice decides: the kept checkpoint is the truth
+      logging.info('%s seed %d: best epoch %d (%s %.4f).', task.name, seed, reported,
+                   task.selection_metric, history[reported - 1][task.selection_metric])
+      params = manager.restore(reported, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_state.params)))['params']
+    else:
+      reported, params = hparams.num_epochs, state.params
   finally:
     manager.close()
     writer.close()
-  del state  # only the best epoch's parameters are used from here on
-  return FineTuneResult(best_epoch=best_step, best_metrics=history[best_step - 1],
-                        history=history, predict=predict_with(restored['params']))
+  del state  # only the reported epoch's parameters are used from here on
+  return FineTuneResult(reported_epoch=reported, reported_metrics=history[reported - 1],
+                        history=history, predict=predict_with(params))
 
 
 # ---- Seeds -------------------------------------------------------------------------------------
