@@ -67,6 +67,8 @@ PROTOCOL_SWITCHES = {
     'train.layerwise_lr_rule': 'original',  # optimization._get_layer_lrs
     'task.classifier_head': 'electra',  # classification_tasks.py (GLUE)
     'task.double_unordered': True,  # configure_finetuning.double_unordered (GLUE)
+    'task.qa_head': 'joint',  # qa_tasks.py: joint_prediction, answerable_classifier (SQuAD)
+    'squad.null_score': 'classifier',  # qa_metrics.py: the classifier's logit alone (SQuAD)
 }
 
 
@@ -271,21 +273,24 @@ def make_optimizer(hparams: ml_collections.ConfigDict, params: Any, num_layers: 
 
 # ---- Steps (pure) -------------------------------------------------------------------------------
 
-def _apply(model, params, batch, deterministic, rngs=None):
+def _apply(model, params, batch, deterministic, rngs=None, model_keys=()):
   return model.apply({'params': params}, *(batch[k] for k in INPUT_KEYS),
-                     deterministic=deterministic, rngs=rngs)
+                     deterministic=deterministic, rngs=rngs,
+                     **{k: batch[k] for k in model_keys})
 
 
 def train_step(state: steps.TrainState, batch: dict[str, jax.Array], base_rng: jax.Array, *,
-               model, tx, loss_fn) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+               model, tx, loss_fn, model_keys=()) -> tuple[steps.TrainState,
+                                                            dict[str, jax.Array]]:
   """One AdamW step on a global batch; dropout keys are `fold_in(base_rng, step)`.
 
   `base_rng` is an argument, not a constant, so that every seed reuses one compiled step.
+  `model_keys` name batch entries the model takes as keyword arguments in training.
   """
   dropout_rng = jax.random.fold_in(base_rng, state.step)
 
   def compute_loss(params):
-    outputs = _apply(model, params, batch, False, {'dropout': dropout_rng})
+    outputs = _apply(model, params, batch, False, {'dropout': dropout_rng}, model_keys)
     return loss_fn(outputs, batch)
 
   loss, grads = jax.value_and_grad(compute_loss)(state.params)
@@ -317,6 +322,8 @@ class FineTuneTask:
     selection_metric: with `train.select_best_epoch`, the key of `evaluate`'s result that picks
       the best epoch (higher wins).
     num_epochs: the task's default epoch count (when `config.train.num_epochs` is -1).
+    train_model_keys: batch entries the model also takes in training, as keyword arguments
+      (SQuAD's joint head conditions the end logits on the gold `start_positions`).
   """
   name: str
   model: task_model_lib.TaskModel
@@ -326,6 +333,7 @@ class FineTuneTask:
                      dict[str, float]]
   selection_metric: str
   num_epochs: int
+  train_model_keys: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -421,7 +429,8 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   batch_sharding = steps.batch_sharding(mesh)
   replicated = NamedSharding(mesh, P())
   jit_train_step = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, loss_fn=task.loss_fn),
+      functools.partial(train_step, model=model, tx=tx, loss_fn=task.loss_fn,
+                        model_keys=task.train_model_keys),
       in_shardings=(state_shardings, batch_sharding, replicated),
       out_shardings=(state_shardings, None),
       donate_argnums=(0,))
