@@ -39,8 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- ELECTRA objective -----------------------------------------------------------------
   config.electra = ml_collections.ConfigDict()
-  config.electra.generator_hidden_fraction = 0.25  # H_gen = H * fraction (small 1/4, base 1/3)
-  config.electra.embedding_sharing = 'shared'  # 'shared' | 'gdes' (DeBERTa-v3) | 'none'
+  config.electra.generator_hidden_fraction = 0.25  # H_gen = round(H * fraction); base: 1/3
+  # 'shared' | 'gdes' (DeBERTa-v3) | 'none' (untied: generator tables H_gen wide, no projection)
+  config.electra.embedding_sharing = 'shared'
   config.electra.gen_weight = 1.0  # weight of the generator's masked-LM loss
   config.electra.disc_weight = 50.0  # weight of the discriminator's RTD loss
   config.electra.temperature = 1.0  # sampling temperature for the generator's softmax
@@ -83,12 +84,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 128  # global batch, over all hosts and devices
   config.train.grad_accum_steps = 1  # micro-batches per step (scan); must divide the batch
   config.train.learning_rate = 5e-4  # peak learning rate
-  config.train.warmup_steps = 10_000  # linear warm-up, then linear decay to 0 at num_steps
+  config.train.warmup_steps = 10_000  # lr * (1 - t/num_steps) * min(1, t/warmup_steps)
   config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
   config.train.adam_b1 = 0.9  # Adam first-moment decay
   config.train.adam_b2 = 0.999  # Adam second-moment decay
   config.train.adam_eps = 1e-6  # Adam epsilon (the reference's 1e-6, not optax's 1e-8)
-  config.train.bias_correction = True  # False = the original's Adam without bias correction
+  config.train.bias_correction = False  # the original's Adam; True = optax's bias-corrected Adam
   config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
   config.train.log_every = 100  # steps between progress lines / metrics.jsonl records
   config.train.eval_every = 10_000  # steps between evaluations on the held-out split; 0 = never

@@ -177,7 +177,8 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
   config = ml_collections.ConfigDict(run_config)
   networks = model_lib.split_params(model_lib.to_unscanned_layers(_restore_params(state_dir)),
                                     config.electra.embedding_sharing)
-  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction)
+  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
+                                          config.electra.embedding_sharing)
   tokenizer = _tokenizer_from_files(run_config.get('tokenizer', {}), files)
   logging.info('Loaded step %d of %s.', step, path)
   return Pretrained(_model_schema(config.model), _to_numpy(networks['discriminator']),

@@ -103,17 +103,17 @@ def write_hf(pretrained, dst: str, *, overwrite: bool = False) -> list[str]:
 # ---- Pre-training workdir ------------------------------------------------------------------------
 
 def generator_fraction(disc_config: ml_collections.ConfigDict,
-                       gen_config: ml_collections.ConfigDict) -> float:
+                       gen_config: ml_collections.ConfigDict,
+                       embedding_sharing: str = 'shared') -> float:
   """`electra.generator_hidden_fraction` that rebuilds `gen_config` from `disc_config`.
 
   Raises ValueError when the generator does not follow the reference size rule (same layers,
-  heads = H_gen // 64, FFN = 4 H_gen), which the jointly trained pretrainer builds it with.
+  heads = H_gen // 64, FFN = 4 H_gen; with sharing 'none' tables H_gen wide), which the jointly
+  trained pretrainer builds it with.
   """
-  fraction = gen_config.hidden_size / disc_config.hidden_size
-  while int(disc_config.hidden_size * fraction) < gen_config.hidden_size:
-    fraction = float(np.nextafter(fraction, 2.0))  # 448 * (61 / 448) is 60.99999999999999
+  fraction = gen_config.hidden_size / disc_config.hidden_size  # round(H * H_gen / H) == H_gen
   try:
-    derived = model_lib.generator_config(disc_config, fraction)
+    derived = model_lib.generator_config(disc_config, fraction, embedding_sharing)
   except ValueError as e:
     raise ValueError(f'The generator (hidden {gen_config.hidden_size}) cannot be paired with '
                      f'the discriminator (hidden {disc_config.hidden_size}): {e}') from e
@@ -121,8 +121,9 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
            if derived[k] != gen_config[k]]
   if wrong:
     raise ValueError('The generator does not follow the reference size rule the pretrainer '
-                     'uses (same layers as the discriminator, heads = H_gen // 64, FFN = 4 H_gen): '
-                     + ', '.join(wrong) + '. Convert the discriminator directory alone to start a fresh '
+                     'uses (same layers as the discriminator, heads = H_gen // 64, FFN = 4 H_gen, '
+                     f'embedding_sharing={embedding_sharing!r}): ' + ', '.join(wrong)
+                     + '. Convert the discriminator directory alone to start a fresh '
                      'generator instead.')
   return fraction
 
@@ -136,8 +137,8 @@ def workdir_config(pretrained, base_config: ml_collections.ConfigDict,
   for field in SIZE_FIELDS + _CARRIED_FIELDS:
     config.model[field] = pretrained.disc_config[field]
   if pretrained.gen_config is not None:
-    config.electra.generator_hidden_fraction = generator_fraction(config.model,
-                                                                  pretrained.gen_config)
+    config.electra.generator_hidden_fraction = generator_fraction(
+        config.model, pretrained.gen_config, config.electra.embedding_sharing)
   if config.data.max_seq_length > config.model.max_position_embeddings:
     logging.warning('data.max_seq_length %d -> %d, the model\'s position count.',
                     config.data.max_seq_length, config.model.max_position_embeddings)
@@ -165,7 +166,8 @@ def joint_params(pretrained, config: ml_collections.ConfigDict,
   if gen_params is None:
     if fresh_generator is None:
       gen_config = model_lib.generator_config(config.model,
-                                              config.electra.generator_hidden_fraction)
+                                              config.electra.generator_hidden_fraction,
+                                              config.electra.embedding_sharing)
       fresh_generator = _fresh_generator(gen_config, config.seed)
     gen_params = fresh_generator
   joint = model_lib.merge_params(pretrained.disc_params, gen_params,

@@ -42,7 +42,8 @@ def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
       trained parameters (for 'gdes' the zero-initialised delta tables count too).
   """
   disc = config.model
-  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction)
+  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction,
+                                   config.electra.embedding_sharing)
   tables = _embedding_table_params(disc)
   disc_head = (disc.hidden_size + 1) * disc.hidden_size + disc.hidden_size + 1
   gen_head = (gen.hidden_size * gen.embedding_size + gen.embedding_size
@@ -71,7 +72,8 @@ def _encoder_forward_flops_per_token(m, seq_length: int) -> float:
 def forward_flops_per_token(config: ml_collections.ConfigDict) -> dict[str, float]:
   """Forward-pass FLOPs per token, split into 'discriminator' and 'generator'."""
   disc = config.model
-  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction)
+  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction,
+                                   config.electra.embedding_sharing)
   length = config.data.max_seq_length
   disc_flops = (_encoder_forward_flops_per_token(disc, length)
                 + 2 * disc.hidden_size * disc.hidden_size + 2 * disc.hidden_size)

@@ -57,18 +57,29 @@ def validate_model_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
 
 
-def generator_config(disc_config: ml_collections.ConfigDict,
-                     hidden_fraction: float) -> ml_collections.ConfigDict:
-  """The reference generator size: H_gen = int(H * fraction), same layers, heads of 64, FFN 4H."""
+def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: float,
+                     embedding_sharing: str = 'shared') -> ml_collections.ConfigDict:
+  """The original's generator size (`get_generator_config` in `run_pretraining.py`).
+
+  H_gen = int(round(H * fraction)), the same layer count, heads max(1, H_gen // 64), FFN
+  4 H_gen. With `embedding_sharing='none'` (the original's `untied_generator_embeddings`) the
+  generator has its own tables of its own width, E_gen = H_gen, and so no projection;
+  otherwise it shares the discriminator's E-wide tables.
+  """
   if not 0.0 < hidden_fraction <= 1.0:
     raise ValueError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
+  if embedding_sharing not in EMBEDDING_SHARING:
+    raise ValueError(f'electra.embedding_sharing={embedding_sharing!r}; use one of '
+                     f'{EMBEDDING_SHARING}.')
   gen = ml_collections.ConfigDict(disc_config.to_dict())
-  gen.hidden_size = int(disc_config.hidden_size * hidden_fraction)
+  gen.hidden_size = int(round(disc_config.hidden_size * hidden_fraction))
   if gen.hidden_size < 1:
-    raise ValueError(f'generator hidden size int({disc_config.hidden_size} * {hidden_fraction}) '
-                     'is 0; raise electra.generator_hidden_fraction.')
+    raise ValueError(f'generator hidden size round({disc_config.hidden_size} * '
+                     f'{hidden_fraction}) is 0; raise electra.generator_hidden_fraction.')
   gen.num_heads = max(1, gen.hidden_size // 64)
   gen.intermediate_size = 4 * gen.hidden_size
+  if embedding_sharing == 'none':
+    gen.embedding_size = gen.hidden_size
   validate_model_config(gen)
   return gen
 
@@ -127,24 +138,34 @@ def _partitioned(init, names):
   return lambda *args, **kwargs: _Partitioned(init(*args, **kwargs), names)
 
 
+# The original builds `embeddings_project`, the discriminator's final dense(1) and every
+# fine-tuning head with `tf.layers.dense` and no `kernel_initializer`, i.e. TF's default
+# Glorot-uniform (limit sqrt(6 / (fan_in + fan_out))); every other weight is truncated normal.
+GLOROT_UNIFORM = nn.initializers.glorot_uniform()
+
+
 class Dense(nn.Module):
   """Dense layer over the last `contract_dims` input dims, to `features` (int or tuple).
 
   The kernel is created in its final [*in_dims, *features] shape: Flax's `DenseGeneral` creates a
-  flat kernel first, whose sharding constraint then has the wrong rank.
+  flat kernel first, whose sharding constraint then has the wrong rank. `kernel_init` defaults to
+  truncated normal with `config.initializer_range` (use `GLOROT_UNIFORM` where the original
+  leaves TF's default); 2-D kernels only for Glorot, whose fans are the last two axes.
   """
   config: ml_collections.ConfigDict
   features: int | tuple[int, ...]
   kernel_axes: tuple[str | None, ...]
   contract_dims: int = 1
+  kernel_init: Any = None
 
   @nn.compact
   def __call__(self, x):
     features = self.features if isinstance(self.features, tuple) else (self.features,)
     in_shape = x.shape[x.ndim - self.contract_dims:]
-    kernel = self.param(
-        'kernel', _partitioned(nn.initializers.truncated_normal(self.config.initializer_range),
-                               self.kernel_axes), in_shape + features, jnp.float32)
+    kernel_init = (self.kernel_init if self.kernel_init is not None else
+                   nn.initializers.truncated_normal(self.config.initializer_range))
+    kernel = self.param('kernel', _partitioned(kernel_init, self.kernel_axes),
+                        in_shape + features, jnp.float32)
     bias = self.param('bias', _partitioned(nn.initializers.zeros_init(),
                                            self.kernel_axes[self.contract_dims:]),
                       features, jnp.float32)
@@ -154,8 +175,8 @@ class Dense(nn.Module):
     return y + bias.astype(dtype)
 
 
-def _dense(config, features, kernel_axes, name, contract_dims=1):
-  return Dense(config, features, kernel_axes, contract_dims, name=name)
+def _dense(config, features, kernel_axes, name, contract_dims=1, kernel_init=None):
+  return Dense(config, features, kernel_axes, contract_dims, kernel_init, name=name)
 
 
 def _layer_norm(config, name):
@@ -321,20 +342,25 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   hidden = embed(config, tables, input_ids, token_type_ids)
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
-    hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project')(hidden)
+    hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project',
+                    kernel_init=GLOROT_UNIFORM)(hidden)
   hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
   return Encoder(config, name='encoder')(hidden, attention_mask, deterministic)
 
 
 class DiscriminatorHead(nn.Module):
-  """dense(H->H) + GELU + dense(H->1): [batch, length, H] -> float32 logits [batch, length]."""
+  """dense(H->H) + GELU + dense(H->1): [batch, length, H] -> float32 logits [batch, length].
+
+  As the original's `_get_discriminator_output`: the first dense is truncated normal, the
+  final dense(1) Glorot-uniform (TF's default).
+  """
   config: ml_collections.ConfigDict
 
   @nn.compact
   def __call__(self, hidden):
     c = self.config
     hidden = _gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
-    logits = _dense(c, 1, ('mlp', None), 'dense_prediction')(hidden)
+    logits = _dense(c, 1, ('mlp', None), 'dense_prediction', kernel_init=GLOROT_UNIFORM)(hidden)
     return logits[..., 0].astype(jnp.float32)
 
 
@@ -415,7 +441,8 @@ class ElectraPretrainer(nn.Module):
     'gdes': DeBERTa-v3's gradient-disentangled sharing. The generator uses `shared_embeddings`; the
       discriminator uses `stop_gradient(shared) + delta` for every table and the LayerNorm, with
       `embeddings_delta` initialised to zero, so the RTD loss never pulls on the shared tables.
-    'none': each network has its own `embeddings` (the generator's projection is tied to its own).
+    'none': the original's `untied_generator_embeddings`: each network has its own `embeddings`,
+      the generator's H_gen wide (no projection), its output projection tied to its own table.
   Joint tree: {'generator': ..., 'discriminator': ..., ['shared_embeddings'], ['embeddings_delta']},
   where the two network subtrees lack `embeddings` unless sharing is 'none'.
   """
@@ -474,7 +501,8 @@ def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
   validate_model_config(config.model)
   return ElectraPretrainer(
       disc_config=config.model,
-      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction),
+      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction,
+                                  config.electra.embedding_sharing),
       embedding_sharing=config.electra.embedding_sharing)
 
 

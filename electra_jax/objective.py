@@ -55,8 +55,9 @@ def corrupt_input(input_ids: jax.Array, masked_lm_positions: jax.Array, sampled_
                   masked_lm_weights: jax.Array) -> jax.Array:
   """The original [batch, length] ids with the samples written into the USED mask slots.
 
-  Unused slots (weight 0, position usually 0 = [CLS]) write nothing; the reference scatters them
-  too and can overwrite [CLS].
+  Unused slots (weight 0, position usually 0 = [CLS]) write nothing. The original scatters
+  them too, but its `scatter_update` zeroes every update aimed at position 0
+  (`pretrain_helpers.py`), so [CLS] is never overwritten there either: the same result.
   """
   used_samples = jnp.where(masked_lm_weights > 0, sampled_ids, -1)
   scattered = jax.vmap(lambda row, pos, val: row.at[pos].max(val))(

@@ -1,4 +1,5 @@
-"""The reference optimizer: AdamW with clipping, linear warm-up and linear decay to zero."""
+"""The original's optimizer (`model/optimization.py`): AdamW without bias correction, clipping,
+and its warm-up x linear-decay schedule."""
 
 from __future__ import annotations
 
@@ -11,15 +12,18 @@ import optax
 
 
 def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up to `learning_rate` over `warmup_steps`, then linear decay to 0 at `num_steps`."""
-  peak = train_config.learning_rate
+  """The original's schedule: `lr * (1 - t/T) * min(1, t/W)` (`model/optimization.py`).
+
+  The linear decay runs from step 0, not from the end of warm-up, so the rate peaks at
+  `(1 - W/T) * lr` at step W. `warmup_steps` may be fractional (fine-tuning's 10% of the steps,
+  as the original computes it) and 0 (no warm-up). optax has no product of schedules, and the
+  product is quadratic during warm-up, so no piecewise-linear combinator spells it.
+  """
+  decay = optax.linear_schedule(train_config.learning_rate, 0.0, train_config.num_steps)
   warmup = train_config.warmup_steps
-  if warmup >= train_config.num_steps:  # a short run of a long config: warm-up only
-    return optax.linear_schedule(0.0, peak, max(warmup, 1))
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, peak, max(warmup, 1)),
-       optax.linear_schedule(peak, 0.0, train_config.num_steps - warmup)],
-      boundaries=[warmup])
+  if warmup <= 0:
+    return decay
+  return lambda count: decay(count) * jnp.minimum(1.0, jnp.asarray(count, jnp.float32) / warmup)
 
 
 def decay_mask(params: Any) -> Any:
@@ -64,7 +68,11 @@ def scale_by_adam_without_bias_correction(b1: float, b2: float, eps: float
 
 def make_optimizer(train_config: ml_collections.ConfigDict,
                    schedule: optax.Schedule | None = None) -> optax.GradientTransformation:
-  """AdamW (beta 0.9/0.999, eps 1e-6, decoupled weight decay 0.01) after global-norm clipping."""
+  """AdamW (beta 0.9/0.999, eps 1e-6, decoupled weight decay 0.01) after global-norm clipping.
+
+  Without bias correction by default, as the original's `AdamWeightDecayOptimizer`;
+  `bias_correction=True` switches to optax's (standard) Adam.
+  """
   schedule = schedule or learning_rate_schedule(train_config)
   t = train_config
   if t.bias_correction:

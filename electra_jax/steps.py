@@ -31,7 +31,8 @@ class TrainState:
 
 
 def build_model(config: ml_collections.ConfigDict) -> model_lib.ElectraPretrainer:
-  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction)
+  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
+                                          config.electra.embedding_sharing)
   return model_lib.ElectraPretrainer(config.model, gen_config, config.electra.embedding_sharing)
 
 

@@ -44,7 +44,7 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
   _require(0.0 < e.generator_hidden_fraction <= 1.0,
            f'config.electra.generator_hidden_fraction={e.generator_hidden_fraction} must be in '
            '(0, 1]: the generator is a fraction of the discriminator (1/4 small, 1/3 base).')
-  gen_hidden = int(config.model.hidden_size * e.generator_hidden_fraction)
+  gen_hidden = int(round(config.model.hidden_size * e.generator_hidden_fraction))  # as the model
   _require(gen_hidden >= 1, 'config.electra.generator_hidden_fraction gives a 0-wide generator.')
   _require(e.embedding_sharing in _SHARING,
            f'config.electra.embedding_sharing={e.embedding_sharing!r}: use one of {_SHARING}.')
@@ -57,8 +57,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
   _require(0.0 < d.mask_prob < 1.0, f'config.data.mask_prob={d.mask_prob} must be in (0, 1).')
 
   _require(t.num_steps > 0, f'config.train.num_steps={t.num_steps} must be positive.')
-  # warmup_steps > num_steps is allowed (a short smoke run of a long config): the schedule then
-  # only warms up, to peak * num_steps / warmup_steps.
+  # warmup_steps > num_steps is allowed (a short smoke run of a long config): the schedule
+  # lr * (1 - t/T) * min(1, t/W) is then still defined, and never reaches its warm-up end.
   _require(t.warmup_steps >= 0, f'config.train.warmup_steps={t.warmup_steps} must be >= 0.')
   _require(t.learning_rate > 0, f'config.train.learning_rate={t.learning_rate} must be > 0.')
   for field in ('log_every', 'checkpoint_every', 'keep_checkpoints'):

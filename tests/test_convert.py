@@ -250,6 +250,49 @@ def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
   assert saved['init_from'] == str(hf_export)
 
 
+def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_path):
+  """embedding_sharing='none' (the original's untied_generator_embeddings): the generator's own
+  H_gen-wide tables, no projection, survive workdir tree -> HF -> workdir, and transformers
+  computes our logits."""
+  config = tiny_config(repo_root)
+  config.electra.update(embedding_sharing='none', generator_hidden_fraction=0.75)  # H_gen 48
+  model = steps.build_model(config)
+  joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
+  parts = jax.tree.map(np.asarray, model_lib.split_params(joint, 'none'))
+  gen_config = model.gen_config
+  assert (gen_config.hidden_size, gen_config.embedding_size) == (48, 48)
+  assert 'embeddings_project' not in parts['generator']
+  export.write_hf(convert.Pretrained(config.model, parts['discriminator'], gen_config,
+                                     parts['generator']), str(tmp_path / 'hf'))
+
+  gen, info = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / 'hf' / 'generator',
+                                                              output_loading_info=True)
+  assert not any(info[k] for k in ('missing_keys', 'unexpected_keys', 'mismatched_keys')), info
+  assert gen.config.embedding_size == gen.config.hidden_size == 48
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, 256, (2, 16)).astype(np.int32)
+  types, mask = np.zeros_like(ids), np.ones_like(ids)
+  positions = np.array([[1, 3, 5, 7], [2, 4, 6, 8]], np.int32)
+  ours = model.apply({'params': joint}, ids, types, mask, positions,
+                     method=model_lib.ElectraPretrainer.generator_logits)
+  with torch.no_grad():
+    theirs = gen(input_ids=torch.tensor(ids, dtype=torch.long),
+                 token_type_ids=torch.tensor(types, dtype=torch.long),
+                 attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()
+  np.testing.assert_allclose(np.asarray(ours), np.take_along_axis(theirs, positions[..., None], 1),
+                             atol=1e-4)
+
+  pretrained = convert.load_checkpoint(str(tmp_path / 'hf'))
+  base = tiny_config(repo_root)
+  with pytest.raises(ValueError, match="embedding_sharing='shared'"):
+    export.write_workdir(pretrained, str(tmp_path / 'shared'), base)  # a tied generator is E wide
+  base.electra.embedding_sharing = 'none'
+  written = export.write_workdir(pretrained, str(tmp_path / 'workdir'), base)
+  assert written.electra.generator_hidden_fraction == pytest.approx(0.75)
+  restored = restore_params(tmp_path / 'workdir', 0)
+  jax.tree.map(np.testing.assert_array_equal, restored['generator'], parts['generator'])
+
+
 def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
   base = convert.default_config().model
   base.update(hidden_size=448, num_heads=7, intermediate_size=1792)

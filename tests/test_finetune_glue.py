@@ -15,6 +15,8 @@ from electra_jax import cli
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
+from electra_jax.finetune import glue_data
+from electra_jax.finetune import train as train_lib
 
 FILLER = ('the a cat dog sat on mat it was very quite rather movie film plot story actor scene '
           'and then').split()
@@ -99,16 +101,17 @@ def test_tsv_classification_learns_the_deciding_word(repo_root, sst2_dir, tmp_pa
   for run in result['seeds']:
     assert len(run['history']) == 4
     assert run['metrics']['accuracy'] >= 0.9, run['history']  # chance is 0.5
-    best = run['history'][run['best_epoch'] - 1]  # the kept checkpoint's epoch
-    assert best['selection_score'] == max(r['selection_score'] for r in run['history'])
-    assert run['metrics']['accuracy'] == best['accuracy']
+    # The original's protocol: the model after the last epoch, evaluated once.
+    assert run['reported_epoch'] == 4 and 'accuracy' not in run['history'][0]
+    assert run['metrics']['accuracy'] == run['history'][-1]['accuracy']
   assert result['summary']['accuracy']['num_seeds'] == 2
+  assert result['non_default_switches'] == {}
   seed_dir = tmp_path / 'sst2' / 'seed_0'
   submission = (seed_dir / 'submission' / 'SST-2.tsv').read_text().splitlines()
   assert submission[0] == 'index\tprediction' and len(submission) == 41
   assert {line.split('\t')[1] for line in submission[1:]} <= {'0', '1'}
   assert (seed_dir / 'metrics.jsonl').exists()
-  assert len(list((seed_dir / 'checkpoints').iterdir())) == 1  # only the best epoch is kept
+  assert len(list((seed_dir / 'checkpoints').iterdir())) == 1  # only the reported epoch's
   overview = json.loads((tmp_path / 'results.json').read_text())
   assert overview['tasks']['sst2']['median']['accuracy'] == result['summary']['accuracy'][
       'median']
@@ -132,6 +135,119 @@ def test_tsv_regression_reaches_high_correlation(repo_root, sst2_dir, tmp_path):
   assert result['hparams']['num_epochs'] == 10  # STS-B's epochs, from the task registry
   metrics = result['seeds'][0]['metrics']
   assert metrics['pearson'] > 0.9 and metrics['spearman'] > 0.9, result['seeds'][0]['history']
+
+
+def write_stsb(directory: pathlib.Path, rng, sizes=(('train', 40), ('dev', 16))):
+  directory.mkdir(parents=True, exist_ok=True)
+  for split, size in sizes:
+    scores = rng.integers(0, 26, size) / 5.0  # 0.0, 0.2, ..., 5.0
+    rows = ''.join('{}\t{}\t{}\n'.format(*similarity_pair(rng, int(s)), s) for s in scores)
+    (directory / f'{split}.tsv').write_text('sentence1\tsentence2\tscore\n' + rows)
+
+
+def capture_task(monkeypatch):
+  """Replaces the training loop by one that records the task it is handed."""
+  captured = []
+
+  def fake_fine_tune(config, task, start, *, seed, workdir):
+    del config, start, seed, workdir
+    captured.append(task)
+    return train_lib.FineTuneResult(reported_epoch=1, reported_metrics={}, history=[],
+                                    predict=lambda arrays: {})
+
+  monkeypatch.setattr(train_lib, 'fine_tune', fake_fine_tune)
+  return captured
+
+
+def test_stsb_trains_on_scores_over_5_and_predicts_times_5(repo_root, sst2_dir, tmp_path,
+                                                             monkeypatch):
+  """RegressionTask._add_features: `label = (label - min_value) / max_value` with STS's 0 and 5;
+  our predictions are mapped back to the 0..5 scale for metrics and submissions."""
+  _, tokenizer_path = sst2_dir
+  write_stsb(tmp_path / 'STS-B', np.random.default_rng(3))
+  config = tiny(load_config(repo_root, 'stsb'), tokenizer_path)
+  config.data.update(source='tsv', data_dir=str(tmp_path / 'STS-B'))
+  config.task.update(predict_test=False, double_unordered=False)
+  captured = capture_task(monkeypatch)
+  glue.run(config, str(tmp_path / 'work'))
+  task = glue_data.get_task('stsb')
+  gold = np.array([e['label'] for e in glue_data.read_examples(
+      task, 'train', source='tsv', data_dir=str(tmp_path / 'STS-B'))], np.float32)
+  original_targets = (gold - 0.0) / 5.0
+  np.testing.assert_allclose(captured[0].train_arrays['label'], original_targets, rtol=1e-6)
+  # A model that outputs the normalised target predicts the gold score, and scores perfectly.
+  dev = glue_data.read_examples(task, 'dev', source='tsv', data_dir=str(tmp_path / 'STS-B'))
+  dev_gold = np.array([e['label'] for e in dev], np.float32)
+  metrics = captured[0].evaluate(lambda arrays: {'logits': (dev_gold / 5.0)[:, None]})
+  assert metrics['pearson'] == pytest.approx(1.0) and metrics['spearman'] == pytest.approx(1.0)
+  np.testing.assert_allclose(glue.predictions_of(task, (dev_gold / 5.0)[:, None]), dev_gold,
+                             rtol=1e-6)
+
+
+def original_mrpc_train_examples(lines, double_unordered=True):
+  """`MRPC._create_examples` for the train split: `_load_glue(lines, split, 3, 4, 0, True)`,
+  then, with double_unordered, the same lines again with text_a and text_b swapped."""
+  def load(swap):
+    examples = []
+    for i, line in enumerate(lines):
+      if i == 0:
+        continue  # skip_first_line
+      text_a, text_b, label = line[3], line[4], line[0]
+      if swap:
+        text_a, text_b = text_b, text_a
+      examples.append((text_a, text_b, label))
+    return examples
+  return load(False) + (load(True) if double_unordered else [])
+
+
+@pytest.mark.parametrize('task_name, doubled', [('mrpc', True), ('stsb', True), ('rte', False)])
+def test_unordered_pairs_train_on_both_orders(repo_root, sst2_dir, tmp_path, monkeypatch,
+                                              task_name, doubled):
+  _, tokenizer_path = sst2_dir
+  rng = np.random.default_rng(4)
+  directory = tmp_path / task_name
+  if task_name == 'stsb':
+    write_stsb(directory, rng)
+  else:
+    directory.mkdir()
+    header = ('Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n' if task_name == 'mrpc'
+              else 'index\tsentence1\tsentence2\tlabel\n')
+    for split, size in (('train', 24), ('dev', 8)):
+      rows = []
+      for i in range(size):
+        a, b = ' '.join(_words(rng)), ' '.join(_words(rng))
+        rows.append(f'{i % 2}\t{i}\t{i + 100}\t{a}\t{b}\n' if task_name == 'mrpc'
+                    else f'{i}\t{a}\t{b}\t{("entailment", "not_entailment")[i % 2]}\n')
+      (directory / f'{split}.tsv').write_text(header + ''.join(rows))
+  config = tiny(load_config(repo_root, task_name), tokenizer_path)
+  config.data.update(source='tsv', data_dir=str(directory))
+  config.task.predict_test = False
+  captured = capture_task(monkeypatch)
+  glue.run(config, str(tmp_path / 'work'))
+  arrays = captured[0].train_arrays
+  task = glue_data.get_task(task_name)
+  tokenizer = tokenizer_lib.SentencePieceTokenizer(tokenizer_path)
+  if task_name == 'mrpc':  # the original's reader, on the file's own lines
+    lines = [line.split('\t') for line in
+             (directory / 'train.tsv').read_text().splitlines()]
+    expected = [(a, b, int(label)) for a, b, label in original_mrpc_train_examples(lines)]
+  else:
+    examples = glue_data.read_examples(task, 'train', source='tsv', data_dir=str(directory))
+    expected = [(e['text_a'], e['text_b'], e['label']) for e in examples]
+    if doubled:
+      expected += [(b, a, label) for a, b, label in expected]
+  assert len(arrays['input_ids']) == len(expected)
+  for row, (a, b, label) in enumerate(expected):
+    encoded = glue_data.encode_pair(tokenizer, a, b, config.data.max_seq_length)
+    np.testing.assert_array_equal(arrays['input_ids'][row], encoded['input_ids'])
+    np.testing.assert_array_equal(arrays['token_type_ids'][row], encoded['token_type_ids'])
+    if task_name != 'stsb':
+      assert arrays['label'][row] == label
+  # The switch turns it off (the dev split is never doubled).
+  config.task.double_unordered = False
+  glue.run(config, str(tmp_path / 'work2'))
+  assert len(captured[1].train_arrays['input_ids']) == (
+      len(expected) // 2 if doubled else len(expected))
 
 
 def test_tfds_path_through_mock_data(repo_root, sst2_dir, tmp_path):

@@ -122,6 +122,37 @@ def test_v2_also_learns_no_answer(repo_root, tokenizer_path, tmp_path):
   assert official['exact'] == pytest.approx(metrics['exact'])
 
 
+def test_loss_is_the_originals():
+  """qa_tasks.py: per example (start + end cross-entropy) / 2 + answerable_weight x sigmoid
+  cross-entropy against the question's is_impossible; we average over the batch."""
+  rng = np.random.default_rng(0)
+  start_logits, end_logits = rng.normal(0, 2, (4, 10)), rng.normal(0, 2, (4, 10))
+  answerable = rng.normal(0, 2, 4)
+  batch = {'start_positions': np.array([0, 3, 5, 0]), 'end_positions': np.array([0, 4, 5, 0]),
+           'is_impossible': np.array([1, 0, 0, 0]), 'window_is_impossible': np.array([1, 0, 0, 1])}
+
+  def log_softmax(x):
+    return x - x.max(-1, keepdims=True) - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(
+        -1, keepdims=True))
+
+  def compute_loss(logits, positions):
+    return -np.sum(np.eye(10)[positions] * log_softmax(logits), axis=-1)
+
+  def sigmoid_xent(logits, labels):  # tf.nn.sigmoid_cross_entropy_with_logits
+    return np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+
+  losses = (compute_loss(start_logits, batch['start_positions'])
+            + compute_loss(end_logits, batch['end_positions'])) / 2.0
+  expected = losses + 0.5 * sigmoid_xent(answerable, batch['is_impossible'])
+  outputs = {'start_logits': start_logits, 'end_logits': end_logits,
+             'answerable_logits': answerable}
+  loss = squad.span_loss(outputs, batch, answerable_weight=0.5)
+  assert float(loss) == pytest.approx(expected.mean(), rel=1e-5)
+  window = squad.span_loss(outputs, batch, answerable_weight=0.5,
+                           answerable_label='window_is_impossible')
+  assert float(window) != pytest.approx(float(loss))  # the independent head's own labels
+
+
 def test_tfds_splits(repo_root, tokenizer_path, tmp_path):
   """source='tfds' reads squad/<version>: 'train', and 'validation' for dev."""
   requested = []
@@ -151,6 +182,15 @@ def test_bad_settings_fail_before_training(repo_root, tokenizer_path, tmp_path):
   config = tiny(load_config(repo_root, 'v2.0'), tokenizer_path, tmp_path)
   config.squad.null_score = 'max'
   with pytest.raises(ValueError, match='null_score'):
+    squad.run(config, str(tmp_path))
+  config.squad.null_score = 'sum'  # needs the independent head's span logits
+  with pytest.raises(ValueError, match="qa_head='joint'"):
+    squad.run(config, str(tmp_path))
+  config.squad.null_score, config.squad.beam_size = 'classifier', 100
+  with pytest.raises(ValueError, match='beam_size=100'):
+    squad.run(config, str(tmp_path))
+  config.squad.beam_size, config.task.qa_head = 20, 'xlnet'
+  with pytest.raises(ValueError, match='qa_head'):
     squad.run(config, str(tmp_path))
   config = tiny(load_config(repo_root, 'v1.1'), tokenizer_path, tmp_path)
   config.data.data_dir = ''

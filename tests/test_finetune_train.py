@@ -44,14 +44,25 @@ def task_params(model_config, head='classification'):
                       model_lib.nn.meta.unbox(shapes['params']))
 
 
-def expected_exponent(path, num_layers=2):
-  """How many times the rate is decayed for the parameter at `path` (the ELECTRA.md rule)."""
-  top = path[0]
-  if top in ('embeddings', 'embeddings_project'):
-    return num_layers + 1
-  if top == 'encoder':
-    return num_layers - int(path[1].split('_')[1])  # layer_i: depth i + 1
-  return 0  # the task head
+def original_layer_lrs(learning_rate, layer_decay, n_layers):
+  """`_get_layer_lrs` of the original's `model/optimization.py`, in plain Python."""
+  key_to_depths = {'/embeddings/': 0, '/embeddings_project/': 0, 'task_specific/': n_layers + 2}
+  for layer in range(n_layers):
+    key_to_depths['encoder/layer_' + str(layer) + '/'] = layer + 1
+  return {key: learning_rate * layer_decay ** (n_layers + 2 - depth)
+          for key, depth in key_to_depths.items()}
+
+
+def original_rate(path, learning_rate=1.0, decay=DECAY, n_layers=2):
+  """The rate the original gives the variable our parameter `path` corresponds to: encoder
+  variables live under `electra/`, task heads under `task_specific/<task>/`, and each variable
+  takes the rate of the key its name contains (`AdamWeightDecayOptimizer.apply_gradients`)."""
+  prefix = 'electra/' if path[0] in task_model_lib.ENCODER_NAMES else 'task_specific/task/'
+  name = prefix + '/'.join(path)
+  rates = [rate for key, rate in original_layer_lrs(learning_rate, decay, n_layers).items()
+           if key in name]
+  assert len(rates) == 1, name
+  return rates[0]
 
 
 def _paths(tree):
@@ -62,26 +73,30 @@ def _paths(tree):
 # ---- Layer-wise learning-rate decay -------------------------------------------------------------
 
 @pytest.mark.parametrize('head', ['classification', 'span'])
-def test_layerwise_scales_follow_the_depth_rule(repo_root, head):
+def test_layerwise_scales_are_the_originals(repo_root, head):
   params = task_params(tiny_model_config(repo_root), head)
   scales = train.layerwise_lr_scales(params, num_layers=2, decay=DECAY)
   seen = set()
   for path, scale in _paths(scales):
-    exponent = expected_exponent(path)
-    seen.add((path[0], exponent))
     assert scale.dtype == np.float32
-    assert scale == np.float32(DECAY ** exponent), path
-  # Embeddings and their projection decay three times, layer 0 twice, the top layer once (the
-  # original's off-by-one would give it decay**2), every head parameter not at all.
-  assert {('embeddings', 3), ('embeddings_project', 3), ('encoder', 2), ('encoder', 1)} <= seen
-  heads = {name for name, exponent in seen if exponent == 0}
-  assert heads == ({'classifier'} if head == 'classification'
-                   else {'span_head', 'answerability_head'})
+    assert scale == np.float32(original_rate(path)), path
+    seen.add((path[0], round(float(scale), 6)))
+  # Embeddings and their projection decay four times (L + 2), layer 0 three times, the top
+  # layer twice, every head parameter not at all.
+  assert {('embeddings', 0.4096), ('embeddings_project', 0.4096), ('encoder', 0.512),
+          ('encoder', 0.64)} <= seen
+  heads = {name for name, scale in seen if scale == 1.0}
+  assert heads == ({'classifier'} if head == 'classification' else {'squad_head'})
+  # The switch: the head one step above the top layer, every exponent one smaller.
+  no_gap = train.layerwise_lr_scales(params, num_layers=2, decay=DECAY, rule='no_gap')
+  for (path, scale), (_, original) in zip(_paths(no_gap), _paths(scales)):
+    np.testing.assert_allclose(scale, min(1.0, original / DECAY), rtol=1e-6, err_msg=str(path))
 
 
 @pytest.mark.parametrize('scan_layers', [False, True])
-def test_one_update_moves_each_layer_at_exactly_its_rate(repo_root, scan_layers):
-  """AdamW's first step is -lr * g / (|g| + eps) per entry: with g = 1 it reveals each rate."""
+def test_one_update_moves_each_parameter_at_the_originals_rate(repo_root, scan_layers):
+  """The per-parameter learning rates of a 2-layer model, read off one AdamW step: with g = 1
+  everywhere, the first (uncorrected) Adam step is the same for every entry."""
   config = load_config(repo_root)
   params = task_params(tiny_model_config(repo_root, scan_layers=scan_layers))
   hparams = train.resolve_hparams(config, tiny_model_config(repo_root), default_epochs=3)
@@ -90,16 +105,17 @@ def test_one_update_moves_each_layer_at_exactly_its_rate(repo_root, scan_layers)
   assert float(schedule(0)) == pytest.approx(1e-4)  # small model: the reference rate
   grads = jax.tree.map(np.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
-  adam_factor = 1.0 / (1.0 + hparams.adam_eps)
+  # The original's uncorrected Adam: m = (1 - b1) g, v = (1 - b2) g^2.
+  adam_factor = (1 - hparams.adam_b1) / (np.sqrt(1 - hparams.adam_b2) + hparams.adam_eps)
   for path, update in _paths(updates):
-    rates = -np.asarray(update) / (1e-4 * adam_factor)
+    rates = -np.asarray(update) / adam_factor
     if scan_layers and path[:2] == ('encoder', 'layers'):
       for layer in range(2):  # each slice of a stacked parameter is one layer
-        np.testing.assert_allclose(rates[layer], DECAY ** (2 - layer), rtol=1e-5,
+        unscanned = ('encoder', f'layer_{layer}') + path[2:]
+        np.testing.assert_allclose(rates[layer], original_rate(unscanned, 1e-4), rtol=1e-5,
                                    err_msg=str(path))
     else:
-      np.testing.assert_allclose(rates, DECAY ** expected_exponent(path), rtol=1e-5,
-                                 err_msg=str(path))
+      np.testing.assert_allclose(rates, original_rate(path, 1e-4), rtol=1e-5, err_msg=str(path))
 
 
 def test_depths_reject_parameters_of_no_known_part():
@@ -134,6 +150,7 @@ def test_reference_hyperparameters_per_size_and_task(repo_root):
     ('train.batch_size', 30, 'batch_size=30'),
     ('train.eval_batch_size', 4, 'eval_batch_size=4'),
     ('train.layerwise_lr_decay', 1.5, 'layerwise_lr_decay'),
+    ('train.layerwise_lr_rule', 'tidy', 'layerwise_lr_rule'),
     ('train.warmup_fraction', 2.0, 'warmup_fraction'),
     ('seeds', (), 'seeds is empty'),
     ('seeds', (1, 1), 'repeats'),
@@ -200,6 +217,69 @@ def test_a_mismatched_encoder_is_refused(repo_root):
   wrong = task_params(tiny_model_config(repo_root, hidden_size=64, intermediate_size=128))
   with pytest.raises(ValueError, match='does not fit'):
     train._merge_encoder(params, wrong, config, shardings=None)
+
+
+# ---- Evaluation protocol -------------------------------------------------------------------
+
+@pytest.mark.parametrize('select_best', [False, True])
+def test_reported_epoch_is_the_last_unless_best_is_selected(repo_root, tmp_path, select_best):
+  """The original evaluates once, after training; select_best_epoch keeps the best dev epoch
+  (here epoch 2 of 3 by a scripted score) and predicts with its parameters."""
+  config = load_config(repo_root)
+  config.train.update(num_epochs=3, batch_size=8, eval_batch_size=8, learning_rate=1e-2,
+                      select_best_epoch=select_best)
+  model_config = tiny_model_config(repo_root)
+  rng = np.random.default_rng(0)
+  ids = rng.integers(5, 64, (16, 8)).astype(np.int32)
+  arrays = {'input_ids': ids, 'token_type_ids': np.zeros_like(ids),
+            'attention_mask': np.ones_like(ids), 'label': rng.integers(0, 3, 16).astype(np.int32)}
+  scores, seen = iter([0.5, 0.9, 0.7] if select_best else [0.6]), []
+
+  def evaluate(predict):
+    seen.append(predict({k: arrays[k] for k in train.INPUT_KEYS})['logits'])
+    return {'score': next(scores)}
+
+  task = train.FineTuneTask(
+      name='toy', model=task_model_lib.TaskModel(model_config, 'classification', 3),
+      loss_fn=glue.classification_loss, train_arrays=arrays, evaluate=evaluate,
+      selection_metric='score', num_epochs=3)
+  start = train.StartingPoint(model_config, None, None, [], 'scratch')
+  result = train.fine_tune(config, task, start, seed=0, workdir=str(tmp_path))
+  assert [r['epoch'] for r in result.history] == [1, 2, 3]
+  final_logits = result.predict({k: arrays[k] for k in train.INPUT_KEYS})['logits']
+  if select_best:
+    assert len(seen) == 3 and result.reported_epoch == 2
+    assert result.reported_metrics['score'] == 0.9
+    np.testing.assert_allclose(final_logits, seen[1], atol=1e-6)
+    assert not np.allclose(seen[1], seen[2], atol=1e-4)  # the epochs do differ
+  else:
+    assert len(seen) == 1 and result.reported_epoch == 3  # evaluated once, at the end
+    assert 'score' not in result.history[0] and result.history[2]['score'] == 0.6
+    np.testing.assert_allclose(final_logits, seen[0], atol=1e-6)
+  assert [p.name for p in (tmp_path / 'checkpoints').iterdir()] == [str(result.reported_epoch)]
+
+
+def test_protocol_switches_default_to_the_original_and_are_reported(repo_root, tmp_path):
+  glue_config = load_config(repo_root)
+  squad_config = cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
+  for path, original in train.PROTOCOL_SWITCHES.items():
+    section, field = path.split('.')
+    present = [c for c in (glue_config, squad_config) if field in c.get(section, {})]
+    assert present, path
+    assert all(c[section][field] == original for c in present), path
+  assert train.non_default_switches(glue_config) == {}
+  assert train.non_default_switches(squad_config) == {}
+  glue_config.train.select_best_epoch = True
+  glue_config.task.classifier_head = 'hf'
+  switches = train.non_default_switches(glue_config)
+  assert switches == {'train.select_best_epoch': True, 'task.classifier_head': 'hf'}
+  result = _fake_result('rte', 'glue', ('accuracy',), 0.6)
+  result['non_default_switches'] = switches
+  table = finetune_cli.format_table(finetune_cli.report(str(tmp_path), result))
+  assert ('rte: not the original protocol: task.classifier_head=hf, '
+          'train.select_best_epoch=True') in table
+  saved = json.loads((tmp_path / 'rte' / 'results.json').read_text())
+  assert saved['non_default_switches'] == switches
 
 
 # ---- Seeds and results ----------------------------------------------------------------------

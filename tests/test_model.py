@@ -54,6 +54,51 @@ def test_generator_config_follows_the_reference_rule():
   assert base.embedding_size == 768 and base.num_layers == 2 and base.vocab_size == VOCAB
 
 
+def original_generator_config(bert_config, generator_hidden_size, generator_layers=1.0):
+  """`get_generator_config` of the original's `run_pretraining.py`, on plain dicts."""
+  gen_config = dict(bert_config)
+  gen_config['hidden_size'] = int(round(bert_config['hidden_size'] * generator_hidden_size))
+  gen_config['num_hidden_layers'] = int(round(bert_config['num_hidden_layers'] *
+                                              generator_layers))
+  gen_config['intermediate_size'] = 4 * gen_config['hidden_size']
+  gen_config['num_attention_heads'] = max(1, gen_config['hidden_size'] // 64)
+  return gen_config
+
+
+@pytest.mark.parametrize('hidden, fraction', [(256, 0.25), (768, 1 / 3), (768, 0.33333),
+                                              (1024, 0.25), (448, 61 / 448), (100, 0.335)])
+def test_generator_size_is_the_originals(hidden, fraction):
+  """int(round(H * fraction)): the original's own 0.33333 gives base 256, not int()'s 255."""
+  config = tiny_config(128, hidden, num_heads=hidden // 64 if hidden % 64 == 0 else 1)
+  expected = original_generator_config(
+      {'hidden_size': hidden, 'num_hidden_layers': 2, 'intermediate_size': 4 * hidden,
+       'num_attention_heads': config.num_heads}, fraction)
+  for sharing in model_lib.EMBEDDING_SHARING:
+    gen = model_lib.generator_config(config, fraction, sharing)
+    assert (gen.hidden_size, gen.num_layers, gen.intermediate_size, gen.num_heads) == (
+        expected['hidden_size'], expected['num_hidden_layers'], expected['intermediate_size'],
+        expected['num_attention_heads'])
+    # Untied ('none', the original's untied_generator_embeddings: embedding_size=None) tables
+    # are the generator's own width; shared tables keep the discriminator's E.
+    assert gen.embedding_size == (gen.hidden_size if sharing == 'none' else 128)
+
+
+def test_untied_generator_has_its_own_tables_of_its_own_width_and_no_projection():
+  config = tiny_config(embedding_size=32, hidden_size=64)
+  gen_config = model_lib.generator_config(config, 0.75, 'none')
+  model = model_lib.ElectraPretrainer(config, gen_config, 'none')
+  joint = nn.meta.unbox(jax.eval_shape(
+      lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS)))
+  assert 'shared_embeddings' not in joint
+  generator, discriminator = joint['generator'], joint['discriminator']
+  assert generator['embeddings']['word_embeddings'].shape == (VOCAB, 48)
+  assert generator['embeddings']['position_embeddings'].shape == (32, 48)
+  assert 'embeddings_project' not in generator
+  assert generator['generator_predictions']['dense']['kernel'].shape == (48, 48)
+  assert discriminator['embeddings']['word_embeddings'].shape == (VOCAB, 32)
+  assert discriminator['embeddings_project']['kernel'].shape == (32, 64)
+
+
 def test_invalid_configs_are_rejected_with_the_field_name():
   with pytest.raises(ValueError, match='num_heads'):
     init_network(model_lib.Discriminator, tiny_config(num_heads=3))
@@ -72,6 +117,36 @@ def test_embeddings_project_exists_only_when_sizes_differ(embedding_size, has_pr
   logits = model_lib.Discriminator(tiny_config(embedding_size)).apply(
       {'params': params}, ids, types, mask)
   assert logits.shape == (2, LENGTH) and logits.dtype == jnp.float32
+
+
+def tf_glorot_uniform_limit(fan_in, fan_out):
+  """`tf.glorot_uniform_initializer` (TF's default for `tf.layers.dense`): U(-limit, limit)."""
+  return np.sqrt(6.0 / (fan_in + fan_out))
+
+
+def test_initialisers_are_the_originals():
+  """`embeddings_project` and the discriminator's final dense(1) are built by the original with
+  `tf.layers.dense` and no initializer (Glorot-uniform); every other weight is
+  `truncated_normal(0.02)`, which never leaves +-2 sigma. Biases and the LN shift are 0."""
+  params = jax.tree.map(np.asarray, nn.meta.unbox(init_network(
+      model_lib.Discriminator, tiny_config(embedding_size=32, hidden_size=128, num_heads=2))))
+  glorot = {('embeddings_project', 'kernel'): (32, 128),
+            ('discriminator_predictions', 'dense_prediction', 'kernel'): (128, 1)}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    name = tuple(str(getattr(k, 'key', k)) for k in path)
+    if name in glorot:
+      assert leaf.shape == glorot[name]
+      limit = tf_glorot_uniform_limit(*leaf.shape)
+      assert np.abs(leaf).max() <= limit, name
+      assert np.abs(leaf).max() > 0.9 * limit, name  # spread over the whole range
+      np.testing.assert_allclose(leaf.std(), limit / np.sqrt(3), rtol=0.25, err_msg=str(name))
+    elif name[-1] == 'bias':
+      assert not leaf.any(), name
+    elif name[-1] == 'scale':
+      assert (leaf == 1).all(), name
+    else:
+      assert np.abs(leaf).max() <= 2 * 0.02 + 1e-7, name
+      assert leaf.std() > 0.01, name
 
 
 def test_every_param_has_logical_axes_and_is_float32():
@@ -197,7 +272,7 @@ def test_micro_batches_give_the_same_logits_as_the_full_batch():
 @pytest.mark.parametrize('sharing', model_lib.EMBEDDING_SHARING)
 def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
   config = tiny_config()
-  gen_config = model_lib.generator_config(config, 0.5)
+  gen_config = model_lib.generator_config(config, 0.5, sharing)
   model = model_lib.ElectraPretrainer(config, gen_config, sharing)
   joint = nn.meta.unbox(
       model_lib.init_pretrainer_params(model, jax.random.key(2), LENGTH, PREDICTIONS))

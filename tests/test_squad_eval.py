@@ -289,3 +289,115 @@ def test_v2_files_written(tmp_path):
   paths = squad_postprocess.write_predictions(predictions, str(tmp_path / 'out'))
   assert json.loads(open(paths['predictions']).read()) == {'a': ''}
   assert json.loads(open(paths['null_odds']).read()) == {'a': 1.5}
+
+
+# ---- The original's joint-head decoding (qa_metrics.SpanBasedQAScorer.write_predictions) -----
+
+def original_write_predictions(examples, features, results, v2, n_best_size=20,
+                               max_answer_length=30):
+  """`write_predictions` with joint_prediction and answerable_classifier, on our features.
+
+  The original's `token_to_orig_map` holds the context positions (ours: token_char_start >= 0),
+  its tokens are the unpadded ones, and its text is cut from the context (ours too, by offsets).
+  Returns (all_predictions, scores_diff_json, all_nbest [(text, start_logit, end_logit)]).
+  """
+  all_predictions, scores_diff, all_nbest = {}, {}, {}
+  for example_index, example in enumerate(examples):
+    rows = [f for f in range(len(features)) if features.example_index[f] == example_index]
+    prelim, score_null = [], 1000000
+    for f in rows:
+      result = results[f]
+      num_tokens = int(features.attention_mask[f].sum())
+      to_orig = {i for i in range(num_tokens) if features.token_char_start[f, i] >= 0}
+      if v2:
+        score_null = min(score_null, result['answerable_logit'])
+      for i, start_index in enumerate(result['start_top_index']):
+        for j, end_index in enumerate(result['end_top_index'][i]):
+          if start_index >= num_tokens or end_index >= num_tokens or start_index == 0:
+            continue
+          if start_index not in to_orig or end_index not in to_orig:
+            continue
+          if not features.token_is_max_context[f, start_index] or end_index < start_index:
+            continue
+          if end_index - start_index + 1 > max_answer_length:
+            continue
+          prelim.append((f, start_index, end_index, result['start_top_log_probs'][i],
+                         result['end_top_log_probs'][i, j]))
+    prelim.sort(key=lambda x: x[3] + x[4], reverse=True)
+    seen, nbest = set(), []
+    for f, start, end, start_logit, end_logit in prelim:
+      if len(nbest) >= n_best_size:
+        break
+      text = example.context[features.token_char_start[f, start]:
+                             features.token_char_end[f, end]].strip()
+      if text in seen:
+        continue
+      seen.add(text)
+      nbest.append((text, start_logit, end_logit))
+    best_non_null = next(entry for entry in nbest if entry[0])
+    all_predictions[example.qid] = nbest[0][0] if not v2 else best_non_null[0]
+    if v2:
+      scores_diff[example.qid] = score_null
+    all_nbest[example.qid] = nbest
+  return all_predictions, scores_diff, all_nbest
+
+
+def _hand_made_beam(features, beam, seed):
+  """Beam outputs with distinct scores that exercise every filter: starts on [CLS], question
+  tokens, padding and context tokens with and without max context; ends before the start, at
+  it, and up to 9 tokens after it (beyond max_answer_length=6), in and out of the context."""
+  rng = np.random.default_rng(seed)
+  n, length = features.input_ids.shape
+  start_index = np.zeros((n, beam), np.int32)
+  end_index = np.zeros((n, beam, beam), np.int32)
+  for f in range(n):
+    context = np.flatnonzero(features.token_char_start[f] >= 0)
+    others = np.setdiff1d(np.arange(length), context)
+    start_index[f] = np.concatenate([rng.choice(context, beam - 2, replace=False),
+                                     rng.choice(others, 2, replace=False)])
+    rng.shuffle(start_index[f])
+    for i, start in enumerate(start_index[f]):
+      near = np.arange(max(start - 2, 0), min(start + 10, length))
+      if len(near) < beam:  # a start at the window's end: top up with any positions
+        near = np.concatenate([near, rng.choice(np.setdiff1d(np.arange(length), near),
+                                                beam - len(near), replace=False)])
+      end_index[f, i] = rng.choice(near, beam, replace=False)
+  return {'start_top_index': start_index,
+          'start_top_log_probs': -np.sort(rng.uniform(0, 5, (n, beam)), axis=1).astype(
+              np.float32),
+          'end_top_index': end_index,
+          'end_top_log_probs': -np.sort(rng.uniform(0, 5, (n, beam, beam)), axis=2).astype(
+              np.float32),
+          'answerable_logits': rng.normal(0, 3, n).astype(np.float32)}
+
+
+@pytest.mark.parametrize('version_2', [False, True])
+def test_beam_decoding_and_null_score_are_the_originals(version_2):
+  tokenizer = WordTokenizer()
+  context = _context(120, seed=4)
+  examples = [_qa('a', context, 60, 61), _qa('b', context, 10, 12),
+              _qa('c', context, 0, 0, impossible=version_2)]
+  features = squad_data.create_features(tokenizer, examples, 40, 16, 8)
+  assert len(features) > len(examples)  # several windows per question
+  outputs = _hand_made_beam(features, beam=8, seed=5)
+  ours = squad_postprocess.postprocess_beam(examples, features, outputs, version_2=version_2,
+                                            n_best_size=20, max_answer_length=6)
+  results = [{key.replace('answerable_logits', 'answerable_logit'): value[f]
+              for key, value in outputs.items()} for f in range(len(features))]
+  predictions, null_odds, nbest = original_write_predictions(
+      examples, features, results, version_2, n_best_size=20, max_answer_length=6)
+  assert ours.best_non_null == predictions
+  for qid, entries in nbest.items():
+    assert [(e['text'], e['start_logit'], e['end_logit']) for e in ours.nbest[qid]] == [
+        (text, pytest.approx(s), pytest.approx(e)) for text, s, e in entries], qid
+    assert sum(e['probability'] for e in ours.nbest[qid]) == pytest.approx(1.0)
+  if version_2:
+    # The null score is the classifier's logit alone, its minimum over the windows.
+    assert ours.null_odds == pytest.approx(null_odds)
+    assert ours.predictions == {qid: '' if null_odds[qid] > 0 else text
+                                for qid, text in predictions.items()}
+  else:
+    assert ours.null_odds == {} and ours.predictions == predictions
+  with pytest.raises(ValueError, match='must match the features'):
+    squad_postprocess.postprocess_beam(examples, features, {
+        **outputs, 'end_top_index': outputs['end_top_index'][:, :3]}, version_2=version_2)

@@ -43,16 +43,21 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 32  # global batch
   config.train.eval_batch_size = 128  # global batch for dev/test prediction
   config.train.learning_rate = -1.0  # peak; -1 = 1e-4 (small, base) / 5e-5 (large)
-  config.train.layerwise_lr_decay = -1.0  # lr * decay**(L+1-depth); -1 = 0.8 / 0.9 (large)
-  config.train.warmup_fraction = 0.1  # linear warm-up over this share of the steps, then to 0
+  config.train.layerwise_lr_decay = -1.0  # lr * decay**(L+2-depth); -1 = 0.8 / 0.9 (large)
+  # 'original': head depth L+2 (top layer decay**2), as _get_layer_lrs; 'no_gap': head L+1.
+  config.train.layerwise_lr_rule = 'original'
+  config.train.warmup_fraction = 0.1  # W = this share of the steps T; lr*(1-t/T)*min(1,t/W)
   config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
   config.train.adam_b1 = 0.9  # Adam first-moment decay
   config.train.adam_b2 = 0.999  # Adam second-moment decay
   config.train.adam_eps = 1e-6  # Adam epsilon (the reference's 1e-6, not optax's 1e-8)
-  config.train.bias_correction = True  # False = the original's Adam without bias correction
+  config.train.bias_correction = False  # the original's Adam; True = optax's bias-corrected Adam
   config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
   config.train.dropout_prob = 0.1  # hidden and attention dropout; -1 = the checkpoint's
   config.train.log_every = 50  # steps between metrics.jsonl records
+  # False: report the model after the last epoch (the original's protocol); True: evaluate on dev
+  # after every epoch and report the best (reads higher; results.json then says so).
+  config.train.select_best_epoch = False
 
   # ---- Device mesh (as in pre-training) --------------------------------------------------
   config.mesh = pretraining.mesh

@@ -22,5 +22,9 @@ def get_config(task: str = 'sst2'):
   config.task.kind = 'glue'
   config.task.name = task  # checked against the GLUE registry when the run starts
   config.task.predict_test = True  # write GLUE submission files from the test split(s)
+  # 'electra': the original's h[CLS] -> dropout -> linear (Glorot); 'hf': the HF port's
+  # dense -> gelu -> dropout -> linear, for export to ElectraForSequenceClassification.
+  config.task.classifier_head = 'electra'
+  config.task.double_unordered = True  # MRPC, STS-B: train on both sentence orders (original)
   config.data.max_seq_length = 128
   return config

@@ -5,10 +5,11 @@
   python -m electra_jax.finetune --config=configs/finetune/squad.py:v2.0 --workdir=DIR \
       --config.init_from=HF_DIRECTORY
 
-Writes `DIR/<task>/seed_<n>/` (best checkpoint, metrics.jsonl, TensorBoard, predictions or GLUE
-submissions), `DIR/<task>/results.json` (every seed, the median and spread of each metric) and
-`DIR/results.json`: every task fine-tuned in DIR so far, with the GLUE average (the paper's
-convention and GLUE's) once all eight averaged tasks are there. The table is also printed.
+Writes `DIR/<task>/seed_<n>/` (the reported epoch's checkpoint, metrics.jsonl, TensorBoard,
+predictions or GLUE submissions), `DIR/<task>/results.json` (every seed, the median and spread
+of each metric, the protocol switches set away from the original's) and `DIR/results.json`:
+every task fine-tuned in DIR so far, with the GLUE average (the paper's convention and GLUE's)
+once all eight averaged tasks are there. The table is also printed.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def collect_workdir(workdir: str) -> dict[str, Any]:
   """Every `<task>/results.json` in `workdir`, with the GLUE average of the medians.
 
   Returns:
-    {'tasks': {task: {'display_name', 'kind', 'num_seeds', 'primary_metrics', 'median': {..},
-    'std': {..}, 'min': {..}, 'max': {..}}}, 'glue_average': {'electra', 'glue', 'task_scores'}
-    or None, 'glue_missing': tasks still to run for the average}.
+    {'tasks': {task: {'display_name', 'kind', 'num_seeds', 'primary_metrics',
+    'non_default_switches', 'median': {..}, 'std': {..}, 'min': {..}, 'max': {..}}},
+    'glue_average': {'electra', 'glue', 'task_scores'} or None, 'glue_missing': tasks still to
+    run for the average}.
   """
   tasks = {}
   for name in sorted(tf.io.gfile.listdir(workdir)):
@@ -63,6 +65,7 @@ def collect_workdir(workdir: str) -> dict[str, Any]:
     tasks[result['task']] = {
         'display_name': result['display_name'], 'kind': result['kind'],
         'num_seeds': len(result['seeds']), 'primary_metrics': result['primary_metrics'],
+        'non_default_switches': result.get('non_default_switches', {}),
         **{stat: {metric: values[stat] for metric, values in summary.items()}
            for stat in ('median', 'std', 'min', 'max')}}
   glue_medians = {name: entry['median'] for name, entry in tasks.items()
@@ -89,6 +92,11 @@ def format_table(overview: dict[str, Any]) -> str:
       lines.append(f'{label:<14}{seeds:>6}  {metric:<24}' + ''.join(
           f'{scale * entry[stat][metric]:>{width}.2f}'
           for stat, width in (('median', 9), ('std', 8), ('min', 9), ('max', 9))))
+  changed = {name: entry['non_default_switches'] for name, entry in overview['tasks'].items()
+             if entry.get('non_default_switches')}
+  for name, switches in changed.items():
+    lines.append(f'{name}: not the original protocol: '
+                 + ', '.join(f'{k}={v}' for k, v in sorted(switches.items())))
   average = overview['glue_average']
   if average is not None:
     lines.append(f'GLUE average of medians: {100 * average["electra"]:.2f} (ELECTRA paper: '

@@ -1,9 +1,9 @@
 """GLUE fine-tuning: examples (TSV or TFDS) -> encoded arrays -> the shared loop -> metrics.
 
-For each seed: fine-tune with dev evaluation after every epoch (the first dev split selects the
-best epoch by the task's ELECTRA-convention score: MCC for CoLA, Spearman for STS-B, accuracy
-otherwise), then predict the test split(s) with the best parameters and write GLUE submission
-files into `WORKDIR/<task>/seed_<n>/submission/`.
+For each seed: fine-tune, evaluate the final model on dev (with `train.select_best_epoch`, after
+every epoch, the first dev split picking the best epoch by the task's ELECTRA-convention score:
+MCC for CoLA, Spearman for STS-B, accuracy otherwise), then predict the test split(s) with the
+reported parameters and write GLUE submission files into `WORKDIR/<task>/seed_<n>/submission/`.
 """
 
 from __future__ import annotations
@@ -32,14 +32,26 @@ def classification_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Arra
 
 
 def regression_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array]) -> jax.Array:
-  """Mean squared error of the single output `[batch, 1]` against float labels `[batch]`."""
+  """Mean squared error of the single output `[batch, 1]` against float labels `[batch]` (the
+  normalised targets of `regression_targets`, as the original trains)."""
   return jnp.mean(jnp.square(outputs['logits'][:, 0] - batch['label']))
 
 
+def regression_targets(task: glue_data.GlueTask, scores: np.ndarray) -> np.ndarray:
+  """The original's normalised target `(score - min) / max` (`RegressionTask._add_features`):
+  STS-B's 0..5 scores train as 0..1."""
+  low, high = task.score_range
+  return ((np.asarray(scores, np.float32) - low) / high).astype(np.float32)
+
+
 def predictions_of(task: glue_data.GlueTask, logits: np.ndarray) -> np.ndarray:
-  """Class indices `[n]` (argmax) or, for regression, the scores `[n]`."""
+  """Class indices `[n]` (argmax) or, for regression, the scores `[n]` on the gold scale
+  (the inverse of `regression_targets`: STS-B outputs x 5)."""
   logits = np.asarray(logits)
-  return logits[:, 0] if task.is_regression else np.argmax(logits, axis=-1)
+  if task.is_regression:
+    low, high = task.score_range
+    return logits[:, 0] * high + low
+  return np.argmax(logits, axis=-1)
 
 
 def split_metrics(task: glue_data.GlueTask, split: str, scores: dict[str, float]
@@ -68,6 +80,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if config.data.source not in ('tsv', 'tfds'):
     raise ValueError(f"config.data.source={config.data.source!r}: GLUE reads 'tsv' (with "
                      "data.data_dir) or 'tfds'.")
+  if config.task.classifier_head not in task_model_lib.CLASSIFIER_HEADS:
+    raise ValueError(f'config.task.classifier_head={config.task.classifier_head!r}; use one of '
+                     f'{task_model_lib.CLASSIFIER_HEADS}.')
   start = start or train_lib.load_starting_point(config)
   length = config.data.max_seq_length
   if length > start.model_config.max_position_embeddings:
@@ -76,7 +91,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)
-  train_arrays = encode(_read(config, task, 'train'))
+  train_examples = _read(config, task, 'train')
+  if config.task.double_unordered:
+    train_examples = glue_data.double_unordered(task, train_examples)
+  train_arrays = encode(train_examples)
+  if task.is_regression:
+    train_arrays['label'] = regression_targets(task, train_arrays['label'])
   dev_arrays = {split: encode(_read(config, task, split)) for split in task.dev_splits}
   test_arrays = ({split: encode(_read(config, task, split)) for split in task.test_splits}
                  if config.task.predict_test else {})
@@ -97,7 +117,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   finetune_task = train_lib.FineTuneTask(
       name=task.name,
-      model=task_model_lib.TaskModel(start.model_config, 'classification', task.num_labels),
+      model=task_model_lib.TaskModel(start.model_config, 'classification', task.num_labels,
+                                     classifier_head=config.task.classifier_head),
       loss_fn=regression_loss if task.is_regression else classification_loss,
       train_arrays={k: train_arrays[k] for k in (*train_lib.INPUT_KEYS, 'label')},
       evaluate=evaluate, selection_metric=SELECTION_METRIC, num_epochs=task.num_epochs)
@@ -110,13 +131,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       if jax.process_index() == 0:
         submissions.append(glue_data.write_submission(task, split, arrays['idx'], predictions,
                                                       f'{seed_dir}/submission'))
-    metrics = {k: v for k, v in result.best_metrics.items()
+    metrics = {k: v for k, v in result.reported_metrics.items()
                if k not in ('epoch', 'step', 'train_loss')}
-    return {'best_epoch': result.best_epoch, 'metrics': metrics, 'history': result.history,
-            'submissions': submissions}
+    return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
+            'history': result.history, 'submissions': submissions}
 
   seeds = train_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task.name}', run_seed)
   hparams = train_lib.resolve_hparams(config, start.model_config, task.num_epochs)
   return {'task': task.name, 'kind': 'glue', 'display_name': task.display_name,
           'primary_metrics': list(task.metric_names), 'init_from': config.init_from,
-          'hparams': hparams.to_dict(), 'seeds': seeds}
+          'hparams': hparams.to_dict(),
+          'non_default_switches': train_lib.non_default_switches(config), 'seeds': seeds}

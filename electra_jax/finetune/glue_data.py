@@ -59,6 +59,8 @@ class GlueTask:
   splits: Mapping[str, GlueSplit]
   dev_splits: tuple[str, ...]  # the first one selects checkpoints and enters the average
   test_splits: tuple[str, ...]
+  score_range: tuple[float, float] = (0.0, 1.0)  # regression: (min, max) of the gold scores
+  unordered: bool = False  # the pair's order means nothing (MRPC, STS-B): see double_unordered
 
   @property
   def is_regression(self) -> bool:
@@ -111,11 +113,12 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in (
         'mrpc', 'MRPC', 'MRPC', 'glue/mrpc', ('sentence1', 'sentence2'),
         ('#1 String', '#2 String'), 'Quality', 'index',
         ('not_equivalent', 'equivalent'), _BINARY, ('f1', 'accuracy'), 3,
-        _splits(submission='MRPC.tsv'), ('dev',), ('test',)),
+        _splits(submission='MRPC.tsv'), ('dev',), ('test',), unordered=True),
     GlueTask(
         'stsb', 'STS-B', 'STS-B', 'glue/stsb', ('sentence1', 'sentence2'),
         ('sentence1', 'sentence2'), 'score', 'index', (), (), ('pearson', 'spearman'), 10,
-        _splits(submission='STS-B.tsv'), ('dev',), ('test',)),
+        _splits(submission='STS-B.tsv'), ('dev',), ('test',), score_range=(0.0, 5.0),
+        unordered=True),
     GlueTask(
         'qqp', 'QQP', 'QQP', 'glue/qqp', ('question1', 'question2'),
         ('question1', 'question2'), 'is_duplicate', 'id',
@@ -280,6 +283,16 @@ def read_examples(task: Union[str, GlueTask], split: str, *, source: str,
 
 
 # ---- Encoding --------------------------------------------------------------------------------
+
+
+def double_unordered(task: GlueTask, examples: Sequence[GlueExample]) -> list[GlueExample]:
+  """The examples, then each again with its sentences swapped, for a task whose pair order
+  means nothing (the original's `double_unordered`, MRPC and STS training splits); others as
+  they are."""
+  examples = list(examples)
+  if not task.unordered:
+    return examples
+  return examples + [{**e, 'text_a': e['text_b'], 'text_b': e['text_a']} for e in examples]
 
 
 def truncate_longest_first(tokens_a: list[int], tokens_b: list[int], max_total: int) -> None:

@@ -1,10 +1,16 @@
 """SQuAD v1.1 / v2.0 fine-tuning: examples -> windowed features -> the shared loop -> answers.
 
-Each epoch's dev evaluation runs the whole official pipeline: per-window logits -> n-best spans
+The default head is the original's joint one (`model.JointSpanHead`): training conditions the end
+on the gold start and adds the answerability loss against the question's `is_impossible`; dev
+prediction keeps a beam of starts x ends and the null odds are the classifier's logit alone.
+`task.qa_head='independent'` is the BERT/HF-style head with per-window answerability labels.
+
+A dev evaluation runs the whole official pipeline: per-window outputs -> n-best spans
 (`squad_postprocess`) -> official EM/F1 (`squad_eval`). For v2.0 the null-odds threshold is tuned
-on dev after every epoch (the official `find_best_thresh`), the answers are thresholded at the F1
-threshold, and the tuned F1 selects the best epoch. With the best parameters each seed writes
-`predictions.json` (and for v2.0 `null_odds.json`) plus `eval.json` into its directory.
+on dev (the official `find_best_thresh`) and the answers are thresholded at the F1 threshold;
+with `train.select_best_epoch` the tuned F1 picks the epoch. With the reported parameters (the
+last epoch's by default) each seed writes `predictions.json` (and for v2.0 `null_odds.json`)
+plus `eval.json` into its directory.
 """
 
 from __future__ import annotations
@@ -27,21 +33,23 @@ from electra_jax.finetune import train as train_lib
 
 VERSIONS = {'v1.1': 'v1.1', '1.1': 'v1.1', 'v2.0': 'v2.0', '2.0': 'v2.0'}
 DEFAULT_EPOCHS = 2  # ELECTRA.md: SQuAD fine-tunes for 2 epochs
-LABEL_KEYS = ('start_positions', 'end_positions', 'window_is_impossible')
+# The answerability label each head trains on: the original's joint head the question's own
+# `is_impossible` (qa_tasks.py), the independent head whether this window holds no answer.
+ANSWERABLE_LABEL = {'joint': 'is_impossible', 'independent': 'window_is_impossible'}
 
 
 def span_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], *,
-              answerable_weight: float) -> jax.Array:
-  """Mean of the start and end cross-entropies over the window's tokens (`[CLS]` = no answer in
-  this window), plus, with an answerability head, `answerable_weight` x its sigmoid
-  cross-entropy against `window_is_impossible`."""
+              answerable_weight: float, answerable_label: str = 'is_impossible') -> jax.Array:
+  """(start + end cross-entropy) / 2 over the window's tokens (`[CLS]` = no answer in this
+  window), plus, with an answerability head, `answerable_weight` x its sigmoid cross-entropy
+  against `batch[answerable_label]`: the original's loss, averaged over the batch."""
   start = optax.softmax_cross_entropy_with_integer_labels(outputs['start_logits'],
                                                           batch['start_positions'])
   end = optax.softmax_cross_entropy_with_integer_labels(outputs['end_logits'],
                                                         batch['end_positions'])
   loss = jnp.mean(start + end) / 2.0
   if 'answerable_logits' in outputs:
-    labels = batch['window_is_impossible'].astype(jnp.float32)
+    labels = batch[answerable_label].astype(jnp.float32)
     loss += answerable_weight * jnp.mean(
         optax.sigmoid_binary_cross_entropy(outputs['answerable_logits'], labels))
   return loss
@@ -99,9 +107,19 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                      '(configs/finetune/squad.py:v2.0).')
   version_2 = version == 'v2.0'
   s, d = config.squad, config.data
-  if s.null_score not in ('span', 'classifier', 'sum'):
-    raise ValueError(f"config.squad.null_score={s.null_score!r}; use 'span', 'classifier' or "
-                     "'sum'.")
+  qa_head = config.task.qa_head
+  if qa_head not in task_model_lib.QA_HEADS:
+    raise ValueError(f'config.task.qa_head={qa_head!r}; use one of {task_model_lib.QA_HEADS}.')
+  if s.null_score not in squad_postprocess.NULL_SCORES:
+    raise ValueError(f'config.squad.null_score={s.null_score!r}; use one of '
+                     f'{squad_postprocess.NULL_SCORES}.')
+  if qa_head == 'joint' and s.null_score != 'classifier':
+    raise ValueError(f"config.squad.null_score={s.null_score!r} needs the independent head's "
+                     "span logits: with task.qa_head='joint' use 'classifier' (or set "
+                     "--config.task.qa_head=independent).")
+  if qa_head == 'joint' and not 1 <= s.beam_size <= d.max_seq_length:
+    raise ValueError(f'config.squad.beam_size={s.beam_size} must be in [1, '
+                     f'data.max_seq_length={d.max_seq_length}].')
   start = start or train_lib.load_starting_point(config)
   if d.max_seq_length > start.model_config.max_position_embeddings:
     raise ValueError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
@@ -120,6 +138,11 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   def predict_answers(predict, null_threshold: float = 0.0):
     outputs = predict(dev_features.model_inputs())
+    if qa_head == 'joint':
+      return squad_postprocess.postprocess_beam(
+          dev_examples, dev_features, outputs, version_2=version_2,
+          null_threshold=null_threshold, n_best_size=s.n_best_size,
+          max_answer_length=s.max_answer_length)
     return squad_postprocess.postprocess(
         dev_examples, dev_features, outputs['start_logits'], outputs['end_logits'],
         version_2=version_2, answerable_logits=outputs.get('answerable_logits'),
@@ -131,12 +154,17 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
   finetune_task = train_lib.FineTuneTask(
       name=f'squad_{version}',
-      model=task_model_lib.TaskModel(start.model_config, 'span', answerability=version_2),
+      # The original's code trains its answerability classifier for v1.1 too (all labels 0).
+      model=task_model_lib.TaskModel(start.model_config, 'span',
+                                     answerability=version_2 or qa_head == 'joint',
+                                     qa_head=qa_head, beam_size=s.beam_size),
       loss_fn=lambda outputs, batch: span_loss(outputs, batch,
-                                               answerable_weight=s.answerable_weight),
+                                               answerable_weight=s.answerable_weight,
+                                               answerable_label=ANSWERABLE_LABEL[qa_head]),
       train_arrays={**train_features.model_inputs(), **train_features.labels()},
       evaluate=evaluate, selection_metric='best_f1' if version_2 else 'f1',
-      num_epochs=DEFAULT_EPOCHS)
+      num_epochs=DEFAULT_EPOCHS,
+      train_model_keys=('start_positions',) if qa_head == 'joint' else ())
 
   def run_seed(seed: int, seed_dir: str) -> dict[str, Any]:
     result = train_lib.fine_tune(config, finetune_task, start, seed=seed, workdir=seed_dir)
@@ -147,7 +175,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       squad_postprocess.write_predictions(predictions, seed_dir)
       with tf.io.gfile.GFile(f'{seed_dir}/eval.json', 'w') as f:
         f.write(json.dumps(metrics, indent=2) + '\n')
-    return {'best_epoch': result.best_epoch, 'metrics': metrics, 'history': result.history}
+    return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
+            'history': result.history}
 
   task_key = f'squad_{version}'
   seeds = train_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task_key}', run_seed)
@@ -155,4 +184,5 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   return {'task': task_key, 'kind': 'squad', 'display_name': f'SQuAD {version}',
           'primary_metrics': ['exact', 'f1', 'best_f1_thresh'] if version_2
                              else ['exact_match', 'f1'],
-          'init_from': config.init_from, 'hparams': hparams.to_dict(), 'seeds': seeds}
+          'init_from': config.init_from, 'hparams': hparams.to_dict(),
+          'non_default_switches': train_lib.non_default_switches(config), 'seeds': seeds}

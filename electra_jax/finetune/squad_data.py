@@ -7,9 +7,11 @@ context with `doc_stride`, and lays each out as `[CLS] question [SEP] context-wi
 answer's character span is mapped to tokens through the tokenizer's character offsets, so any
 tokenizer with `encode_with_offsets` (SentencePiece or WordPiece) works. A window that does not
 hold the whole answer, and every window of an unanswerable question, is labelled start = end = 0
-(the `[CLS]` position). `SquadFeatures` keeps, per window, what post-processing needs to turn
-token logits back into text: the example it came from, each token's character span in the
-context, and whether the window is the one giving that token the most context.
+(the `[CLS]` position); `is_impossible` is the question's own label, the same in every window
+(what the original's answerability classifier is trained on). `SquadFeatures` keeps, per
+window, what post-processing needs to turn token logits back into text: the example it came
+from, each token's character span in the context, and whether the window is the one giving
+that token the most context.
 """
 
 import dataclasses
@@ -103,6 +105,7 @@ class SquadFeatures:
   start_positions: np.ndarray  # int32 [num_features]: answer start token, 0 = [CLS]
   end_positions: np.ndarray  # int32 [num_features]: answer end token (inclusive), 0 = [CLS]
   window_is_impossible: np.ndarray  # int32 [num_features]: 1 iff labelled [CLS]
+  is_impossible: np.ndarray  # int32 [num_features]: 1 iff the question has no answer (v2.0)
   example_index: np.ndarray  # int32 [num_features]: position in the examples list
   window_index: np.ndarray  # int32 [num_features]: which window of its example
   token_char_start: np.ndarray  # int32: character span in the context; -1 outside it
@@ -118,7 +121,8 @@ class SquadFeatures:
 
   def labels(self) -> dict[str, np.ndarray]:
     return {'start_positions': self.start_positions, 'end_positions': self.end_positions,
-            'window_is_impossible': self.window_is_impossible}
+            'window_is_impossible': self.window_is_impossible,
+            'is_impossible': self.is_impossible}
 
 
 def doc_windows(num_tokens: int, max_tokens: int, doc_stride: int) -> list[tuple[int, int]]:
@@ -195,7 +199,7 @@ def create_features(tokenizer, examples: Sequence[SquadExample], max_seq_length:
   _validate(tokenizer, max_seq_length, doc_stride, max_query_length)
   rows = {name: [] for name in (
       'input_ids', 'token_type_ids', 'attention_mask', 'start_positions', 'end_positions',
-      'window_is_impossible', 'example_index', 'window_index', 'token_char_start',
+      'window_is_impossible', 'is_impossible', 'example_index', 'window_index', 'token_char_start',
       'token_char_end', 'token_is_max_context')}
   unmatched = 0
   cached_context, cached_encoding = None, None  # questions come grouped by paragraph
@@ -245,6 +249,7 @@ def create_features(tokenizer, examples: Sequence[SquadExample], max_seq_length:
       rows['start_positions'].append(start_position)
       rows['end_positions'].append(end_position)
       rows['window_is_impossible'].append(int(start_position == 0))
+      rows['is_impossible'].append(int(example.is_impossible))
       rows['example_index'].append(example_index)
       rows['window_index'].append(window_index)
       rows['token_char_start'].append(char_start)
@@ -269,6 +274,7 @@ def create_features(tokenizer, examples: Sequence[SquadExample], max_seq_length:
       start_positions=stack('start_positions', np.int32),
       end_positions=stack('end_positions', np.int32),
       window_is_impossible=stack('window_is_impossible', np.int32),
+      is_impossible=stack('is_impossible', np.int32),
       example_index=stack('example_index', np.int32),
       window_index=stack('window_index', np.int32),
       token_char_start=stack('token_char_start', np.int32, L),

@@ -1,17 +1,24 @@
 """The fine-tuning loop shared by GLUE and SQuAD, top to bottom.
 
 starting point (pre-trained discriminator or scratch) -> hyperparameters -> mesh -> sharded state ->
-epochs of jitted train steps -> dev evaluation after each epoch -> best checkpoint (orbax) -> the
-best parameters back for the task driver's final predictions.
+epochs of jitted train steps -> dev evaluation after the last epoch -> its checkpoint (orbax) ->
+the final parameters back for the task driver's predictions.
+
+Evaluation protocol: as the original (`run_finetuning.py` evaluates each trial once, after
+training), the reported model is the one after the last epoch. `train.select_best_epoch=True`
+evaluates on dev after every epoch and keeps the best (orbax's `best_fn`); that reads higher than
+the paper's protocol, so results.json says so (`non_default_switches`).
 
 A task driver (`glue.py`, `squad.py`) builds a `FineTuneTask`: the task model, a pure loss, the
 training arrays and an `evaluate(predict)` callback. The loop knows nothing else about the task.
 
-Layer-wise learning-rate decay (ELECTRA.md, "Optimisation"): embeddings (and the E->H projection)
-have depth 0, encoder layer i depth i + 1, the task head depth L + 1, and a parameter at depth d
-gets `lr * decay ** (L + 1 - d)`: the head trains at the full rate, the top layer at `decay`.
-The scale multiplies the whole AdamW update, weight decay included, as the original applies its
-per-layer rate to both.
+Layer-wise learning-rate decay, as the original's `_get_layer_lrs` (`model/optimization.py`):
+embeddings (and the E->H projection) have depth 0, encoder layer i depth i + 1, the task head
+depth L + 2, and a parameter at depth d gets `lr * decay ** (L + 2 - d)`: the head trains at the
+full rate, the top layer at `decay**2`, the embeddings at `decay**(L + 2)`. The published scores
+were made that way. `train.layerwise_lr_rule='no_gap'` puts the head at depth L + 1 instead
+(`decay ** (L + 1 - d)`: every encoder weight 1/decay faster). The scale multiplies the whole
+AdamW update, weight decay included, as the original applies its per-layer rate to both.
 """
 
 from __future__ import annotations
@@ -49,6 +56,20 @@ MODEL_SIZES = ('small', 'base', 'large')
 _SIZE_HPARAMS = {'small': (1e-4, 0.8), 'base': (1e-4, 0.8), 'large': (5e-5, 0.9)}
 # Compute settings that the fine-tuning config may choose for a loaded architecture.
 _COMPUTE_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat')
+# `train.layerwise_lr_rule` -> the task head's depth above the top encoder layer's (L).
+_HEAD_DEPTH_OVER_LAYERS = {'original': 2, 'no_gap': 1}
+# Switches that change what a reported number means, with the original's setting, which is the
+# default in configs/finetune/ (tests/test_finetune_train.py checks they agree). A task's
+# results.json lists every one that a run sets otherwise (`non_default_switches`).
+PROTOCOL_SWITCHES = {
+    'train.select_best_epoch': False,  # run_finetuning.py: evaluate once, after training
+    'train.bias_correction': False,  # optimization.AdamWeightDecayOptimizer
+    'train.layerwise_lr_rule': 'original',  # optimization._get_layer_lrs
+    'task.classifier_head': 'electra',  # classification_tasks.py (GLUE)
+    'task.double_unordered': True,  # configure_finetuning.double_unordered (GLUE)
+    'task.qa_head': 'joint',  # qa_tasks.py: joint_prediction, answerable_classifier (SQuAD)
+    'squad.null_score': 'classifier',  # qa_metrics.py: the classifier's logit alone (SQuAD)
+}
 
 
 # ---- Starting point ---------------------------------------------------------------------------
@@ -148,6 +169,9 @@ def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int
           f'data-parallel devices (mesh.data*mesh.fsdp) and of the {jax.process_count()} hosts.')
   if not 0.0 <= t.warmup_fraction <= 1.0:
     raise ValueError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
+  if t.layerwise_lr_rule not in _HEAD_DEPTH_OVER_LAYERS:
+    raise ValueError(f'config.train.layerwise_lr_rule={t.layerwise_lr_rule!r}; use one of '
+                     f'{sorted(_HEAD_DEPTH_OVER_LAYERS)}.')
   if t.layerwise_lr_decay == 0 or t.layerwise_lr_decay > 1:
     raise ValueError(f'config.train.layerwise_lr_decay={t.layerwise_lr_decay}: use a value in '
                      '(0, 1] (1 = no decay), or -1 for the per-size default.')
@@ -160,13 +184,28 @@ def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int
     raise ValueError(f'config.seeds={tuple(config.seeds)} repeats a seed.')
 
 
+def non_default_switches(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """{'section.field': value} for each of `PROTOCOL_SWITCHES` the config sets otherwise."""
+  changed = {}
+  for path, original in PROTOCOL_SWITCHES.items():
+    section, field = path.split('.')
+    if field in config.get(section, {}) and config[section][field] != original:
+      changed[path] = config[section][field]
+  return changed
+
+
 # ---- Layer-wise learning-rate decay -------------------------------------------------------------
 
 def _key(entry) -> str:
   return str(getattr(entry, 'key', entry))
 
 
-def layer_depths(params: Any, num_layers: int) -> Any:
+def head_depth(num_layers: int, rule: str = 'original') -> int:
+  """The task head's depth: L + 2 as in the original (`'original'`), L + 1 with `'no_gap'`."""
+  return num_layers + _HEAD_DEPTH_OVER_LAYERS[rule]
+
+
+def layer_depths(params: Any, num_layers: int, rule: str = 'original') -> Any:
   """The depth of every parameter (see the module docstring), as a tree of int arrays.
 
   Scanned layers (`encoder/layers/...`, stacked on a leading axis of size L) get an int array
@@ -187,18 +226,19 @@ def layer_depths(params: Any, num_layers: int) -> Any:
         raise ValueError(f'Unexpected encoder parameter {"/".join(map(_key, path))}.')
       return np.asarray(int(match.group(1)) + 1, np.int32)
     if top in task_model_lib.HEAD_NAMES:
-      return np.asarray(num_layers + 1, np.int32)
+      return np.asarray(head_depth(num_layers, rule), np.int32)
     raise ValueError(f'Parameter {"/".join(map(_key, path))} belongs to neither the encoder nor '
                      f'a task head {task_model_lib.HEAD_NAMES}.')
 
   return jax.tree_util.tree_map_with_path(depth, params)
 
 
-def layerwise_lr_scales(params: Any, num_layers: int, decay: float) -> Any:
-  """`decay ** (L + 1 - depth)` per parameter (float32; `[L, 1, ...]` for scanned layers)."""
-  return jax.tree.map(
-      lambda d: np.asarray(np.float64(decay) ** (num_layers + 1 - d), np.float32),
-      layer_depths(params, num_layers))
+def layerwise_lr_scales(params: Any, num_layers: int, decay: float,
+                        rule: str = 'original') -> Any:
+  """`decay ** (head depth - depth)` per parameter (float32; `[L, 1, ...]` for scanned layers)."""
+  top = head_depth(num_layers, rule)
+  return jax.tree.map(lambda d: np.asarray(np.float64(decay) ** (top - d), np.float32),
+                      layer_depths(params, num_layers, rule))
 
 
 def scale_by_tree(scales: Any) -> optax.GradientTransformation:
@@ -217,33 +257,40 @@ def scale_by_tree(scales: Any) -> optax.GradientTransformation:
 
 def make_optimizer(hparams: ml_collections.ConfigDict, params: Any, num_layers: int,
                    num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The reference AdamW (optimizer.py) with 10% warm-up, linear decay and layer-wise rates."""
+  """The reference AdamW (optimizer.py) with 10% warm-up, linear decay and layer-wise rates.
+
+  The warm-up length is `warmup_fraction * num_steps` unrounded, as the original computes it.
+  """
   schedule_config = ml_collections.ConfigDict(dict(
       learning_rate=hparams.learning_rate, num_steps=num_steps,
-      warmup_steps=int(round(hparams.warmup_fraction * num_steps))))
+      warmup_steps=hparams.warmup_fraction * num_steps))
   schedule = optimizer_lib.learning_rate_schedule(schedule_config)
-  scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay)
+  scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay,
+                               hparams.layerwise_lr_rule)
   tx = optax.chain(optimizer_lib.make_optimizer(hparams, schedule), scale_by_tree(scales))
   return tx, schedule
 
 
 # ---- Steps (pure) -------------------------------------------------------------------------------
 
-def _apply(model, params, batch, deterministic, rngs=None):
+def _apply(model, params, batch, deterministic, rngs=None, model_keys=()):
   return model.apply({'params': params}, *(batch[k] for k in INPUT_KEYS),
-                     deterministic=deterministic, rngs=rngs)
+                     deterministic=deterministic, rngs=rngs,
+                     **{k: batch[k] for k in model_keys})
 
 
 def train_step(state: steps.TrainState, batch: dict[str, jax.Array], base_rng: jax.Array, *,
-               model, tx, loss_fn) -> tuple[steps.TrainState, dict[str, jax.Array]]:
+               model, tx, loss_fn, model_keys=()) -> tuple[steps.TrainState,
+                                                            dict[str, jax.Array]]:
   """One AdamW step on a global batch; dropout keys are `fold_in(base_rng, step)`.
 
   `base_rng` is an argument, not a constant, so that every seed reuses one compiled step.
+  `model_keys` name batch entries the model takes as keyword arguments in training.
   """
   dropout_rng = jax.random.fold_in(base_rng, state.step)
 
   def compute_loss(params):
-    outputs = _apply(model, params, batch, False, {'dropout': dropout_rng})
+    outputs = _apply(model, params, batch, False, {'dropout': dropout_rng}, model_keys)
     return loss_fn(outputs, batch)
 
   loss, grads = jax.value_and_grad(compute_loss)(state.params)
@@ -272,8 +319,11 @@ class FineTuneTask:
       becomes a batch entry.
     evaluate: `(predict) -> {metric: value}` on dev, where `predict(arrays)` maps input arrays
       `[n, length]` to the model's numpy outputs `[n, ...]`.
-    selection_metric: the key of `evaluate`'s result that picks the best epoch (higher wins).
+    selection_metric: with `train.select_best_epoch`, the key of `evaluate`'s result that picks
+      the best epoch (higher wins).
     num_epochs: the task's default epoch count (when `config.train.num_epochs` is -1).
+    train_model_keys: batch entries the model also takes in training, as keyword arguments
+      (SQuAD's joint head conditions the end logits on the gold `start_positions`).
   """
   name: str
   model: task_model_lib.TaskModel
@@ -283,14 +333,15 @@ class FineTuneTask:
                      dict[str, float]]
   selection_metric: str
   num_epochs: int
+  train_model_keys: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
 class FineTuneResult:
-  best_epoch: int
-  best_metrics: dict[str, float]
-  history: list[dict[str, float]]  # per epoch: {'epoch', 'train_loss', dev metrics ...}
-  predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # with the best params
+  reported_epoch: int  # the last epoch, or with train.select_best_epoch the best on dev
+  reported_metrics: dict[str, float]  # its history record
+  history: list[dict[str, float]]  # per epoch: {'epoch', 'train_loss'[, dev metrics ...]}
+  predict: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]  # with its params
 
 
 def _merge_encoder(params: dict[str, Any], encoder_params: dict[str, Any],
@@ -378,7 +429,8 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   batch_sharding = steps.batch_sharding(mesh)
   replicated = NamedSharding(mesh, P())
   jit_train_step = jax.jit(
-      functools.partial(train_step, model=model, tx=tx, loss_fn=task.loss_fn),
+      functools.partial(train_step, model=model, tx=tx, loss_fn=task.loss_fn,
+                        model_keys=task.train_model_keys),
       in_shardings=(state_shardings, batch_sharding, replicated),
       out_shardings=(state_shardings, None),
       donate_argnums=(0,))
@@ -406,7 +458,8 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
       return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
     return predict
 
-  # ---- Checkpoints: orbax keeps only the best epoch's parameters.
+  # ---- Checkpoints: orbax keeps one, the reported epoch's (the last, or the best on dev).
+  select_best = hparams.select_best_epoch
   tf.io.gfile.makedirs(workdir)
   checkpoint_dir = f'{workdir.rstrip("/")}/checkpoints'
   if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
@@ -414,14 +467,14 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   manager = ocp.CheckpointManager(
       checkpoint_dir,
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, best_fn=lambda metrics: metrics[task.selection_metric],
-          best_mode='max'),
+          max_to_keep=1, best_mode='max',
+          best_fn=(lambda metrics: metrics[task.selection_metric]) if select_best else None),
       item_handlers={'params': ocp.StandardCheckpointHandler(),
                      'config': ocp.JsonCheckpointHandler(),
                      'tokenizer': checkpoint_lib.FilesHandler()})
   writer = reporting.MetricsWriter(workdir)
 
-  # ---- Train, evaluating on dev after each epoch.
+  # ---- Train; evaluate on dev after the last epoch (after every one to select the best).
   logging.info('%s, seed %d: %s; %d examples, %d epochs x %d steps, batch %d, lr %.2e, '
                'layer-wise decay %.2f (%s size), mesh %s.', task.name, seed, start.description,
                num_examples, hparams.num_epochs, steps_per_epoch, hparams.batch_size,
@@ -450,14 +503,18 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
           writer.write(step, {'loss': float(np.mean(window)),
                               'grad_norm': float(stats['grad_norm']),
                               'learning_rate': float(schedule(step - 1))})
-      metrics = task.evaluate(predict_with(state.params))
-      if task.selection_metric not in metrics:
+      record = {'epoch': epoch, 'step': step,
+                'train_loss': float(np.mean([float(x) for x in epoch_losses]))}
+      history.append(record)
+      if not (select_best or epoch == hparams.num_epochs):
+        logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f', task.name, seed, epoch,
+                     hparams.num_epochs, time.perf_counter() - started, record['train_loss'])
+        continue
+      metrics = {k: float(v) for k, v in task.evaluate(predict_with(state.params)).items()}
+      if select_best and task.selection_metric not in metrics:
         raise KeyError(f'{task.name}: evaluate() returned {sorted(metrics)}, without the '
                        f'selection metric {task.selection_metric!r}.')
-      record = {'epoch': epoch, 'step': step,
-                'train_loss': float(np.mean([float(x) for x in epoch_losses])),
-                **{k: float(v) for k, v in metrics.items()}}
-      history.append(record)
+      record.update(metrics)
       writer.write(step, {f'dev_{k}': v for k, v in metrics.items()})
       manager.save(epoch, args=ocp.args.Composite(
           params=ocp.args.StandardSave(state.params),
@@ -465,23 +522,26 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
                                     'model': start.model_config.to_dict(),
                                     'finetune': config.to_dict()}),
           tokenizer=checkpoint_lib.FilesSave(start.tokenizer_files)),
-          metrics={k: float(v) for k, v in metrics.items()})
+          metrics=metrics if select_best else None)
       logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f | %s', task.name, seed,
                    epoch, hparams.num_epochs, time.perf_counter() - started,
                    record['train_loss'],
                    ' | '.join(f'{k} {v:.4f}' for k, v in sorted(metrics.items())))
     manager.wait_until_finished()
-    best_step = manager.best_step()  # orbax's choice decides: the kept checkpoint is the truth
-    logging.info('%s seed %d: best epoch %d (%s %.4f).', task.name, seed, best_step,
-                 task.selection_metric, history[best_step - 1][task.selection_metric])
-    restored = manager.restore(best_step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_state.params)))
+    if select_best:
+      reported = manager.best_step()  # orbax's choice decides: the kept checkpoint is the truth
+      logging.info('%s seed %d: best epoch %d (%s %.4f).', task.name, seed, reported,
+                   task.selection_metric, history[reported - 1][task.selection_metric])
+      params = manager.restore(reported, args=ocp.args.Composite(
+          params=ocp.args.StandardRestore(abstract_state.params)))['params']
+    else:
+      reported, params = hparams.num_epochs, state.params
   finally:
     manager.close()
     writer.close()
-  del state  # only the best epoch's parameters are used from here on
-  return FineTuneResult(best_epoch=best_step, best_metrics=history[best_step - 1],
-                        history=history, predict=predict_with(restored['params']))
+  del state  # only the reported epoch's parameters are used from here on
+  return FineTuneResult(reported_epoch=reported, reported_metrics=history[reported - 1],
+                        history=history, predict=predict_with(params))
 
 
 # ---- Seeds -------------------------------------------------------------------------------------
