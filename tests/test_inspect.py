@@ -231,23 +231,34 @@ def test_html_is_self_contained_and_shades_each_token(checkpoint, tmp_path):
 
   chromium = shutil.which('chromium')
   if chromium:  # a real render: the browser parses the same tokens and paints the shades
-    path = tmp_path / 'rtd.html'
-    path.write_text(_page(checkpoint, inspections), encoding='utf-8')
     browser = [chromium, '--headless', '--no-sandbox', '--disable-gpu', '--hide-scrollbars',
                '--window-size=1000,600']
-    dom = subprocess.run(browser + ['--dump-dom', path.as_uri()], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+
+    def render(shown, name):
+      path = tmp_path / f'{name}.html'
+      path.write_text(_page(checkpoint, shown), encoding='utf-8')
+      dom = subprocess.run(browser + ['--dump-dom', path.as_uri()], capture_output=True,
+                           text=True, timeout=120, check=True).stdout
+      screenshot = tmp_path / f'{name}.png'
+      subprocess.run(browser + [f'--screenshot={screenshot}', path.as_uri()],
+                     capture_output=True, timeout=120, check=True)
+      from PIL import Image  # noqa: PLC0415 - matplotlib's dependency
+      pixels = np.asarray(Image.open(screenshot).convert('RGB')).astype(int)
+      red = (pixels[..., 0] > pixels[..., 1] + 60) & (pixels[..., 0] > pixels[..., 2] + 60)
+      blue_outline = ((abs(pixels - np.array([29, 78, 216])).sum(-1)) < 60)
+      return dom, int(red.sum()), int(blue_outline.sum())
+
+    dom, _, _ = render(inspections, 'rtd')
     rendered = _Spans()
     rendered.feed(dom)
     assert [a['data-p'] for a in rendered.tokens] == [a['data-p'] for a in parser.tokens]
-    screenshot = tmp_path / 'rtd.png'
-    subprocess.run(browser + [f'--screenshot={screenshot}', path.as_uri()], capture_output=True,
-                   timeout=120, check=True)
-    from PIL import Image  # noqa: PLC0415 - matplotlib's dependency
-    pixels = np.asarray(Image.open(screenshot).convert('RGB')).astype(int)
-    red = (pixels[..., 0] > pixels[..., 1] + 60) & (pixels[..., 0] > pixels[..., 2] + 60)
-    blue_outline = ((abs(pixels - np.array([29, 78, 216])).sum(-1)) < 60)
-    assert red.sum() > 1000 and blue_outline.sum() > 50
+    # The paint follows P(replaced), whatever the trained model scores: shaded at 0.9, bare at 0
+    # (only the legend stays red).
+    shade = lambda p: [dataclasses.replace(i, p_replaced=np.full_like(i.p_replaced, p))
+                       for i in inspections]
+    _, red_high, blue_outline = render(shade(0.9), 'high')
+    _, red_none, _ = render(shade(0.0), 'none')
+    assert red_high > 1000 + 10 * red_none and blue_outline > 50  # (the legend is red at any P)
 
 
 def test_colour_only_on_a_terminal(checkpoint, monkeypatch):
