@@ -19,6 +19,7 @@ import optax
 import tensorflow as tf
 from absl import logging
 
+from electra_jax.errors import UserError
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import squad_data
 from electra_jax.finetune import squad_eval
@@ -56,12 +57,12 @@ def read_split(config: ml_collections.ConfigDict, version: str,
                                     split='train' if split == 'train' else 'validation',
                                     data_dir=d.data_dir)
   if d.source != 'json':
-    raise ValueError(f"config.data.source={d.source!r}: SQuAD reads 'json' or 'tfds'.")
+    raise UserError(f"config.data.source={d.source!r}: SQuAD reads 'json' or 'tfds'.")
   path = d.train_file if split == 'train' else d.dev_file
   if not path:
     if not d.data_dir:
-      raise ValueError(f"source='json' needs config.data.{split}_file or config.data.data_dir "
-                       f'(holding {split}-{version}.json).')
+      raise UserError(f"source='json' needs config.data.{split}_file or config.data.data_dir "
+                      f'(holding {split}-{version}.json).')
     path = f'{d.data_dir.rstrip("/")}/{split}-{version}.json'
   return squad_data.read_examples('json', path=path)
 
@@ -95,17 +96,17 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   """Fine-tunes on SQuAD `config.task.name` for every seed; returns the task's results."""
   version = VERSIONS.get(config.task.name)
   if version is None:
-    raise ValueError(f"config.task.name={config.task.name!r}: use 'v1.1' or 'v2.0' "
-                     '(configs/finetune/squad.py:v2.0).')
+    raise UserError(f"config.task.name={config.task.name!r}: use 'v1.1' or 'v2.0' "
+                    '(configs/finetune/squad.py:v2.0).')
   version_2 = version == 'v2.0'
   s, d = config.squad, config.data
   if s.null_score not in ('span', 'classifier', 'sum'):
-    raise ValueError(f"config.squad.null_score={s.null_score!r}; use 'span', 'classifier' or "
-                     "'sum'.")
+    raise UserError(f"config.squad.null_score={s.null_score!r}; use 'span', 'classifier' or "
+                    "'sum'.")
   start = start or train_lib.load_starting_point(config)
   if d.max_seq_length > start.model_config.max_position_embeddings:
-    raise ValueError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
-                     f'{start.model_config.max_position_embeddings} positions.')
+    raise UserError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
+                    f'{start.model_config.max_position_embeddings} positions.')
 
   # ---- Data.
   featurize = lambda examples: squad_data.create_features(
