@@ -409,7 +409,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
 
   # ---- Checkpoints: orbax keeps only the best epoch's parameters.
   tf.io.gfile.makedirs(workdir)
-  checkpoint_dir = f'{workdir.rstrip("/")}/checkpoints'
+  checkpoint_dir = checkpoint_lib.checkpoint_dir(workdir)
   if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
     tf.io.gfile.rmtree(checkpoint_dir)  # an interrupted earlier attempt of this seed
   manager = ocp.CheckpointManager(
