@@ -9,18 +9,15 @@ from prepared shards on a TPU host.
 """
 
 import os
-import sys
 import tempfile
 import time
 
 from absl import app
 from absl import flags
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs'))
-import tiny  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
-
-from electra_jax.data import prepare  # noqa: E402  pylint: disable=g-import-not-at-top
-from electra_jax.data import pretraining  # noqa: E402  pylint: disable=g-import-not-at-top
+from electra_jax.configs import tiny
+from electra_jax.data import prepare
+from electra_jax.data import pretraining
 
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Examples per batch.')
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Packed sequence length.')

@@ -17,7 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-_CONFIG = flags.DEFINE_string('config', 'configs/small.py', 'Config file.')
+_CONFIG = flags.DEFINE_string('config', 'small', 'Config file, or a packaged config name.')
 _BATCH = flags.DEFINE_integer('batch_size', 32, 'Global batch size.')
 _SEQ = flags.DEFINE_integer('seq_len', 128, 'Sequence length.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps (after 2 warm-up steps).')

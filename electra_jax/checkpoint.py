@@ -14,6 +14,7 @@ listed step that still fails to restore is skipped with a warning, falling back 
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from typing import Any, Sequence
 
@@ -22,6 +23,8 @@ import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
 from etils import epath
+
+from electra_jax.errors import MissingFileError
 
 
 # ---- Per-host tf.data iterator state --------------------------------------------------------
@@ -37,7 +40,7 @@ class TfIteratorHandler(ocp.CheckpointHandler):
   def restore(self, directory: epath.Path, args: 'TfIteratorRestore'):
     prefix = directory / f'process_{jax.process_index()}' / 'iterator'
     if not tf.io.gfile.exists(str(prefix) + '.index'):
-      raise FileNotFoundError(
+      raise MissingFileError(
           f'No data-iterator state for process {jax.process_index()} in {directory}: was this '
           'checkpoint written with a different number of hosts?')
     tf.train.Checkpoint(iterator=args.iterator).read(str(prefix)).assert_consumed()
@@ -87,6 +90,9 @@ class FilesRestore(ocp.args.CheckpointArgs):
 # ---- The manager -----------------------------------------------------------------------------
 
 def checkpoint_dir(workdir: str) -> str:
+  """`WORKDIR/checkpoints`, absolute: orbax cannot save or read under a relative local path."""
+  if '://' not in str(workdir):
+    workdir = os.path.abspath(workdir)
   return str(epath.Path(workdir) / 'checkpoints')
 
 

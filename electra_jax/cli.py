@@ -1,10 +1,34 @@
-"""Process start-up shared by the command lines (pre-training, fine-tuning): logging, hosts."""
+"""What every command line shares: naming configs, parsing flags, one-line errors, start-up.
 
+`run(main)` is how each CLI starts: flags are parsed by `parse_flags` (a `--config` given by name
+is resolved to the packaged file; an override of a field the config lacks is refused with the
+closest names), and a `UserError` from parsing or from `main` becomes one `error: ...` line and
+exit status 2 (`electra_jax.errors`). Then `start_distributed` joins the hosts of a multi-host run.
+All checks of flags and paths run before that, on every process, so a bad command fails the same
+way everywhere and no process waits for a peer that has already stopped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib.util
+import inspect
 import logging as std_logging
 import os
-import sys
+import pathlib
+import re
+import tempfile
+from typing import Callable, Sequence
 
+import ml_collections
+from absl import app
+from absl import flags
 from absl import logging
+
+from electra_jax import configs as configs_package
+from electra_jax import errors
+from electra_jax.errors import UserError
 
 ENV_COORDINATOR = 'ELECTRA_JAX_COORDINATOR_ADDRESS'
 ENV_NUM_PROCESSES = 'ELECTRA_JAX_NUM_PROCESSES'
@@ -55,43 +79,193 @@ def start_distributed(coordinator_address: str = '', num_processes: int = 0,
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def load_config_file(path, argument: str = ''):
-  """`get_config([argument])` of a config file, as `--config=path[:argument]` would load it.
+# ---- Configs by path or by name ------------------------------------------------------------
 
-  For scripts and tests that take a config without going through absl flags.
+PACKAGED_CONFIGS = pathlib.Path(configs_package.__file__).parent
+CONFIG_FLAG = 'config'
+
+
+def packaged_config_names(subdir: str = '') -> list[str]:
+  """Names of the packaged configs in `subdir` ('' = the pre-training sizes and the schema)."""
+  return sorted(p.stem for p in (PACKAGED_CONFIGS / subdir).glob('*.py') if p.stem != '__init__')
+
+
+def resolve_config(value: str, subdir: str = '') -> str:
+  """A `--config` value as a file path, its `:argument` kept.
+
+  An existing file is used as given. A name without `.py` is a packaged config: looked up in
+  `subdir` first (the fine-tuning CLI passes 'finetune', so `glue:rte` works), then from the
+  package's config root (`tiny`, `finetune/glue:rte`). That is how an installed user, who has no
+  `configs/` directory, names a config.
+
+  Raises:
+    UserError: no such file, or no packaged config of that name.
   """
-  import importlib.util  # noqa: PLC0415
-  spec = importlib.util.spec_from_file_location(f'electra_jax_config_{abs(hash(str(path)))}',
-                                                str(path))
+  path, colon, argument = str(value).partition(':')
+  if os.path.isfile(path):
+    return str(value)
+  if not path.endswith('.py'):
+    for directory in dict.fromkeys((subdir, '')):
+      candidate = PACKAGED_CONFIGS / directory / f'{path}.py'
+      if path and candidate.is_file():
+        return f'{candidate}{colon}{argument}'
+  names = packaged_config_names(subdir)
+  stem = pathlib.Path(path).stem
+  hint = (f' The packaged config of that name is --config={stem}{colon}{argument}.'
+          if stem in names else '')
+  raise UserError(
+      f'--config={value}: no such config file.{hint} Give the path of a config file, or the '
+      f'name of a packaged one: {", ".join(names)}.')
+
+
+def load_config_file(path, argument: str = '') -> ml_collections.ConfigDict:
+  """`get_config([argument])` of a config file (or a packaged name, see `resolve_config`).
+
+  What `--config=path[:argument]` loads, for scripts, tests and benchmarks that take a config
+  without absl flags; the CLIs also use it to check overrides before parsing them.
+  """
+  path, _, inline_argument = resolve_config(str(path)).partition(':')
+  argument = argument or inline_argument
+  spec = importlib.util.spec_from_file_location(
+      f'electra_jax_config_{pathlib.Path(path).stem}_{abs(hash(path))}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(argument) if argument else module.get_config()
+  get_config = getattr(module, 'get_config', None)
+  if get_config is None:
+    raise UserError(f'{path} has no get_config(): it is not a config file.')
+  takes_argument = bool(inspect.signature(get_config).parameters)
+  if argument and not takes_argument:
+    raise UserError(f'{path} takes no argument, but ":{argument}" was given.')
+  return get_config(argument) if argument else get_config()
 
 
-# ---- User errors --------------------------------------------------------------------------------
-# Used by `electra_jax.inspect` and `electra_jax.plot`. Interim home: when the project-wide
-# `electra_jax.errors.UserError` lands, `UserError` here becomes an import of it.
+# ---- Flags ---------------------------------------------------------------------------------
 
-USER_ERROR_EXIT_STATUS = 2
-
-
-class UserError(Exception):
-  """A problem the user can fix (a flag, path or file): one `error: ...` line, no traceback."""
-
-
-def exit_with_user_error(error: Exception):
-  """Prints `error: <message>` on stderr and exits with status 2."""
-  print(f'error: {error}', file=sys.stderr)
-  sys.exit(USER_ERROR_EXIT_STATUS)
+def _field_paths(config, prefix: str = '') -> list[str]:
+  """Every dotted path of `config` (sections and fields)."""
+  paths = []
+  for key, value in config.items():
+    path = f'{prefix}{key}'
+    paths.append(path)
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      paths.extend(_field_paths(value, f'{path}.'))
+  return paths
 
 
-def parse_flags_or_exit(argv):
-  """absl flag parsing for `app.run(main, flags_parser=...)`: a bad flag is a user error too.
+def _has_field(config, path: str) -> bool:
+  node = config
+  for key in path.split('.'):
+    if '[' in key:  # an indexed element (`seeds[0]`): left to config_flags
+      return True
+    if not isinstance(node, (ml_collections.ConfigDict, dict)) or key not in node:
+      return False
+    node = node[key]
+  return True
 
-  absl's own parser prints a multi-line usage dump and exits with status 1.
+
+def closest_fields(config, path: str) -> list[str]:
+  """Up to three fields of `config` whose dotted path (or last name) is close to `path`."""
+  paths = _field_paths(config)
+  close = difflib.get_close_matches(path, paths, n=3, cutoff=0.6)
+  by_name = {}
+  for candidate in paths:
+    by_name.setdefault(candidate.rsplit('.', 1)[-1], []).append(candidate)
+  for name in difflib.get_close_matches(path.rsplit('.', 1)[-1], list(by_name), n=3, cutoff=0.75):
+    close.extend(by_name[name])
+  return list(dict.fromkeys(close))[:3]
+
+
+def check_overrides(config, argv: Sequence[str], flag: str = CONFIG_FLAG) -> None:
+  """Refuses a `--config.FIELD` override of a field `config` does not have, naming the closest."""
+  pattern = re.compile(rf'^--?(?:no)?{re.escape(flag)}\.([^=]+)')
+  for arg in argv:
+    match = pattern.match(arg)
+    if not match or _has_field(config, match.group(1)):
+      continue
+    field = match.group(1)
+    close = closest_fields(config, field)
+    names = [f'--{flag}.{c}' for c in close]
+    if len(names) > 1:
+      names = [', '.join(names[:-1]), names[-1]]
+    suggestion = (f'did you mean {" or ".join(names)}?' if names else
+                  f'its sections are {", ".join(config)}.')
+    raise UserError(f'--{flag}.{field}: the config has no field {field!r}; {suggestion}')
+
+
+def _resolve_config_argv(argv: list[str], subdir: str, flag: str) -> str | None:
+  """Rewrites the `--config` value in `argv` (in place) to a file path; returns it, or None."""
+  for index, arg in enumerate(argv):
+    if arg in (f'--{flag}', f'-{flag}') and index + 1 < len(argv):
+      argv[index + 1] = resolve_config(argv[index + 1], subdir)
+      return argv[index + 1]
+    for prefix in (f'--{flag}=', f'-{flag}='):
+      if arg.startswith(prefix):
+        argv[index] = prefix + resolve_config(arg[len(prefix):], subdir)
+        return argv[index][len(prefix):]
+  return None
+
+
+def parse_flags(argv: Sequence[str], config_subdir: str = '') -> list[str]:
+  """absl's flags parser for the CLIs; every mistake is one `error: ...` line and exit status 2.
+
+  A `--config` name is resolved to its packaged file and loaded once up front, so that an unknown
+  override is reported with the closest valid names (config_flags would raise an AttributeError
+  naming only the key) and a missing file before anything runs (config_flags defers that error
+  to the first access). Positions in argv are kept, since config_flags re-reads sys.argv to find
+  the overrides.
   """
-  from absl import flags  # noqa: PLC0415
+  argv = list(argv)
   try:
+    if CONFIG_FLAG in flags.FLAGS:
+      config_path = _resolve_config_argv(argv, config_subdir, CONFIG_FLAG)
+      if config_path is not None:
+        check_overrides(load_config_file(config_path), argv)
     return flags.FLAGS(argv)
-  except flags.Error as error:
-    exit_with_user_error(error)
+  except UserError as error:
+    errors.exit_with(error)
+  except flags.Error as error:  # unknown flag, bad value type, missing required flag
+    errors.exit_with(f'{error} (see --helpfull)')
+
+
+def run(main: Callable[[list[str]], None], config_subdir: str = '') -> None:
+  """Runs an absl `main` the way every CLI of this package does (see the module docstring)."""
+  app.run(errors.guard(main),
+          flags_parser=functools.partial(parse_flags, config_subdir=config_subdir))
+
+
+def no_arguments(argv: Sequence[str]) -> None:
+  """Refuses positional arguments (a flag without its `--`, or a stray value)."""
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {list(argv[1:])}: every option is a --flag.')
+
+
+# ---- Output directories --------------------------------------------------------------------
+
+def check_output_dir(path: str, flag: str, *, create: bool = True) -> None:
+  """Refuses a local output directory that cannot be created or written, before any work.
+
+  Creates `path` (with its parents, as the run would) and a temporary file in it; with
+  `create=False` only its parent (for a destination that is written elsewhere and renamed into
+  place). Object stores (gs://...) are not checked here: their permissions belong to the
+  credentials, and the first write reports them.
+
+  Raises:
+    UserError: naming the path and the reason.
+  """
+  if not path:
+    raise UserError(f'--{flag} is empty: give a directory.')
+  if '://' in path:
+    return
+  target = os.path.abspath(path) if create else os.path.dirname(os.path.abspath(path))
+  existing = target
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise UserError(f'--{flag}={path}: {existing} is a file, not a directory.')
+  try:
+    os.makedirs(target, exist_ok=True)
+    with tempfile.TemporaryFile(dir=target):
+      pass
+  except OSError as error:
+    raise UserError(f'--{flag}={path}: cannot create or write {target}: '
+                    f'{error.strerror}.') from None

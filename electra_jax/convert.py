@@ -15,20 +15,19 @@ Destinations:
   hf       `DST/discriminator` and `DST/generator`, each with config.json, model.safetensors and the
            tokenizer files (`electra_jax.hf`, `electra_jax.hf_tokenizer`).
   workdir  an orbax checkpoint at step 0 with a fresh optimizer, the full config (`--config`, or
-           configs/default.py, with the model section set from the source sizes) and the tokenizer:
+           the packaged default, the model section set from the source sizes) and the tokenizer:
            `main --workdir=DST` resumes it, `--config.init_from=DST` starts a fresh run from it.
 
 `initial_params` is continued pre-training (`config.init_from`): the source's weights in a fresh
 run. Nothing is overwritten without `--overwrite`; a local destination is written next to it and
-renamed into place, so a failed conversion leaves nothing half-written.
+renamed into place, so a failed conversion leaves nothing half-written. A mistake the user can
+fix (a bad path, a foreign or damaged file, an existing --dst) is one `error: ...` line, exit 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
-import pathlib
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -37,12 +36,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorflow as tf
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import cli
+from electra_jax import errors
+from electra_jax.errors import UserError
 from electra_jax import export
 from electra_jax import hf
 from electra_jax import hf_tokenizer
@@ -50,9 +51,9 @@ from electra_jax import model as model_lib
 from electra_jax import tf1
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import wordpiece
+from electra_jax.configs import default as default_config
 
 KINDS = ('workdir', 'hf', 'tf1')
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parents[1] / 'configs' / 'default.py'
 
 
 @dataclasses.dataclass
@@ -68,20 +69,9 @@ class Pretrained:
   step: int | None = None  # the checkpoint step, when the source is a workdir
 
 
-def default_config() -> ml_collections.ConfigDict:
-  """configs/default.py: the shared schema (and reference defaults) of every config."""
-  if not _DEFAULT_CONFIG.exists():
-    raise FileNotFoundError(f'{_DEFAULT_CONFIG} is missing: run from a checkout of electra-jax or '
-                            'pass --config.')
-  spec = importlib.util.spec_from_file_location('electra_jax_default_config', _DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def _model_schema(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`config` restricted to the fields of `config.model`, with layers unscanned (as loaded)."""
-  schema = default_config().model
+  schema = default_config.get_config().model
   values = {k: config.get(k, schema[k]) for k in schema}
   values['scan_layers'] = False
   return ml_collections.ConfigDict(values)
@@ -98,9 +88,10 @@ def detect_kind(path: str) -> str:
     return 'hf'
   if tf1.is_tf1_checkpoint(path):
     return 'tf1'
-  raise ValueError(f'{path!r} is not a checkpoint: expected a pre-training workdir (with '
-                   'checkpoints/), a Hugging Face directory (with config.json, or discriminator/'
-                   'config.json) or a TF1 checkpoint prefix (PREFIX.index).')
+  problem = 'is not a checkpoint' if tf.io.gfile.exists(path) else 'does not exist'
+  raise UserError(f'{path!r} {problem}: expected a pre-training workdir (with checkpoints/), a '
+                  'Hugging Face directory (with config.json, or discriminator/config.json) or a '
+                  'TF1 checkpoint prefix (PREFIX.index).')
 
 
 def load_checkpoint(path: str, *, step: int | None = None, kind: str | None = None,
@@ -117,9 +108,9 @@ def load_checkpoint(path: str, *, step: int | None = None, kind: str | None = No
   """
   detected = detect_kind(path)
   if kind is not None and kind != detected:
-    raise ValueError(f'--from={kind} but {path!r} looks like a {detected} source.')
+    raise UserError(f'--from={kind} but {path!r} looks like a {detected} source.')
   if step is not None and detected != 'workdir':
-    raise ValueError(f'step={step} applies to workdirs only; {path!r} is a {detected} source.')
+    raise UserError(f'step={step} applies to workdirs only; {path!r} is a {detected} source.')
   if detected == 'workdir':
     return _load_workdir(path, step)
   if detected == 'hf':
@@ -130,11 +121,11 @@ def load_checkpoint(path: str, *, step: int | None = None, kind: str | None = No
 def _workdir_step(checkpointer: checkpoint_lib.Checkpointer, path: str, step: int | None) -> int:
   steps = checkpointer.all_steps()
   if not steps:
-    raise ValueError(f'{path} has no finished checkpoint in {checkpoint_lib.checkpoint_dir(path)}.')
+    raise UserError(f'{path} has no finished checkpoint in {checkpoint_lib.checkpoint_dir(path)}.')
   if step is None:
     return steps[-1]
   if step not in steps:
-    raise ValueError(f'{path} has no checkpoint at step {step}; it has steps {steps}.')
+    raise UserError(f'{path} has no checkpoint at step {step}; it has steps {steps}.')
   return step
 
 
@@ -164,18 +155,31 @@ def _tokenizer_from_files(tokenizer_config: dict, files: Sequence[str]):
   return tokenizer_lib.load_tokenizer(config)
 
 
+def _unreadable_checkpoint(path: str, step: int, error: Exception) -> UserError:
+  return UserError(f'{path}: the checkpoint at step {step} cannot be read '
+                   f'({type(error).__name__}: {errors.one_line(error)[:300]}). It is damaged or '
+                   'not an electra-jax checkpoint; pass an older one with --step / init_step.')
+
+
 def _load_workdir(path: str, step: int | None) -> Pretrained:
   checkpointer = checkpoint_lib.Checkpointer(path, save_every=1, keep=1, keep_period=0,
                                              read_only=True)
   try:
     step = _workdir_step(checkpointer, path, step)
-    run_config = checkpointer.restore_config(step)
-    files = checkpointer.restore_tokenizer_files(step)
+    try:
+      run_config = checkpointer.restore_config(step)
+      files = checkpointer.restore_tokenizer_files(step)
+    except Exception as error:  # noqa: BLE001 - orbax raises many types for a damaged item
+      raise _unreadable_checkpoint(path, step, error) from error
     state_dir = checkpointer.item_directory(step, 'state')
   finally:
     checkpointer.close()
   config = ml_collections.ConfigDict(run_config)
-  networks = model_lib.split_params(model_lib.to_unscanned_layers(_restore_params(state_dir)),
+  try:
+    params = _restore_params(state_dir)
+  except Exception as error:  # noqa: BLE001 - as above (tensorstore, orbax, json)
+    raise _unreadable_checkpoint(path, step, error) from error
+  networks = model_lib.split_params(model_lib.to_unscanned_layers(params),
                                     config.electra.embedding_sharing)
   gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
                                           config.electra.embedding_sharing)
@@ -193,9 +197,9 @@ def _to_numpy(tree):
 def _load_hf_network(path: str, expected: str):
   config, params = hf.load_pretrained(path)
   if config.architecture != expected:
-    raise ValueError(f'{path} holds a {config.architecture}, but a {expected} is expected here '
-                     '(the discriminator is ElectraForPreTraining, the generator '
-                     'ElectraForMaskedLM).')
+    raise UserError(f'{path} holds a {config.architecture}, but a {expected} is expected here '
+                    '(the discriminator is ElectraForPreTraining, the generator '
+                    'ElectraForMaskedLM).')
   return _model_schema(config), _to_numpy(params)
 
 
@@ -220,7 +224,8 @@ def _tf1_vocab(prefix: str) -> str | None:
 
 def _load_tf1(prefix: str, num_heads, generator_num_heads) -> Pretrained:
   disc_config, disc_params, gen_config, gen_params = tf1.read_tf1_checkpoint(
-      prefix, default_config().model, num_heads=num_heads, generator_num_heads=generator_num_heads)
+      prefix, default_config.get_config().model, num_heads=num_heads,
+      generator_num_heads=generator_num_heads)
   vocab = _tf1_vocab(prefix)
   tokenizer = wordpiece.WordPieceTokenizer(vocab) if vocab else None  # the releases are uncased
   if tokenizer is None:
@@ -255,8 +260,8 @@ def use_source_tokenizer(config: ml_collections.ConfigDict) -> None:
   """Points `config.tokenizer` at the tokenizer of `config.init_from` (continued pre-training)."""
   tokenizer = source_tokenizer(config.init_from)
   if tokenizer is None:
-    raise ValueError(f'init_from={config.init_from!r} carries no tokenizer: pass the one it was '
-                     'trained with as --config.tokenizer.path (and --config.tokenizer.type).')
+    raise UserError(f'init_from={config.init_from!r} carries no tokenizer: pass the one it was '
+                    'trained with as --config.tokenizer.path (and --config.tokenizer.type).')
   config.tokenizer.update(hf_tokenizer.tokenizer_config_fields(tokenizer))
   logging.info('Using the tokenizer of %s: %s', config.init_from, config.tokenizer.path)
 
@@ -274,16 +279,16 @@ def _check_same_shapes(params, reference, source: str) -> None:
             for p, x in jax.tree_util.tree_leaves_with_path(reference)}
   for name, shape in wanted.items():
     if name not in loaded:
-      raise ValueError(f'{source} has no tensor {name} (shape {shape}), which the configured '
-                       'model needs.')
+      raise UserError(f'{source} has no tensor {name} (shape {shape}), which the configured '
+                      'model needs.')
     if tuple(loaded[name]) != shape:
-      raise ValueError(f'Tensor {name} has shape {tuple(loaded[name])} in {source} but {shape} '
-                       'in the configured model (config.model / config.electra): set the sizes '
-                       'to the checkpoint\'s.')
+      raise UserError(f'Tensor {name} has shape {tuple(loaded[name])} in {source} but {shape} '
+                      'in the configured model (config.model / config.electra): set the sizes '
+                      'to the checkpoint\'s.')
   extra = sorted(set(loaded) - set(wanted))
   if extra:
-    raise ValueError(f'{source} has tensors the configured model lacks: {extra[:10]} (check '
-                     'config.electra.embedding_sharing).')
+    raise UserError(f'{source} has tensors the configured model lacks: {extra[:10]} (check '
+                    'config.electra.embedding_sharing).')
 
 
 def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
@@ -355,9 +360,9 @@ def _define_flags() -> None:
                       'instead of the source\'s (e.g. when the source has none).')
   flags.DEFINE_bool('lower_case', True, 'With a --tokenizer_path vocab.txt: uncased WordPiece '
                     '(lower-casing and accent stripping).')
-  config_flags.DEFINE_config_file('config', None, '--to=workdir: the run config to complete '
-                                  '(default configs/default.py); its model sizes come from the '
-                                  'source.', lock_config=False)
+  config_flags.DEFINE_config_file('config', None, '--to=workdir: the run config to complete, a '
+                                  'file or a packaged name (default: default); its model sizes '
+                                  'come from the source.', lock_config=False)
 
 
 def _tokenizer_from_flag(path: str) -> tokenizer_lib.Tokenizer:
@@ -380,7 +385,7 @@ def _convert() -> None:
     for directory in export.write_hf(pretrained, FLAGS.dst, overwrite=FLAGS.overwrite):
       print(f'Wrote {directory}')
     return
-  config = export.write_workdir(pretrained, FLAGS.dst, FLAGS.config or default_config(),
+  config = export.write_workdir(pretrained, FLAGS.dst, FLAGS.config or default_config.get_config(),
                                 overwrite=FLAGS.overwrite)
   print(f'Wrote {FLAGS.dst} (step 0; {config.model.num_layers} layers, hidden '
         f'{config.model.hidden_size}, vocab {config.model.vocab_size}).\n'
@@ -393,22 +398,16 @@ def _convert() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  for name in ('from', 'to', 'src', 'dst'):
-    if FLAGS[name].value is None:
-      raise app.UsageError(f'--{name} is required.')
+  cli.no_arguments(argv)
   logging.set_verbosity(logging.WARNING)  # orbax narrates every file at INFO
-  try:
-    _convert()
-  except (ValueError, FileNotFoundError) as e:  # bad input: the message says what to fix
-    raise SystemExit(f'electra_jax.convert: {e}') from e
+  _convert()
 
 
 def run():
   """Console-script entry point (`electra-jax-convert`)."""
   _define_flags()
-  app.run(main)
+  flags.mark_flags_as_required(['from', 'to', 'src', 'dst'])
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -24,6 +24,8 @@ import numpy as np
 from absl import logging
 
 from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import cli
+from electra_jax.errors import UserError
 from electra_jax import hf
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
@@ -43,11 +45,12 @@ TOKENIZER_DIR = 'tokenizer'
 def check_destination(dst: str, overwrite: bool) -> None:
   """Raises before any work if `dst` cannot be written."""
   if '://' in dst:
-    raise ValueError(f'--dst={dst!r}: write to a local directory, then copy it (e.g. '
-                     '`gsutil -m cp -r DST gs://...`); the atomic rename needs a local disk.')
+    raise UserError(f'--dst={dst!r}: write to a local directory, then copy it (e.g. '
+                    '`gsutil -m cp -r DST gs://...`); the atomic rename needs a local disk.')
   if os.path.exists(dst) and not overwrite:
-    raise ValueError(f'{dst} already exists; pass --overwrite to replace it, or choose another '
-                     '--dst.')
+    raise UserError(f'{dst} already exists; pass --overwrite to replace it, or choose another '
+                    '--dst.')
+  cli.check_output_dir(dst, 'dst', create=False)  # its parent takes the temporary directory
 
 
 @contextlib.contextmanager
@@ -75,9 +78,9 @@ def atomic_directory(dst: str, overwrite: bool) -> Iterator[str]:
 def _check_tokenizer(pretrained) -> None:
   tokenizer = pretrained.tokenizer
   if tokenizer is not None and tokenizer.vocab_size > pretrained.disc_config.vocab_size:
-    raise ValueError(f'The tokenizer has {tokenizer.vocab_size} tokens but the model only '
-                     f'{pretrained.disc_config.vocab_size} word embeddings: it is not the '
-                     'tokenizer this model was trained with.')
+    raise UserError(f'The tokenizer has {tokenizer.vocab_size} tokens but the model only '
+                    f'{pretrained.disc_config.vocab_size} word embeddings: it is not the '
+                    'tokenizer this model was trained with.')
 
 
 # ---- Hugging Face --------------------------------------------------------------------------------
@@ -115,16 +118,16 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
   try:
     derived = model_lib.generator_config(disc_config, fraction, embedding_sharing)
   except ValueError as e:
-    raise ValueError(f'The generator (hidden {gen_config.hidden_size}) cannot be paired with '
-                     f'the discriminator (hidden {disc_config.hidden_size}): {e}') from e
+    raise UserError(f'The generator (hidden {gen_config.hidden_size}) cannot be paired with '
+                    f'the discriminator (hidden {disc_config.hidden_size}): {e}') from e
   wrong = [f'{k} {gen_config[k]} (the rule gives {derived[k]})' for k in SIZE_FIELDS
            if derived[k] != gen_config[k]]
   if wrong:
-    raise ValueError('The generator does not follow the reference size rule the pretrainer '
-                     'uses (same layers as the discriminator, heads = H_gen // 64, FFN = 4 H_gen, '
-                     f'embedding_sharing={embedding_sharing!r}): ' + ', '.join(wrong)
-                     + '. Convert the discriminator directory alone to start a fresh '
-                     'generator instead.')
+    raise UserError('The generator does not follow the reference size rule the pretrainer '
+                    'uses (same layers as the discriminator, heads = H_gen // 64, FFN = 4 H_gen, '
+                    f'embedding_sharing={embedding_sharing!r}): ' + ', '.join(wrong)
+                    + '. Convert the discriminator directory alone to start a fresh '
+                    'generator instead.')
   return fraction
 
 

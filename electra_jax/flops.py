@@ -10,6 +10,7 @@ projection runs only at the `max_predictions_per_seq` masked positions of each s
 
 import ml_collections
 
+from electra_jax.errors import UserError
 from electra_jax import model as model_lib
 
 
@@ -52,8 +53,8 @@ def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
   generator = _embedding_table_params(gen) + _encoder_params(gen) + gen_head
   sharing = config.electra.embedding_sharing
   if sharing not in model_lib.EMBEDDING_SHARING:
-    raise ValueError(f'electra.embedding_sharing={sharing!r}; use one of '
-                     f'{model_lib.EMBEDDING_SHARING}.')
+    raise UserError(f'electra.embedding_sharing={sharing!r}; use one of '
+                    f'{model_lib.EMBEDDING_SHARING}.')
   shared = 0 if sharing == 'none' else tables
   total = discriminator + generator - (tables if sharing == 'shared' else 0)
   return {'discriminator': discriminator, 'generator': generator, 'shared': shared,

@@ -23,6 +23,8 @@ import ml_collections
 import numpy as np
 import safetensors.numpy
 
+from electra_jax import errors
+from electra_jax.errors import MissingFileError, UserError
 from electra_jax import model as model_lib
 
 ARCHITECTURES = {'ElectraForPreTraining': 'discriminator', 'ElectraForMaskedLM': 'generator'}
@@ -35,16 +37,16 @@ _TIED_LM_HEAD = 'generator_lm_head.weight'
 def model_config_from_hf(hf_config: dict[str, Any]) -> ml_collections.ConfigDict:
   """A Hugging Face ELECTRA `config.json` dict -> our model config (+ `architecture`)."""
   if hf_config.get('model_type', 'electra') != 'electra':
-    raise ValueError(f"model_type is {hf_config.get('model_type')!r}, not 'electra'.")
+    raise UserError(f"model_type is {hf_config.get('model_type')!r}, not 'electra'.")
   if hf_config.get('hidden_act', 'gelu') != 'gelu':
-    raise ValueError(f"hidden_act={hf_config['hidden_act']!r}: only the exact 'gelu' is built.")
+    raise UserError(f"hidden_act={hf_config['hidden_act']!r}: only the exact 'gelu' is built.")
   if hf_config.get('position_embedding_type', 'absolute') != 'absolute':
-    raise ValueError('only absolute position embeddings are supported, got '
-                     f"{hf_config['position_embedding_type']!r}.")
+    raise UserError('only absolute position embeddings are supported, got '
+                    f"{hf_config['position_embedding_type']!r}.")
   kinds = [ARCHITECTURES[a] for a in hf_config.get('architectures') or [] if a in ARCHITECTURES]
   if len(set(kinds)) != 1:
-    raise ValueError(f"config.json architectures={hf_config.get('architectures')}; need exactly "
-                     f'one of {sorted(ARCHITECTURES)} to tell discriminator from generator.')
+    raise UserError(f"config.json architectures={hf_config.get('architectures')}; need exactly "
+                    f'one of {sorted(ARCHITECTURES)} to tell discriminator from generator.')
   config = ml_collections.ConfigDict(dict(
       vocab_size=hf_config['vocab_size'],
       embedding_size=hf_config.get('embedding_size', hf_config['hidden_size']),
@@ -165,18 +167,33 @@ def _set(tree, path, value):
   tree[path[-1]] = value
 
 
+def _read_json(path: str, what: str) -> dict[str, Any]:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise UserError(f'{path} is not valid JSON ({error}); expected {what}.') from None
+
+
+def _read_safetensors(path: str) -> dict[str, np.ndarray]:
+  try:
+    return dict(safetensors.numpy.load_file(path))
+  except safetensors.SafetensorError as error:
+    raise UserError(f'{path} is not a readable safetensors file ({error}): it is truncated or '
+                    'not a weights file. Download or export the checkpoint again.') from None
+
+
 def _read_state_dict(path: str) -> dict[str, np.ndarray]:
   single = os.path.join(path, 'model.safetensors')
   index = os.path.join(path, 'model.safetensors.index.json')
   torch_bin = os.path.join(path, 'pytorch_model.bin')
   if os.path.exists(single):
-    return dict(safetensors.numpy.load_file(single))
+    return _read_safetensors(single)
   if os.path.exists(index):
-    with open(index) as f:
-      shards = sorted(set(json.load(f)['weight_map'].values()))
+    weight_map = _read_json(index, 'a safetensors index').get('weight_map', {})
     state = {}
-    for shard in shards:
-      state.update(safetensors.numpy.load_file(os.path.join(path, shard)))
+    for shard in sorted(set(weight_map.values())):
+      state.update(_read_safetensors(os.path.join(path, shard)))
     return state
   if os.path.exists(torch_bin):
     try:
@@ -184,9 +201,13 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     except ImportError as e:
       raise ImportError(f'{torch_bin} is a PyTorch pickle and needs torch; install it or re-save '
                         'the checkpoint as model.safetensors.') from e
-    state = torch.load(torch_bin, map_location='cpu', weights_only=True)
+    try:
+      state = torch.load(torch_bin, map_location='cpu', weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged pickle
+      raise UserError(f'{torch_bin} cannot be read as PyTorch weights ({type(error).__name__}: '
+                      f'{errors.one_line(error)[:200]}).') from None
     return {k: v.float().numpy() for k, v in state.items()}
-  raise FileNotFoundError(f'{path} has neither model.safetensors nor pytorch_model.bin.')
+  raise MissingFileError(f'{path} has neither model.safetensors nor pytorch_model.bin.')
 
 
 def load_pretrained(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
@@ -196,30 +217,33 @@ def load_pretrained(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any
   """
   config_file = os.path.join(path, 'config.json')
   if not os.path.exists(config_file):
-    raise FileNotFoundError(f'{config_file} not found: not a Hugging Face checkpoint directory.')
-  with open(config_file) as f:
-    config = model_config_from_hf(json.load(f))
+    raise MissingFileError(f'{config_file} not found: not a Hugging Face checkpoint directory.')
+  hf_config = _read_json(config_file, "a Hugging Face model's config.json")
+  try:
+    config = model_config_from_hf(hf_config)
+  except KeyError as error:
+    raise UserError(f'{config_file} lacks the field {error}: not an ELECTRA config.') from None
   state = _read_state_dict(path)
   entries = _tensor_map(config, config.architecture)
   if config.architecture == 'generator' and _TIED_LM_HEAD in state:
     word = state['electra.embeddings.word_embeddings.weight']
     if not np.array_equal(state.pop(_TIED_LM_HEAD), word):
-      raise ValueError(f'{_TIED_LM_HEAD} differs from the word embeddings: an untied generator '
-                       'head cannot be represented (the projection is tied, as in ELECTRA).')
+      raise UserError(f'{_TIED_LM_HEAD} differs from the word embeddings: an untied generator '
+                      'head cannot be represented (the projection is tied, as in ELECTRA).')
   for name in _IGNORED:
     state.pop(name, None)
   expected = {name for name, *_ in entries}
   missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
   if missing or unexpected:
-    raise ValueError(f'{path} does not match its config.json ({config.architecture}): missing '
-                     f'tensors {missing}, unexpected tensors {unexpected}.')
+    raise UserError(f'{path} does not match its config.json ({config.architecture}): missing '
+                    f'tensors {missing}, unexpected tensors {unexpected}.')
   shapes = _param_shapes(config, config.architecture)
   params = {}
   for name, param_path, hf_shape, is_kernel in entries:
     tensor = np.asarray(state[name], np.float32)
     if tensor.shape != hf_shape:
-      raise ValueError(f'tensor {name} has shape {tensor.shape} in the checkpoint, but '
-                       f'config.json implies {hf_shape}.')
+      raise UserError(f'tensor {name} has shape {tensor.shape} in the checkpoint, but '
+                      f'config.json implies {hf_shape}.')
     value = tensor.T if is_kernel else tensor
     _set(params, param_path, jnp.asarray(value.reshape(_get(shapes, param_path))))
   return config, params

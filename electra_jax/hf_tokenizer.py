@@ -24,6 +24,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from electra_jax.errors import UserError
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import wordpiece
 
@@ -64,8 +65,8 @@ def export_tokenizer(tokenizer: tokenizer_lib.Tokenizer, directory: str, *,
                   model_max_length=model_max_length, **_SPECIAL_TOKEN_KEYS)
     written = [model, fast]
   else:
-    raise ValueError(f'Cannot export a {type(tokenizer).__name__} as a Hugging Face tokenizer; '
-                     'only WordPiece and SentencePiece tokenizers are supported.')
+    raise UserError(f'Cannot export a {type(tokenizer).__name__} as a Hugging Face tokenizer; '
+                    'only WordPiece and SentencePiece tokenizers are supported.')
   config['model_input_names'] = _MODEL_INPUT_NAMES
   config_path = os.path.join(directory, 'tokenizer_config.json')
   _write_json(config_path, config)
@@ -80,13 +81,13 @@ def sentencepiece_tokenizer_json(model_proto: bytes) -> dict:
   unigram = sentencepiece_model_pb2.TrainerSpec.UNIGRAM
   if proto.trainer_spec.model_type != unigram:
     kind = sentencepiece_model_pb2.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type)
-    raise ValueError(f'Only Unigram SentencePiece models can be exported as a Hugging Face fast '
-                     f'tokenizer; this one is {kind}. Train a unigram model (the default of '
-                     '`python -m electra_jax.tokenizer`).')
+    raise UserError(f'Only Unigram SentencePiece models can be exported as a Hugging Face fast '
+                    f'tokenizer; this one is {kind}. Train a unigram model (the default of '
+                    '`python -m electra_jax.tokenizer`).')
   piece_types = sentencepiece_model_pb2.ModelProto.SentencePiece
   if any(p.type == piece_types.USER_DEFINED for p in proto.pieces):
-    raise ValueError('SentencePiece models with user-defined pieces cannot be exported as a '
-                     'Hugging Face tokenizer (SentencePiece matches them before segmenting).')
+    raise UserError('SentencePiece models with user-defined pieces cannot be exported as a '
+                    'Hugging Face tokenizer (SentencePiece matches them before segmenting).')
   spec = proto.normalizer_spec
   steps = []
   if spec.precompiled_charsmap:  # e.g. nmt_nfkc: NFKC plus SentencePiece's own clean-ups
@@ -109,7 +110,7 @@ def sentencepiece_tokenizer_json(model_proto: bytes) -> dict:
   ids = {p.piece: i for i, p in enumerate(proto.pieces)}
   missing = [p for p in tokenizer_lib.SPECIAL_PIECES if p not in ids]
   if missing:
-    raise ValueError(f'The SentencePiece model lacks the special pieces {missing}.')
+    raise UserError(f'The SentencePiece model lacks the special pieces {missing}.')
   # The special pieces are matched in raw text before segmenting (SentencePiece never emits a
   # control piece for text, so this only differs on a literal "[MASK]" and the like).
   added = [dict(id=ids[p], content=p, single_word=False, lstrip=False, rstrip=False,

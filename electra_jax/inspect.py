@@ -32,7 +32,6 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -44,6 +43,7 @@ from electra_jax import objective
 from electra_jax import wordpiece
 from electra_jax.data import masking
 from electra_jax.data import pretraining
+from electra_jax.errors import UserError
 
 _SALT_MASK = 0x1A5  # the inspector's mask seed is [--seed, _SALT_MASK]
 _BAR_WIDTH = 20  # characters of the P(replaced) bar at P = 1
@@ -80,27 +80,27 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
   """Loads a workdir or Hugging Face directory for inspection (`convert.load_checkpoint`).
 
   Raises:
-    cli.UserError: naming the problem and the fix (missing path or step, no tokenizer, ...).
+    UserError: naming the problem and the fix (missing path or step, no tokenizer, ...).
   """
   if not tf.io.gfile.exists(path):
-    raise cli.UserError(f'--workdir={path} does not exist: give a pre-training run directory or '
-                        'a Hugging Face directory (python -m electra_jax.convert --from=workdir '
-                        '--to=hf writes one).')
+    raise UserError(f'--workdir={path} does not exist: give a pre-training run directory or '
+                    'a Hugging Face directory (python -m electra_jax.convert --from=workdir '
+                    '--to=hf writes one).')
   try:
     kind = convert.detect_kind(path)
     if kind == 'tf1':
-      raise cli.UserError(f'{path} is an original TF1 checkpoint: convert it first with '
-                          'python -m electra_jax.convert --from=tf1 --to=hf --src=... --dst=DIR, '
-                          'then inspect DIR.')
+      raise UserError(f'{path} is an original TF1 checkpoint: convert it first with '
+                      'python -m electra_jax.convert --from=tf1 --to=hf --src=... --dst=DIR, '
+                      'then inspect DIR.')
     if generator_path and kind != 'hf':
-      raise cli.UserError(f'--generator applies to Hugging Face directories; {path} is a '
-                          'pre-training run, which holds its own generator.')
+      raise UserError(f'--generator applies to Hugging Face directories; {path} is a '
+                      'pre-training run, which holds its own generator.')
     pretrained = convert.load_checkpoint(path, step=step, generator_path=generator_path)
   except (ValueError, FileNotFoundError) as error:  # the loaders name the file and the fix
-    raise cli.UserError(str(error)) from error
+    raise UserError(str(error)) from error
   if pretrained.tokenizer is None:
-    raise cli.UserError(f'{path} carries no tokenizer (no vocab.txt or SentencePiece .model): '
-                        'the inspector needs the one the model was trained with.')
+    raise UserError(f'{path} carries no tokenizer (no vocab.txt or SentencePiece .model): '
+                    'the inspector needs the one the model was trained with.')
   if pretrained.source_config is not None:
     return Checkpoint(f'{path} (step {pretrained.step})', pretrained,
                       ml_collections.ConfigDict(pretrained.source_config))
@@ -120,7 +120,7 @@ def encode_text(checkpoint: Checkpoint, text: str):
   tokenizer = checkpoint.tokenizer
   pieces = tokenizer.encode(text)
   if not pieces:
-    raise cli.UserError(f'--text={text!r} has no tokens: give a sentence.')
+    raise UserError(f'--text={text!r} has no tokens: give a sentence.')
   length = checkpoint.config.data.max_seq_length
   if len(pieces) > length - 2:
     print(f'note: the text has {len(pieces)} tokens; the first {length - 2} are inspected (the '
@@ -134,18 +134,18 @@ def encode_text(checkpoint: Checkpoint, text: str):
 def eval_examples(checkpoint: Checkpoint, count: int):
   """The first `count` packed examples of the run's eval data: `[count, length]` ids and types."""
   if not checkpoint.is_workdir:
-    raise cli.UserError(f'--from_eval needs a pre-training run (its config names the eval data); '
-                        f'{checkpoint.name} is a Hugging Face directory: use --text.')
+    raise UserError(f'--from_eval needs a pre-training run (its config names the eval data); '
+                    f'{checkpoint.name} is a Hugging Face directory: use --text.')
   config = checkpoint.config.copy_and_resolve_references()
   if config.data.source == 'synthetic':
-    raise cli.UserError(f'{checkpoint.name} was trained on synthetic batches, which have no text: '
-                        'use --text.')
+    raise UserError(f'{checkpoint.name} was trained on synthetic batches, which have no text: '
+                    'use --text.')
   config.train.batch_size = count  # eval is unshuffled: the first `count` examples in order
   config.tokenizer.update(hf_tokenizer.tokenizer_config_fields(checkpoint.tokenizer))
   try:
     batch = next(iter(pretraining.make_dataset(config, 'eval')))
   except (ValueError, FileNotFoundError) as error:  # e.g. the run's text files moved
-    raise cli.UserError(f'cannot read the eval data of {checkpoint.name}: {error}') from error
+    raise UserError(f'cannot read the eval data of {checkpoint.name}: {error}') from error
   return (np.asarray(batch['input_ids'], np.int32),
           np.asarray(batch['token_type_ids'], np.int32))
 
@@ -248,10 +248,10 @@ def inspect_examples(checkpoint: Checkpoint, input_ids, token_type_ids, *, seed:
     p_replaced = _score(checkpoint, input_ids, token_type_ids, attention_mask)
   else:
     if checkpoint.pretrained.gen_params is None:
-      raise cli.UserError(
-          f'{checkpoint.name} has a discriminator but no generator, which masking and sampling '
-          'need: point --workdir at the pre-training run or at an export holding generator/ '
-          '(or give --generator=DIR), or add --score_as_typed to score the text as typed.')
+      raise UserError(
+                      f'{checkpoint.name} has a discriminator but no generator, which masking and sampling '
+                      'need: point --workdir at the pre-training run or at an export holding generator/ '
+                      '(or give --generator=DIR), or add --score_as_typed to score the text as typed.')
     batch = mask_examples(checkpoint, input_ids, token_type_ids, seed)
     attention_mask = batch['attention_mask']
     masked = np.zeros(input_ids.shape, bool)  # every used slot, also one that kept its token
@@ -413,21 +413,21 @@ def check_output_file(path: str, overwrite: bool) -> None:
   """Raises a UserError unless `path` can be written (before any model is loaded)."""
   directory = os.path.dirname(os.path.abspath(path))
   if '://' in path:
-    raise cli.UserError(f'--html={path}: write to a local file (then copy it).')
+    raise UserError(f'--html={path}: write to a local file (then copy it).')
   if os.path.isdir(path):
-    raise cli.UserError(f'--html={path} is a directory: give a file name, e.g. {path}/rtd.html.')
+    raise UserError(f'--html={path} is a directory: give a file name, e.g. {path}/rtd.html.')
   if os.path.exists(path) and not overwrite:
-    raise cli.UserError(f'--html={path} already exists: pass --overwrite to replace it, or choose '
-                        'another file.')
+    raise UserError(f'--html={path} already exists: pass --overwrite to replace it, or choose '
+                    'another file.')
   if not os.path.isdir(directory):
-    raise cli.UserError(f'--html={path}: the folder {directory} does not exist.')
+    raise UserError(f'--html={path}: the folder {directory} does not exist.')
   probe = f'{path}.tmp-{os.getpid()}'
   try:  # a real write: permissions alone miss read-only file systems (and root ignores them)
     with open(probe, 'w', encoding='utf-8'):
       pass
     os.remove(probe)
   except OSError as error:
-    raise cli.UserError(f'cannot write --html={path}: {error.strerror or error}.') from error
+    raise UserError(f'cannot write --html={path}: {error.strerror or error}.') from error
 
 
 def write_file(path: str, text: str) -> None:
@@ -440,7 +440,7 @@ def write_file(path: str, text: str) -> None:
   except OSError as error:
     if os.path.exists(temp):
       os.remove(temp)
-    raise cli.UserError(f'cannot write --html={path}: {error}') from error
+    raise UserError(f'cannot write --html={path}: {error}') from error
 
 
 # ---- CLI -----------------------------------------------------------------------------------------
@@ -475,17 +475,17 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 def _check_flags(values: flags.FlagValues) -> None:
   """Every mistake that needs no loading, first."""
   if not values.workdir:
-    raise cli.UserError('--workdir is required: a pre-training run directory or a Hugging Face '
-                        'directory.')
+    raise UserError('--workdir is required: a pre-training run directory or a Hugging Face '
+                    'directory.')
   if (values.text is None) == (values.from_eval is None):
-    raise cli.UserError('give exactly one of --text="..." and --from_eval=K.')
+    raise UserError('give exactly one of --text="..." and --from_eval=K.')
   if values.text is not None and not values.text.strip():
-    raise cli.UserError('--text is empty: give a sentence, e.g. --text="The cat sat on the mat."')
+    raise UserError('--text is empty: give a sentence, e.g. --text="The cat sat on the mat."')
   if values.from_eval is not None and not 1 <= values.from_eval <= 256:
-    raise cli.UserError(f'--from_eval={values.from_eval}: give a number of examples from 1 to '
-                        '256.')
+    raise UserError(f'--from_eval={values.from_eval}: give a number of examples from 1 to '
+                    '256.')
   if values.step is not None and values.step < 0:
-    raise cli.UserError(f'--step={values.step} must be a checkpoint step (0 or more).')
+    raise UserError(f'--step={values.step} must be a checkpoint step (0 or more).')
   if values.html:
     check_output_file(values.html, values.overwrite)
 
@@ -516,20 +516,17 @@ def _inspect_from_flags(values: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Runs the CLI on parsed `flag_values`; a user's mistake exits with status 2 and one line."""
-  try:
-    if len(argv) > 1:
-      raise cli.UserError(f'unexpected arguments {list(argv[1:])}: every option is a --flag '
-                          '(quote --text="several words").')
-    _inspect_from_flags(flag_values)
-  except cli.UserError as error:
-    cli.exit_with_user_error(error)
+  """Runs the CLI on parsed `flag_values` (`cli.run` turns a UserError into one line)."""
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {list(argv[1:])}: every option is a --flag '
+                    '(quote --text="several words").')
+  _inspect_from_flags(flag_values)
 
 
 def run():
   """Console-script entry point (`electra-jax-inspect`)."""
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags_or_exit)
+  cli.run(main)
 
 
 if __name__ == '__main__':

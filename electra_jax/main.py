@@ -1,17 +1,20 @@
 """Command line: `python -m electra_jax.main --config=configs/tiny.py --workdir=DIR`.
 
-Kept short on purpose: flags, multi-host start-up, then `train.train_and_evaluate`. Any config
-field can be overridden, e.g. `--config.train.num_steps=1000 --config.mesh.fsdp=4`.
+Installed (`electra-jax-pretrain`), name a packaged config instead of a path: `--config=tiny`
+(or small, base, large). Kept short on purpose: flags, the workdir check, multi-host start-up,
+then `train.train_and_evaluate`. Any config field can be overridden, e.g.
+`--config.train.num_steps=1000 --config.mesh.fsdp=4`. A mistake the user can fix is reported as
+one `error: ...` line with exit status 2 (see `cli.run`).
 """
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 
 from electra_jax import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/tiny.py.',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file (configs/tiny.py) or packaged config name (tiny, small, base, '
+    'large).', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory (local or gs://): checkpoints, '
                                'metrics.jsonl, TensorBoard events. Rerun with it to resume.')
 _COORDINATOR = flags.DEFINE_string(
@@ -26,8 +29,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.no_arguments(argv)
+  cli.check_output_dir(_WORKDIR.value, 'workdir')  # every process, before the hosts meet
   cli.quiet_checkpoint_logs()
   cli.start_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from electra_jax import train  # noqa: PLC0415 - after the distributed runtime is up
@@ -36,7 +39,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`electra-jax-pretrain`)."""
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

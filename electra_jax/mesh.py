@@ -16,6 +16,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 
+from electra_jax.errors import UserError
+
 AXES = ('data', 'fsdp', 'tensor')
 
 
@@ -27,19 +29,19 @@ def resolve_axis_sizes(mesh_config: ml_collections.ConfigDict, num_devices: int)
   sizes = [int(mesh_config[name]) for name in AXES]
   for name, size in zip(AXES, sizes):
     if size == 0 or size < -1:
-      raise ValueError(f'config.mesh.{name}={size}: use a positive size, or -1 for "the rest".')
+      raise UserError(f'config.mesh.{name}={size}: use a positive size, or -1 for "the rest".')
   unknown = [name for name, size in zip(AXES, sizes) if size == -1]
   if len(unknown) > 1:
-    raise ValueError(f'config.mesh: only one axis may be -1, got {unknown}. Set all but one.')
+    raise UserError(f'config.mesh: only one axis may be -1, got {unknown}. Set all but one.')
   known = math.prod(s for s in sizes if s != -1)
   if unknown:
     if num_devices % known:
-      raise ValueError(
+      raise UserError(
           f'config.mesh: the fixed axes multiply to {known}, which does not divide the '
           f'{num_devices} devices. Choose sizes whose product divides {num_devices}.')
     sizes[AXES.index(unknown[0])] = num_devices // known
   elif known != num_devices:
-    raise ValueError(
+    raise UserError(
         f'config.mesh: data*fsdp*tensor = {known} but there are {num_devices} devices. '
         f'Make the product {num_devices}, or set one axis to -1.')
   return tuple(sizes)
@@ -59,7 +61,7 @@ def make_mesh(mesh_config: ml_collections.ConfigDict,
     dcn_data = int(mesh_config.get('dcn_data', -1))
     dcn_data = num_slices if dcn_data == -1 else dcn_data
     if dcn_data != num_slices or sizes[0] % dcn_data:
-      raise ValueError(
+      raise UserError(
           f'config.mesh.dcn_data={dcn_data}: with {num_slices} slices it must equal the slice '
           f'count and divide mesh.data={sizes[0]}. Use -1.')
     ici = (sizes[0] // dcn_data, sizes[1], sizes[2])

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from electra_jax.errors import UserError
+
 EMBEDDING_SHARING = ('shared', 'gdes', 'none')
 _REMAT_POLICIES = {
     'full': None,  # save nothing, recompute the whole layer
@@ -41,20 +43,20 @@ _DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 def compute_dtype(name: str) -> Any:
   if name not in _DTYPES:
-    raise ValueError(f'model dtype {name!r} is not supported; use one of {sorted(_DTYPES)}.')
+    raise UserError(f'model dtype {name!r} is not supported; use one of {sorted(_DTYPES)}.')
   return _DTYPES[name]
 
 
 def validate_model_config(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the field when a model config cannot build a network."""
   if config.hidden_size % config.num_heads:
-    raise ValueError(f'model.hidden_size={config.hidden_size} is not divisible by '
-                     f'model.num_heads={config.num_heads}; pick heads that divide it.')
+    raise UserError(f'model.hidden_size={config.hidden_size} is not divisible by '
+                    f'model.num_heads={config.num_heads}; pick heads that divide it.')
   if config.remat not in ('none', *_REMAT_POLICIES):
-    raise ValueError(f"model.remat={config.remat!r}; use 'none', 'full' or 'dots'.")
+    raise UserError(f"model.remat={config.remat!r}; use 'none', 'full' or 'dots'.")
   compute_dtype(config.dtype)
   if config.param_dtype != 'float32':
-    raise ValueError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
+    raise UserError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
 
 
 def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: float,
@@ -67,15 +69,15 @@ def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: fl
   otherwise it shares the discriminator's E-wide tables.
   """
   if not 0.0 < hidden_fraction <= 1.0:
-    raise ValueError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
+    raise UserError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
   if embedding_sharing not in EMBEDDING_SHARING:
-    raise ValueError(f'electra.embedding_sharing={embedding_sharing!r}; use one of '
-                     f'{EMBEDDING_SHARING}.')
+    raise UserError(f'electra.embedding_sharing={embedding_sharing!r}; use one of '
+                    f'{EMBEDDING_SHARING}.')
   gen = ml_collections.ConfigDict(disc_config.to_dict())
   gen.hidden_size = int(round(disc_config.hidden_size * hidden_fraction))
   if gen.hidden_size < 1:
-    raise ValueError(f'generator hidden size round({disc_config.hidden_size} * '
-                     f'{hidden_fraction}) is 0; raise electra.generator_hidden_fraction.')
+    raise UserError(f'generator hidden size round({disc_config.hidden_size} * '
+                    f'{hidden_fraction}) is 0; raise electra.generator_hidden_fraction.')
   gen.num_heads = max(1, gen.hidden_size // 64)
   gen.intermediate_size = 4 * gen.hidden_size
   if embedding_sharing == 'none':
@@ -234,8 +236,8 @@ def embed(config, tables, input_ids, token_type_ids):
   """Sum of the three lookups, then LayerNorm in float32: [batch, length] -> [batch, length, E]."""
   length = input_ids.shape[1]
   if length > config.max_position_embeddings:
-    raise ValueError(f'sequence length {length} exceeds model.max_position_embeddings='
-                     f'{config.max_position_embeddings}.')
+    raise UserError(f'sequence length {length} exceeds model.max_position_embeddings='
+                    f'{config.max_position_embeddings}.')
   # FSDP shards the tables' embedding axis. Gather them whole before the lookups, as FSDP does for
   # every weight; otherwise XLA looks up sharded rows and then replicates the activations to
   # re-split them by batch ("involuntary full rematerialization").
@@ -317,7 +319,7 @@ class Encoder(nn.Module):
     if c.remat != 'none':
       # Argument 0 is the module itself, so `deterministic` (a Python bool) is argument 3.
       layer_cls = nn.remat(layer_cls, policy=_REMAT_POLICIES[c.remat], static_argnums=(3,),
-                           prevent_cse=not c.scan_layers)
+                    prevent_cse=not c.scan_layers)
     if c.scan_layers:
       scanned = nn.scan(
           layer_cls, variable_axes={'params': 0}, split_rngs={'params': True, 'dropout': True},
@@ -401,7 +403,7 @@ class Discriminator(nn.Module):
     if embedding_tables is None:
       embedding_tables = EmbeddingTables(c, name='embeddings')()
     hidden = encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
-                     deterministic)
+                    deterministic)
     return DiscriminatorHead(c, name='discriminator_predictions')(hidden)
 
 
@@ -421,7 +423,7 @@ class Generator(nn.Module):
     if embedding_tables is None:
       embedding_tables = EmbeddingTables(c, name='embeddings')()
     hidden = encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
-                     deterministic)
+                    deterministic)
     hidden = jnp.take_along_axis(hidden, masked_lm_positions[..., None], axis=1)
     hidden = GeneratorHead(c, name='generator_predictions')(hidden)  # [batch, positions, E]
     dtype = compute_dtype(c.dtype)
@@ -452,13 +454,13 @@ class ElectraPretrainer(nn.Module):
 
   def setup(self):
     if self.embedding_sharing not in EMBEDDING_SHARING:
-      raise ValueError(f'electra.embedding_sharing={self.embedding_sharing!r}; use one of '
-                       f'{EMBEDDING_SHARING}.')
+      raise UserError(f'electra.embedding_sharing={self.embedding_sharing!r}; use one of '
+                      f'{EMBEDDING_SHARING}.')
     if self.embedding_sharing != 'none':
       for field in ('vocab_size', 'embedding_size', 'max_position_embeddings', 'type_vocab_size'):
         if self.disc_config[field] != self.gen_config[field]:
-          raise ValueError(f'shared embeddings need equal {field} in both networks, got '
-                           f'{self.disc_config[field]} and {self.gen_config[field]}.')
+          raise UserError(f'shared embeddings need equal {field} in both networks, got '
+                          f'{self.disc_config[field]} and {self.gen_config[field]}.')
       self.shared_embeddings = EmbeddingTables(self.disc_config)
     if self.embedding_sharing == 'gdes':
       self.embeddings_delta = EmbeddingTables(self.disc_config, zeros=True)
@@ -483,7 +485,7 @@ class ElectraPretrainer(nn.Module):
                           deterministic, embedding_tables=self._generator_tables())
 
   def discriminator_logits(self, input_ids, token_type_ids, attention_mask,
-                           deterministic: bool = True):
+                    deterministic: bool = True):
     """[batch, length] float32 replaced-token logits."""
     return self.discriminator(input_ids, token_type_ids, attention_mask, deterministic,
                               embedding_tables=self._discriminator_tables())
@@ -507,7 +509,7 @@ def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
 
 
 def init_pretrainer_params(model: ElectraPretrainer, rng: jax.Array, max_seq_length: int,
-                           max_predictions: int):
+                    max_predictions: int):
   """Initial joint params, still boxed in `nn.Partitioned` with logical axis names.
 
   Traceable: use under `jax.eval_shape` to get the logical partition specs, then under `jax.jit`
@@ -527,7 +529,7 @@ def split_params(joint_params, embedding_sharing: str) -> dict[str, Any]:
   Boxed (`nn.Partitioned`) inputs are unboxed; the result holds plain arrays.
   """
   if embedding_sharing not in EMBEDDING_SHARING:
-    raise ValueError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
+    raise UserError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
   joint = nn.meta.unbox(joint_params)
   discriminator, generator = dict(joint['discriminator']), dict(joint['generator'])
   if embedding_sharing != 'none':
@@ -547,7 +549,7 @@ def merge_params(disc_params, gen_params, embedding_sharing: str) -> dict[str, A
   the GDES delta starts at zero. With 'none' each network keeps its own tables.
   """
   if embedding_sharing not in EMBEDDING_SHARING:
-    raise ValueError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
+    raise UserError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
   discriminator, generator = dict(nn.meta.unbox(disc_params)), dict(nn.meta.unbox(gen_params))
   if embedding_sharing == 'none':
     return {'discriminator': discriminator, 'generator': generator}
@@ -556,8 +558,8 @@ def merge_params(disc_params, gen_params, embedding_sharing: str) -> dict[str, A
   disc_shapes = jax.tree.map(jnp.shape, shared)
   gen_shapes = jax.tree.map(jnp.shape, gen_tables)
   if disc_shapes != gen_shapes:
-    raise ValueError(f'cannot share embeddings: discriminator tables {disc_shapes} differ from '
-                     f"generator tables {gen_shapes}; use embedding_sharing='none'.")
+    raise UserError(f'cannot share embeddings: discriminator tables {disc_shapes} differ from '
+                    f"generator tables {gen_shapes}; use embedding_sharing='none'.")
   joint = {'discriminator': discriminator, 'generator': generator, 'shared_embeddings': shared}
   if embedding_sharing == 'gdes':
     joint['embeddings_delta'] = jax.tree.map(jnp.zeros_like, shared)

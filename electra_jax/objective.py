@@ -17,6 +17,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from electra_jax.errors import UserError
+
 # Discriminator logits are binned on [-AUC_LOGIT_RANGE, AUC_LOGIT_RANGE] (values outside fall into
 # the end bins). Binning logits, not probabilities, keeps the resolution uniform where scores
 # actually spread out; 4000 bins of width 0.01 put the AUC within ~1e-4 of the exact one.
@@ -40,7 +42,7 @@ def sample_tokens(logits: jax.Array, sample_rng: jax.Array, original_ids: jax.Ar
     [batch, num_positions] int32 sampled token ids.
   """
   if temperature <= 0:
-    raise ValueError(f'electra.temperature={temperature} must be > 0.')
+    raise UserError(f'electra.temperature={temperature} must be > 0.')
   logits = jax.lax.stop_gradient(logits).astype(jnp.float32) / temperature
   if disallow_correct:
     logits -= _DISALLOW_PENALTY * jax.nn.one_hot(original_ids, logits.shape[-1],

@@ -22,13 +22,13 @@ import os
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from electra_jax import cli
+from electra_jax.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
 DEFAULT_OUT = 'curves.png'
@@ -95,13 +95,13 @@ def read_metrics(workdir: str) -> dict[str, dict[int, float]]:
   Unreadable lines (a run killed mid-write) are skipped with a note on stderr.
 
   Raises:
-    cli.UserError: there is no metrics.jsonl, or it holds no record.
+    UserError: there is no metrics.jsonl, or it holds no record.
   """
   path = f'{workdir.rstrip("/")}/{METRICS_FILE}'
   if not _exists(path):
     what = 'does not exist' if not _exists(workdir) else f'has no {METRICS_FILE}'
-    raise cli.UserError(f'--workdir={workdir} {what}: give a pre-training run directory (training '
-                        f'writes {METRICS_FILE} there at its first log step).')
+    raise UserError(f'--workdir={workdir} {what}: give a pre-training run directory (training '
+                    f'writes {METRICS_FILE} there at its first log step).')
   series: dict[str, dict[int, float]] = {}
   records = skipped = 0
   with _open(path, 'r') as f:
@@ -121,8 +121,8 @@ def read_metrics(workdir: str) -> dict[str, dict[int, float]]:
   if skipped:
     print(f'note: skipped {skipped} unreadable line(s) of {path}.', file=sys.stderr)
   if not records:
-    raise cli.UserError(f'{path} holds no metrics record yet: plot again once the run has logged '
-                        'a step.')
+    raise UserError(f'{path} holds no metrics record yet: plot again once the run has logged '
+                    'a step.')
   return series
 
 
@@ -141,7 +141,7 @@ def plot_curves(workdirs: Sequence[str], out: str, *, dpi: int = 100) -> dict[st
     {panel title: [the labels of the lines drawn in it]}, for the panels drawn, in order.
 
   Raises:
-    cli.UserError: a workdir without metrics, or runs that recorded none of the panels' keys.
+    UserError: a workdir without metrics, or runs that recorded none of the panels' keys.
   """
   runs = [(name, read_metrics(w)) for name, w in zip(run_names(workdirs), workdirs)]
   several = len(runs) > 1
@@ -167,8 +167,8 @@ def plot_curves(workdirs: Sequence[str], out: str, *, dpi: int = 100) -> dict[st
   drawn = [(panel, lines_of(panel)) for panel in PANELS]
   drawn = [(panel, lines) for panel, lines in drawn if lines]
   if not drawn:
-    raise cli.UserError(f'{", ".join(workdirs)}: {METRICS_FILE} has none of the keys these plots '
-                        f'show ({", ".join(c.key for p in PANELS for c in p.curves)}).')
+    raise UserError(f'{", ".join(workdirs)}: {METRICS_FILE} has none of the keys these plots '
+                    f'show ({", ".join(c.key for p in PANELS for c in p.curves)}).')
 
   columns = 2 if len(drawn) > 1 else 1
   rows = math.ceil(len(drawn) / columns)
@@ -220,7 +220,7 @@ def _write_bytes(path: str, data: bytes) -> None:
   except OSError as error:
     if os.path.exists(temp):
       os.remove(temp)
-    raise cli.UserError(f'cannot write {path}: {error}') from error
+    raise UserError(f'cannot write {path}: {error}') from error
 
 
 # ---- CLI -----------------------------------------------------------------------------------------
@@ -245,43 +245,40 @@ def _out_path(values: flags.FlagValues) -> str:
     return f'{values.workdir[0].rstrip("/")}/{DEFAULT_OUT}'
   out = values.out
   if not out.lower().endswith('.png'):
-    raise cli.UserError(f'--out={out}: the plot is a PNG; give a file name ending in .png.')
+    raise UserError(f'--out={out}: the plot is a PNG; give a file name ending in .png.')
   if '://' not in out:
     if os.path.isdir(out):
-      raise cli.UserError(f'--out={out} is a directory: give a file, e.g. {out}/curves.png.')
+      raise UserError(f'--out={out} is a directory: give a file, e.g. {out}/curves.png.')
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
-      raise cli.UserError(f'--out={out}: the folder {folder} does not exist.')
+      raise UserError(f'--out={out}: the folder {folder} does not exist.')
     if not os.access(folder, os.W_OK):
-      raise cli.UserError(f'--out={out}: the folder {folder} is not writable.')
+      raise UserError(f'--out={out}: the folder {folder} is not writable.')
   if _exists(out) and not values.overwrite:
-    raise cli.UserError(f'--out={out} already exists: pass --overwrite to replace it, or choose '
-                        'another file.')
+    raise UserError(f'--out={out} already exists: pass --overwrite to replace it, or choose '
+                    'another file.')
   return out
 
 
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Runs the CLI on parsed `flag_values`; a user's mistake exits with status 2 and one line."""
-  try:
-    if len(argv) > 1:
-      raise cli.UserError(f'unexpected arguments {list(argv[1:])}: give workdirs as '
-                          '--workdir=A,B.')
-    if not flag_values.workdir:
-      raise cli.UserError('--workdir is required: a pre-training run directory (or several, '
-                          'comma separated).')
-    if not 20 <= flag_values.dpi <= 600:
-      raise cli.UserError(f'--dpi={flag_values.dpi}: give a resolution from 20 to 600.')
-    out = _out_path(flag_values)
-    report = plot_curves(flag_values.workdir, out, dpi=flag_values.dpi)
-  except cli.UserError as error:
-    cli.exit_with_user_error(error)
+  """Runs the CLI on parsed `flag_values` (`cli.run` turns a UserError into one line)."""
+  if len(argv) > 1:
+    raise UserError(f'unexpected arguments {list(argv[1:])}: give workdirs as '
+                    '--workdir=A,B.')
+  if not flag_values.workdir:
+    raise UserError('--workdir is required: a pre-training run directory (or several, '
+                    'comma separated).')
+  if not 20 <= flag_values.dpi <= 600:
+    raise UserError(f'--dpi={flag_values.dpi}: give a resolution from 20 to 600.')
+  out = _out_path(flag_values)
+  report = plot_curves(flag_values.workdir, out, dpi=flag_values.dpi)
   print(f'Wrote {out}: {", ".join(report)}.')
 
 
 def run():
   """Console-script entry point (`electra-jax-plot`)."""
   define_flags()
-  app.run(main, flags_parser=cli.parse_flags_or_exit)
+  cli.run(main)
 
 
 if __name__ == '__main__':

@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from electra_jax.errors import UserError
+
 DISC_SCOPE, GEN_SCOPE = 'electra', 'generator'
 _NETWORK_SCOPES = (DISC_SCOPE, GEN_SCOPE, 'discriminator_predictions', 'generator_predictions')
 _OPTIMIZER_SLOTS = re.compile(r'(^global_step$|/adam_[mv]$|/Adam(_\d+)?$)')
@@ -54,12 +56,12 @@ def _infer_config(shapes: dict[str, tuple[int, ...]], scope: str, embeddings_sco
   while f'{scope}/encoder/layer_{num_layers}/attention/self/query/kernel' in shapes:
     num_layers += 1
   if not num_layers:
-    raise ValueError(f'No {scope}/encoder/layer_0/... tensors: not an ELECTRA TF1 checkpoint.')
+    raise UserError(f'No {scope}/encoder/layer_0/... tensors: not an ELECTRA TF1 checkpoint.')
   hidden_size = shapes[f'{scope}/encoder/layer_0/attention/self/query/kernel'][1]
   heads = num_heads or max(1, hidden_size // HEAD_SIZE)
   if hidden_size % heads:
-    raise ValueError(f'{scope}: hidden size {hidden_size} is not divisible by {heads} heads; '
-                     'pass the right head count (--num_heads / --generator_num_heads).')
+    raise UserError(f'{scope}: hidden size {hidden_size} is not divisible by {heads} heads; '
+                    'pass the right head count (--num_heads / --generator_num_heads).')
   return _model_config(
       base, vocab_size=vocab_size, embedding_size=embedding_size, hidden_size=hidden_size,
       num_layers=num_layers, num_heads=heads,
@@ -118,10 +120,10 @@ def _read_network(reader, shapes, entries) -> tuple[dict[str, Any], set[str]]:
   params = {}
   for name, path, tf_shape, our_shape in entries:
     if name not in shapes:
-      raise ValueError(f'The TF1 checkpoint has no tensor {name} (shape {tf_shape} expected).')
+      raise UserError(f'The TF1 checkpoint has no tensor {name} (shape {tf_shape} expected).')
     if tuple(shapes[name]) != tf_shape:
-      raise ValueError(f'Tensor {name} has shape {tuple(shapes[name])} in the TF1 checkpoint, but '
-                       f'the inferred sizes imply {tf_shape}.')
+      raise UserError(f'Tensor {name} has shape {tuple(shapes[name])} in the TF1 checkpoint, but '
+                      f'the inferred sizes imply {tf_shape}.')
     node = params
     for key in path[:-1]:
       node = node.setdefault(key, {})
@@ -144,15 +146,20 @@ def read_tf1_checkpoint(prefix: str, base_model_config: ml_collections.ConfigDic
     the checkpoint has no generator.
   """
   if not is_tf1_checkpoint(prefix):
-    raise ValueError(f'{prefix}.index does not exist: give the TF1 checkpoint prefix (the path '
-                     'without .index / .data-*).')
-  reader = tf.train.load_checkpoint(prefix)
+    raise UserError(f'{prefix}.index does not exist: give the TF1 checkpoint prefix (the path '
+                    'without .index / .data-*).')
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+  except tf.errors.OpError as error:
+    raise UserError(f'{prefix} cannot be read as a TF1 checkpoint ({type(error).__name__}: '
+                    f'{error.message.splitlines()[0] if error.message else ""}): its .index or '
+                    '.data-* files are damaged or of another format.') from None
   shapes = {k: tuple(v) for k, v in reader.get_variable_to_shape_map().items()
             if not _OPTIMIZER_SLOTS.search(k)}
   if f'{DISC_SCOPE}/embeddings/word_embeddings' not in shapes:
     sample = sorted(shapes)[:8]
-    raise ValueError(f'{prefix} is not an ELECTRA TF1 checkpoint: it has no '
-                     f'{DISC_SCOPE}/embeddings/word_embeddings (it has e.g. {sample}).')
+    raise UserError(f'{prefix} is not an ELECTRA TF1 checkpoint: it has no '
+                    f'{DISC_SCOPE}/embeddings/word_embeddings (it has e.g. {sample}).')
   disc_config = _infer_config(shapes, DISC_SCOPE, DISC_SCOPE, base_model_config, num_heads)
   disc_params, used = _read_network(
       reader, shapes, _tensor_map(disc_config, DISC_SCOPE, DISC_SCOPE, 'discriminator'))
@@ -167,8 +174,8 @@ def read_tf1_checkpoint(prefix: str, base_model_config: ml_collections.ConfigDic
   left = sorted(set(shapes) - used)
   ours = [name for name in left if name.split('/')[0] in _NETWORK_SCOPES]
   if ours:
-    raise ValueError(f'{prefix} has ELECTRA tensors this converter does not know, which would be '
-                     f'lost: {ours[:10]}{" ..." if len(ours) > 10 else ""}.')
+    raise UserError(f'{prefix} has ELECTRA tensors this converter does not know, which would be '
+                    f'lost: {ours[:10]}{" ..." if len(ours) > 10 else ""}.')
   if left:
     logging.warning('Ignoring %d tensors outside the ELECTRA networks in %s: %s', len(left),
                     prefix, left[:10])

@@ -21,13 +21,14 @@ import re
 from typing import Iterable, Sequence
 import uuid
 
-from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
 import sentencepiece as spm
 import tensorflow as tf
 
+from electra_jax import cli
+from electra_jax.errors import UserError
 from electra_jax.data import corpus
 
 PAD_PIECE, UNK_PIECE, CLS_PIECE, SEP_PIECE, MASK_PIECE = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
@@ -82,10 +83,10 @@ class SentencePieceTokenizer(Tokenizer):
 
   def __init__(self, model_path: str):
     if not tf.io.gfile.exists(model_path):
-      raise ValueError(f'SentencePiece model {model_path!r} does not exist. Train one with '
-                       '`python -m electra_jax.tokenizer --output=PREFIX` and set '
-                       '--config.tokenizer.path=PREFIX.model, or leave the path empty on the '
-                       'built-in corpus.')
+      raise UserError(f'SentencePiece model {model_path!r} does not exist. Train one with '
+                      '`python -m electra_jax.tokenizer --output=PREFIX` and set '
+                      '--config.tokenizer.path=PREFIX.model, or leave the path empty on the '
+                      'built-in corpus.')
     with tf.io.gfile.GFile(model_path, 'rb') as f:
       self._model_proto = f.read()
     self._model_path = model_path
@@ -93,11 +94,13 @@ class SentencePieceTokenizer(Tokenizer):
     try:
       self._processor.load_from_serialized_proto(self._model_proto)
     except (RuntimeError, OSError) as e:
-      raise ValueError(f'{model_path!r} is not a SentencePiece model: {e}') from e
+      raise UserError(f'{model_path!r} is not a SentencePiece model (it cannot be parsed); '
+                      'expected a .model file written by `python -m electra_jax.tokenizer` (or, '
+                      'for a BERT vocab.txt, --config.tokenizer.type=wordpiece).') from e
     found = [self._processor.id_to_piece(i) if i < self._processor.get_piece_size() else None
              for i in range(len(SPECIAL_PIECES))]
     if tuple(found) != SPECIAL_PIECES:
-      raise ValueError(
+      raise UserError(
           f'SentencePiece model {model_path!r} lacks the special symbols: ids 0..4 must be '
           f'{list(SPECIAL_PIECES)} but are {found}. Train it with `python -m electra_jax.tokenizer` '
           '(which reserves them) or pass pad_id=0, unk_id=1, bos_id=-1, eos_id=-1 and '
@@ -178,13 +181,13 @@ def load_tokenizer(tokenizer_config: ml_collections.ConfigDict, path: str = '') 
   """
   kind = tokenizer_config.type
   if kind not in TOKENIZER_LOADERS:
-    raise ValueError(f'tokenizer.type={kind!r} is unknown; choose one of '
-                     f'{sorted(TOKENIZER_LOADERS)}.')
+    raise UserError(f'tokenizer.type={kind!r} is unknown; choose one of '
+                    f'{sorted(TOKENIZER_LOADERS)}.')
   path = path or tokenizer_config.path
   if not path:
-    raise ValueError('tokenizer.path is empty. Train a tokenizer with `python -m '
-                     'electra_jax.tokenizer --output=PREFIX` and pass '
-                     '--config.tokenizer.path=PREFIX.model.')
+    raise UserError('tokenizer.path is empty. Train a tokenizer with `python -m '
+                    'electra_jax.tokenizer --output=PREFIX` and pass '
+                    '--config.tokenizer.path=PREFIX.model.')
   return TOKENIZER_LOADERS[kind](path, tokenizer_config)
 
 
@@ -233,11 +236,11 @@ def train_sentencepiece(texts: Iterable[str],
       `allow_smaller_vocab` is False).
   """
   if vocab_size <= len(SPECIAL_PIECES):
-    raise ValueError(f'vocab_size={vocab_size} leaves no room besides the 5 special pieces.')
+    raise UserError(f'vocab_size={vocab_size} leaves no room besides the 5 special pieces.')
   sentences = (t for t in texts if t and t.strip())
   first = next(sentences, None)
   if first is None:
-    raise ValueError('No text to train the tokenizer on: the source is empty.')
+    raise UserError('No text to train the tokenizer on: the source is empty.')
   sentences = itertools.chain([first], sentences)
   if allow_smaller_vocab:
     sentences = list(sentences)  # a retry needs the text twice; only used for small corpora
@@ -261,8 +264,8 @@ def train_sentencepiece(texts: Iterable[str],
       raise
     supported = int(too_high.group(2))
     if not allow_smaller_vocab:
-      raise ValueError(f'vocab_size={vocab_size} is too large for this text: it supports at '
-                       f'most {supported} pieces. Lower --vocab_size or give more text.') from e
+      raise UserError(f'vocab_size={vocab_size} is too large for this text: it supports at '
+                      f'most {supported} pieces. Lower --vocab_size or give more text.') from e
     logging.warning('The text supports only %d pieces, not %d: training a %d-piece model.',
                     supported, vocab_size, supported)
     proto = train(supported)
@@ -331,10 +334,10 @@ def _texts_from_flags() -> Iterable[str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.no_arguments(argv)
   if not FLAGS.output:
-    raise app.UsageError('--output=PREFIX is required (the model is written to PREFIX.model).')
+    raise UserError('--output=PREFIX is required (the model is written to PREFIX.model).')
+  cli.check_output_dir(FLAGS.output, 'output', create=False)  # before reading any text
   path = train_sentencepiece(_texts_from_flags(), FLAGS.output, FLAGS.vocab_size,
                              model_type=FLAGS.model_type,
                              character_coverage=FLAGS.character_coverage,
@@ -345,8 +348,9 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run():
+  """Console-script entry point (`electra-jax-tokenizer`)."""
   _define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

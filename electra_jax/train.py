@@ -22,6 +22,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from electra_jax import checkpoint as checkpoint_lib
+from electra_jax.errors import UserError
 from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
 from electra_jax import objective
@@ -110,7 +111,7 @@ def _check_same_run(saved_config: dict, config: ml_collections.ConfigDict, workd
     current = json.loads(json.dumps(config[section].to_dict()))
     if saved is not None and saved != current:
       changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-      raise ValueError(
+      raise UserError(
           f'{workdir} holds checkpoints of a different run: config.{section} differs in '
           f'{changed}. Use a new --workdir, or restore the original values to resume.')
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from electra_jax.errors import UserError
 from electra_jax import mesh as mesh_lib
 
 _DTYPES = ('float32', 'bfloat16', 'float16')
@@ -19,7 +20,7 @@ _SOURCES = ('builtin', 'files', 'tfds', 'prepared', 'synthetic')
 
 def _require(condition: bool, message: str):
   if not condition:
-    raise ValueError(message)
+    raise UserError(message)
 
 
 def validate_model_config(m: ml_collections.ConfigDict, name: str = 'config.model'):

@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from electra_jax.errors import UserError
 from electra_jax import tokenizer as tokenizer_lib
 
 MAX_CHARS_PER_WORD = 100  # BERT's limit: a longer word is a single [UNK]
@@ -40,16 +41,16 @@ _UNICODE_SPACES = r'[\p{Zs}\x{2028}\x{2029}]'
 def read_vocab(path: str) -> list[str]:
   """The pieces of a BERT `vocab.txt`, one per line, in id order."""
   if not tf.io.gfile.exists(path):
-    raise ValueError(f"tokenizer.type='wordpiece' needs a BERT vocab.txt, but {path!r} does "
-                     'not exist; set --config.tokenizer.path to it.')
+    raise UserError(f"tokenizer.type='wordpiece' needs a BERT vocab.txt, but {path!r} does "
+                    'not exist; set --config.tokenizer.path to it.')
   with tf.io.gfile.GFile(path, 'rb') as f:
     data = f.read()
   try:
     text = data.decode('utf-8')
   except UnicodeDecodeError as e:
-    raise ValueError(f"{path!r} is not a UTF-8 text vocab (tokenizer.type='wordpiece' needs a "
-                     'BERT vocab.txt with one piece per line; a SentencePiece .model needs '
-                     "tokenizer.type='sentencepiece').") from e
+    raise UserError(f"{path!r} is not a UTF-8 text vocab (tokenizer.type='wordpiece' needs a "
+                    'BERT vocab.txt with one piece per line; a SentencePiece .model needs '
+                    "tokenizer.type='sentencepiece').") from e
   lines = text.split('\n')
   if lines and lines[-1] == '':
     lines.pop()  # the newline after the last piece
@@ -72,9 +73,9 @@ class WordPieceTokenizer(tokenizer_lib.Tokenizer):
     self._ids = {piece: index for index, piece in enumerate(self._pieces)}
     missing = [p for p in tokenizer_lib.SPECIAL_PIECES if p not in self._ids]
     if missing:
-      raise ValueError(f'WordPiece vocab {vocab_path!r} lacks the special tokens {missing}; a BERT '
-                       f'vocab.txt has all of {list(tokenizer_lib.SPECIAL_PIECES)} (check that '
-                       "tokenizer.type='wordpiece' is right for this file).")
+      raise UserError(f'WordPiece vocab {vocab_path!r} lacks the special tokens {missing}; a BERT '
+                      f'vocab.txt has all of {list(tokenizer_lib.SPECIAL_PIECES)} (check that '
+                      "tokenizer.type='wordpiece' is right for this file).")
     self.lower_case, self.strip_accents = bool(lower_case), bool(strip_accents)
     self.vocab_size = len(self._pieces)
     self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (

@@ -141,7 +141,7 @@ def _tensors(directory):
 def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_path):
   workdir = tmp_path / 'workdir'
   config = export.write_workdir(convert.load_checkpoint(str(hf_export)), str(workdir),
-                                convert.default_config())
+                                cli.load_config_file('default'))
   again = tmp_path / 'hf_again'
   export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
   for network in ('discriminator', 'generator'):
@@ -176,7 +176,7 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(state.params)):
     assert np.array_equal(a, np.asarray(b))
   # A scanned-layers config stores stacked layers; loading unstacks them again.
-  scanned_config = convert.default_config()
+  scanned_config = cli.load_config_file('default')
   scanned_config.model.scan_layers = True
   scanned = tmp_path / 'scanned'
   export.write_workdir(convert.load_checkpoint(str(workdir)), str(scanned), scanned_config)
@@ -294,7 +294,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
 
 
 def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
-  base = convert.default_config().model
+  base = cli.load_config_file('default').model
   base.update(hidden_size=448, num_heads=7, intermediate_size=1792)
   gen = ml_collections.ConfigDict(base.to_dict())
   gen.update(hidden_size=61, num_heads=1, intermediate_size=244)
@@ -417,7 +417,7 @@ def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, t
   # tf1 -> workdir, then our own networks from it.
   workdir = tmp_path / 'workdir'
   config = export.write_workdir(convert.load_checkpoint(prefix), str(workdir),
-                                convert.default_config())
+                                cli.load_config_file('default'))
   assert config.model.num_heads == 2 and config.electra.generator_hidden_fraction == 0.5
   assert config.tokenizer.type == 'wordpiece'
   pretrained = convert.load_checkpoint(str(workdir))
@@ -437,8 +437,10 @@ def test_tf1_errors_name_the_problem(tf1_checkpoint, tmp_path):
     convert.load_checkpoint(prefix, num_heads=3)
   with pytest.raises(ValueError, match='--from=hf but .* looks like a tf1 source'):
     convert.load_checkpoint(prefix, kind='hf')
-  with pytest.raises(ValueError, match='is not a checkpoint'):
+  with pytest.raises(ValueError, match='nothing.* does not exist'):
     convert.load_checkpoint(str(tmp_path / 'nothing'))
+  with pytest.raises(ValueError, match='is not a checkpoint'):
+    convert.load_checkpoint(str(tmp_path))
   other = str(tmp_path / 'other.ckpt')
   _write_tf1_checkpoint(other, {'bert/embeddings/word_embeddings': np.zeros((4, 2), np.float32)})
   with pytest.raises(ValueError, match='not an ELECTRA TF1 checkpoint'):

@@ -2,19 +2,17 @@
 
 import gzip
 import os
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from electra_jax.configs import tiny
 from electra_jax.data import corpus
 from electra_jax.data import prepare
 from electra_jax.data import pretraining
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'configs'))
-import tiny  # noqa: E402  pylint: disable=wrong-import-position
 
 KEYS = {'input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids', 'masked_lm_positions',
         'masked_lm_ids', 'masked_lm_weights'}

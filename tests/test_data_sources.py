@@ -2,17 +2,14 @@
 
 import gzip
 import os
-import sys
 
 import numpy as np
 import pytest
 
 from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.configs import tiny
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'configs'))
-import tiny  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.fixture(scope='session')

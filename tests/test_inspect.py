@@ -17,7 +17,6 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_jax import cli
 from electra_jax import convert
 from electra_jax import export
 from electra_jax import inspect
@@ -26,6 +25,7 @@ from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import masking
 from electra_jax.data import pretraining
+from electra_jax.errors import UserError
 from saved_params import restore_params  # tests/saved_params.py
 
 TEXT = ('the value of the key is the name of the file in the list, and the list is the '
@@ -154,7 +154,7 @@ def test_the_hf_export_inspects_the_same(checkpoint, hf_export):
   # A discriminator alone scores the text as typed; masking and sampling need the generator.
   alone = inspect.load(str(hf_export / 'discriminator'))
   assert alone.pretrained.gen_params is None
-  with pytest.raises(cli.UserError, match='no generator.*--score_as_typed'):
+  with pytest.raises(UserError, match='no generator.*--score_as_typed'):
     inspect.inspect_examples(alone, ids[:1], types[:1])
   typed = inspect.inspect_examples(alone, ids[:1], types[:1], as_typed=True)[0]
   assert not typed.masked.any() and not typed.replaced.any()
@@ -176,7 +176,7 @@ def test_from_eval_takes_the_runs_held_out_examples(run, checkpoint):
     assert tokenizer.pad_id not in inspection.input_ids  # padding is not shown
     for word in tokenizer.decode(inspection.input_ids).split():
       assert word in eval_text, word
-  with pytest.raises(cli.UserError, match='--from_eval needs a pre-training run'):
+  with pytest.raises(UserError, match='--from_eval needs a pre-training run'):
     inspect.eval_examples(dataclasses.replace(checkpoint, pretrained=dataclasses.replace(
         checkpoint.pretrained, source_config=None)), 1)
 

@@ -26,6 +26,8 @@ from typing import Iterator, Sequence
 
 import tensorflow as tf
 
+from electra_jax.errors import UserError
+
 # Bump when the way the built-in corpus is assembled changes: it keys the tokenizer cache.
 BUILTIN_CORPUS_VERSION = 2
 # Document-aligned shards of the built-in corpus: enough for 16 hosts to each read their own.
@@ -162,15 +164,15 @@ def expand_file_patterns(patterns: str, what: str = 'data.train_files') -> list[
   """
   parts = [p.strip() for p in patterns.split(',') if p.strip()]
   if not parts:
-    raise ValueError(f'{what} is empty: give one or more paths or globs (comma-separated), '
-                     f'e.g. --config.{what}=/data/wiki/*.txt.gz')
+    raise UserError(f'{what} is empty: give one or more paths or globs (comma-separated), '
+                    f'e.g. --config.{what}=/data/wiki/*.txt.gz')
   files = []
   for pattern in parts:
     matches = sorted(tf.io.gfile.glob(pattern))
     matches = [m for m in matches if not tf.io.gfile.isdir(m)]
     if not matches:
-      raise ValueError(f'{what}: {pattern!r} matches no file. Check the path (and, for gs://, '
-                       'the credentials); a missing file is not an empty corpus.')
+      raise UserError(f'{what}: {pattern!r} matches no file. Check the path (and, for gs://, '
+                      'the credentials); a missing file is not an empty corpus.')
     files.extend(matches)
   # Keep the given order of patterns, drop duplicates (two globs may overlap).
   return list(dict.fromkeys(files))

@@ -17,13 +17,14 @@ import concurrent.futures
 import os
 from typing import Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
 from ml_collections import config_flags
 import tensorflow as tf
 
+from electra_jax import cli
+from electra_jax.errors import UserError
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
@@ -91,13 +92,13 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
     ValueError: a bad config or source (checked first), or a split that yields no examples.
   """
   if config.data.source == 'prepared':
-    raise ValueError('data.source="prepared" is already prepared: choose builtin, files or tfds.')
+    raise UserError('data.source="prepared" is already prepared: choose builtin, files or tfds.')
   if not output_dir:
-    raise ValueError('--output_dir is required.')
+    raise UserError('--output_dir is required.')
   tokenizer = pretraining.validate_data_config(config)
   if not isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
-    raise ValueError('prepare stores SentencePiece tokenizers only; '
-                     f'got {type(tokenizer).__name__}.')
+    raise UserError('prepare stores SentencePiece tokenizers only; '
+                    f'got {type(tokenizer).__name__}.')
   tf.io.gfile.makedirs(output_dir)
   metadata_path = os.path.join(output_dir, records.METADATA_FILE)
   if tf.io.gfile.exists(metadata_path):
@@ -130,9 +131,9 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
     counts[split]['tokens'] += num_tokens
   for split in pretraining.SPLITS:
     if not shards[split]:
-      raise ValueError(f'The {split} split of data.source={config.data.source!r} yields no '
-                       'examples: the corpus (or its held-out part) is empty. For eval, raise '
-                       'data.eval_fraction or give eval files.')
+      raise UserError(f'The {split} split of data.source={config.data.source!r} yields no '
+                      'examples: the corpus (or its held-out part) is empty. For eval, raise '
+                      'data.eval_fraction or give eval files.')
   metadata = {
       'format': records.FORMAT,
       'max_seq_length': config.data.max_seq_length,
@@ -154,7 +155,8 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
   """CLI flags, defined only when the CLI runs (importing this module must not add global flags)."""
-  config_flags.DEFINE_config_file('config', None, 'Pre-training config file (data + tokenizer).',
+  config_flags.DEFINE_config_file('config', None, 'Pre-training config (data + tokenizer): a '
+                                  'file or a packaged name (tiny, small, base, large).',
                                   lock_config=True)
   flags.DEFINE_string('output_dir', None, 'Where the shards go (local or gs://).')
   flags.DEFINE_integer('num_workers', 0, 'Shards packed at once; 0 = number of CPUs.')
@@ -163,8 +165,8 @@ def _define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.no_arguments(argv)
+  cli.check_output_dir(FLAGS.output_dir, 'output_dir')  # before the tokenizer or any text
   metadata = prepare(FLAGS.config, FLAGS.output_dir, FLAGS.num_workers, FLAGS.tfds_shards)
   for split, count in metadata['counts'].items():
     print(f'{split}: {count["examples"]} examples, {count["tokens"]} tokens in '
@@ -173,8 +175,9 @@ def main(argv: Sequence[str]) -> None:
 
 
 def run():
+  """Console-script entry point (`electra-jax-prepare`)."""
   _define_flags()
-  app.run(main)
+  cli.run(main)
 
 
 if __name__ == '__main__':

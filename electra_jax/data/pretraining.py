@@ -23,6 +23,7 @@ import uuid
 import ml_collections
 import tensorflow as tf
 
+from electra_jax.errors import MissingFileError, UserError
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import corpus
 from electra_jax.data import masking
@@ -60,37 +61,37 @@ def masking_options_for(config: ml_collections.ConfigDict,
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
   if not low <= value <= high:
-    raise ValueError(f'{name}={value} must lie in [{low}, {high}].')
+    raise UserError(f'{name}={value} must lie in [{low}, {high}].')
 
 
 def _check_data_options(config: ml_collections.ConfigDict) -> None:
   """Checks the numeric data fields against each other and the model, without I/O."""
   data = config.data
   if data.source not in SOURCES:
-    raise ValueError(f'data.source={data.source!r} is unknown; choose one of {SOURCES}.')
+    raise UserError(f'data.source={data.source!r} is unknown; choose one of {SOURCES}.')
   if data.max_seq_length > config.model.max_position_embeddings:
-    raise ValueError(f'data.max_seq_length={data.max_seq_length} exceeds '
-                     f'model.max_position_embeddings={config.model.max_position_embeddings}: '
-                     'lower the sequence length or raise the position table.')
+    raise UserError(f'data.max_seq_length={data.max_seq_length} exceeds '
+                    f'model.max_position_embeddings={config.model.max_position_embeddings}: '
+                    'lower the sequence length or raise the position table.')
   if data.max_seq_length < 8:
-    raise ValueError(f'data.max_seq_length={data.max_seq_length} is too short for '
-                     '[CLS] A [SEP] B [SEP]; use at least 8.')
+    raise UserError(f'data.max_seq_length={data.max_seq_length} is too short for '
+                    '[CLS] A [SEP] B [SEP]; use at least 8.')
   if not 0.0 < data.mask_prob < 1.0:
-    raise ValueError(f'data.mask_prob={data.mask_prob} must lie in (0, 1).')
+    raise UserError(f'data.mask_prob={data.mask_prob} must lie in (0, 1).')
   for name in ('mask_token_prob', 'random_token_prob', 'short_seq_prob', 'single_segment_prob'):
     _check_range(f'data.{name}', data[name], 0.0, 1.0)
   if data.mask_token_prob + data.random_token_prob > 1.0 + 1e-9:
-    raise ValueError(f'data.mask_token_prob + data.random_token_prob = '
-                     f'{data.mask_token_prob + data.random_token_prob} exceeds 1.')
+    raise UserError(f'data.mask_token_prob + data.random_token_prob = '
+                    f'{data.mask_token_prob + data.random_token_prob} exceeds 1.')
   _check_range('data.eval_fraction', data.eval_fraction, 0.0, 0.5)
   num_predictions = max_predictions(config)
   if not 1 <= num_predictions <= data.max_seq_length:
-    raise ValueError(f'max_predictions_per_seq={num_predictions} must lie in '
-                     f'[1, data.max_seq_length={data.max_seq_length}].')
+    raise UserError(f'max_predictions_per_seq={num_predictions} must lie in '
+                    f'[1, data.max_seq_length={data.max_seq_length}].')
   if data.shuffle_buffer < 1:
-    raise ValueError(f'data.shuffle_buffer={data.shuffle_buffer} must be at least 1.')
+    raise UserError(f'data.shuffle_buffer={data.shuffle_buffer} must be at least 1.')
   if config.train.batch_size < 1:
-    raise ValueError(f'train.batch_size={config.train.batch_size} must be positive.')
+    raise UserError(f'train.batch_size={config.train.batch_size} must be positive.')
 
 
 def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
@@ -98,16 +99,16 @@ def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer
   if config.tokenizer.path:
     return tokenizer_lib.load_tokenizer(config.tokenizer)
   if config.data.source != 'builtin':
-    raise ValueError(f'data.source={config.data.source!r} needs a tokenizer: train one with '
-                     '`python -m electra_jax.tokenizer --source=... --vocab_size=N '
-                     '--output=PREFIX` and pass --config.tokenizer.path=PREFIX.model. (Only the '
-                     'built-in corpus trains one automatically.)')
+    raise UserError(f'data.source={config.data.source!r} needs a tokenizer: train one with '
+                    '`python -m electra_jax.tokenizer --source=... --vocab_size=N '
+                    '--output=PREFIX` and pass --config.tokenizer.path=PREFIX.model. (Only the '
+                    'built-in corpus trains one automatically.)')
   if config.tokenizer.type != 'sentencepiece':
-    raise ValueError('The built-in corpus trains a SentencePiece model automatically; set '
-                     'tokenizer.type="sentencepiece" or give tokenizer.path.')
+    raise UserError('The built-in corpus trains a SentencePiece model automatically; set '
+                    'tokenizer.type="sentencepiece" or give tokenizer.path.')
   if config.tokenizer.vocab_size > config.model.vocab_size:
-    raise ValueError(f'tokenizer.vocab_size={config.tokenizer.vocab_size} exceeds '
-                     f'model.vocab_size={config.model.vocab_size}: lower one or raise the other.')
+    raise UserError(f'tokenizer.vocab_size={config.tokenizer.vocab_size} exceeds '
+                    f'model.vocab_size={config.model.vocab_size}: lower one or raise the other.')
   return tokenizer_lib.SentencePieceTokenizer(tokenizer_lib.builtin_tokenizer_path(config))
 
 
@@ -118,13 +119,13 @@ def _prepared_tokenizer(config: ml_collections.ConfigDict,
   if config.tokenizer.path:
     with tf.io.gfile.GFile(config.tokenizer.path, 'rb') as f:
       if f.read() != tokenizer.model_proto:
-        raise ValueError(f'tokenizer.path={config.tokenizer.path!r} differs from the tokenizer '
-                         f'the shards in {config.data.prepared_dir!r} were made with; leave '
-                         'tokenizer.path empty or point it at that directory\'s tokenizer.model.')
+        raise UserError(f'tokenizer.path={config.tokenizer.path!r} differs from the tokenizer '
+                        f'the shards in {config.data.prepared_dir!r} were made with; leave '
+                        'tokenizer.path empty or point it at that directory\'s tokenizer.model.')
   if metadata['max_seq_length'] != config.data.max_seq_length:
-    raise ValueError(f'The shards in {config.data.prepared_dir!r} are packed to length '
-                     f'{metadata["max_seq_length"]}, but data.max_seq_length='
-                     f'{config.data.max_seq_length}: prepare them again or match the length.')
+    raise UserError(f'The shards in {config.data.prepared_dir!r} are packed to length '
+                    f'{metadata["max_seq_length"]}, but data.max_seq_length='
+                    f'{config.data.max_seq_length}: prepare them again or match the length.')
   return tokenizer
 
 
@@ -133,8 +134,8 @@ def _check_has_text(files: list[str], what: str) -> None:
   for line in corpus.iter_files_texts(files, max_chars=1):
     del line
     return
-  raise ValueError(f'{what} is an empty corpus: its {len(files)} file(s) hold no text. Give files '
-                   'with one sentence per line and blank lines between documents.')
+  raise UserError(f'{what} is an empty corpus: its {len(files)} file(s) hold no text. Give files '
+                  'with one sentence per line and blank lines between documents.')
 
 
 def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
@@ -166,11 +167,11 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tok
       sources.tfds_splits(builder, data.tfds_train_split, data.tfds_eval_split, data.eval_fraction)
     tokenizer = _tokenizer_for(config)
   if tokenizer.vocab_size > config.model.vocab_size:
-    raise ValueError(f'The tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size='
-                     f'{config.model.vocab_size}: raise model.vocab_size to at least '
-                     f'{tokenizer.vocab_size}.')
+    raise UserError(f'The tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size='
+                    f'{config.model.vocab_size}: raise model.vocab_size to at least '
+                    f'{tokenizer.vocab_size}.')
   if data.source in ('builtin', 'files') and not data.eval_files and data.eval_fraction <= 0:
-    raise ValueError('No eval data: set data.eval_fraction > 0 or data.eval_files.')
+    raise UserError('No eval data: set data.eval_fraction > 0 or data.eval_files.')
   return tokenizer
 
 
@@ -241,7 +242,7 @@ def _prepared_records(config, split, training, process_index, process_count) -> 
   metadata = records.read_metadata(prepared_dir)
   files = [os.path.join(prepared_dir, name) for name in metadata['shards'][split]]
   if not files:
-    raise ValueError(f'{prepared_dir!r} holds no {split} shards (metadata.json lists none).')
+    raise UserError(f'{prepared_dir!r} holds no {split} shards (metadata.json lists none).')
   host = sources.assign_shards(len(files), process_index, process_count, what='record files')
   paths = tf.constant(files)
   data_seed = tf.constant([config.seed, _SALT_DATA], tf.int64)
@@ -289,8 +290,8 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
 
 def per_host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
   if config.train.batch_size % process_count:
-    raise ValueError(f'train.batch_size={config.train.batch_size} is not divisible by the '
-                     f'{process_count} hosts: choose a multiple of {process_count}.')
+    raise UserError(f'train.batch_size={config.train.batch_size} is not divisible by the '
+                    f'{process_count} hosts: choose a multiple of {process_count}.')
   return config.train.batch_size // process_count
 
 
@@ -391,8 +392,8 @@ def restore_iterator_state(iterator, directory: str, process_index: int) -> None
   """
   latest = os.path.join(iterator_state_path(directory, process_index), _LATEST_FILE)
   if not tf.io.gfile.exists(latest):
-    raise FileNotFoundError(f'No data-iterator state for host {process_index} in {directory!r} '
-                            f'(expected {latest}). Was it saved with save_iterator_state?')
+    raise MissingFileError(f'No data-iterator state for host {process_index} in {directory!r} '
+                           f'(expected {latest}). Was it saved with save_iterator_state?')
   with tf.io.gfile.GFile(latest) as f:
     prefix = os.path.join(os.path.dirname(latest), f.read().strip())
   tf.train.Checkpoint(iterator=iterator).read(prefix).assert_consumed()

@@ -20,6 +20,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from electra_jax.errors import UserError
+
 FORMAT = 'electra_jax.packed.v1'
 METADATA_FILE = 'metadata.json'
 TOKENIZER_FILE = 'tokenizer.model'
@@ -71,18 +73,22 @@ def read_metadata(prepared_dir: str) -> dict:
     ValueError: the directory is missing, incomplete or of another format.
   """
   if not prepared_dir:
-    raise ValueError('data.source="prepared" needs --config.data.prepared_dir (the output of '
-                     '`python -m electra_jax.data.prepare`).')
+    raise UserError('data.source="prepared" needs --config.data.prepared_dir (the output of '
+                    '`python -m electra_jax.data.prepare`).')
   path = os.path.join(prepared_dir, METADATA_FILE)
   if not tf.io.gfile.exists(path):
-    raise ValueError(f'{prepared_dir!r} has no {METADATA_FILE}: it is not a prepared directory, or '
-                     'preparation did not finish. Run `python -m electra_jax.data.prepare '
-                     f'--output_dir={prepared_dir} ...` (again).')
-  with tf.io.gfile.GFile(path) as f:
-    metadata = json.load(f)
-  if metadata.get('format') != FORMAT:
-    raise ValueError(f'{path} has format {metadata.get("format")!r}, expected {FORMAT!r}: prepare '
-                     'the data again with this version.')
+    raise UserError(f'{prepared_dir!r} has no {METADATA_FILE}: it is not a prepared directory, or '
+                    'preparation did not finish. Run `python -m electra_jax.data.prepare '
+                    f'--output_dir={prepared_dir} ...` (again).')
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      metadata = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise UserError(f'{path} is not valid JSON ({e}): prepare the data again.') from None
+  if not isinstance(metadata, dict) or metadata.get('format') != FORMAT:
+    found = metadata.get('format') if isinstance(metadata, dict) else type(metadata).__name__
+    raise UserError(f'{path} has format {found!r}, expected {FORMAT!r}: prepare the data again '
+                    'with this version.')
   return metadata
 
 

@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 from absl import logging
 import tensorflow as tf
 
+from electra_jax.errors import UserError
 from electra_jax.data import corpus
 
 
@@ -88,19 +89,27 @@ def tfds_builder(name: str, data_dir: str, text_feature: str):
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   if not name:
-    raise ValueError('data.tfds_name is empty: name a TFDS text dataset, e.g. '
-                     '--config.data.tfds_name=wikipedia/20230601.en')
+    raise UserError('data.tfds_name is empty: name a TFDS text dataset, e.g. '
+                    '--config.data.tfds_name=wikipedia/20230601.en')
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
-  except Exception as e:  # TFDS raises several types (DatasetNotFoundError, registered.*)
-    raise ValueError(f'TFDS dataset {name!r} cannot be loaded (data_dir={data_dir!r}): {e}') from e
+  except Exception as e:  # noqa: BLE001 - TFDS raises several types (DatasetNotFoundError, ...)
+    # TFDS's message lists every dataset or config it knows, one per line: keep the first line
+    # and a few of the closest names it suggests.
+    lines = [line.strip(' -\t') for line in str(e).splitlines() if line.strip()]
+    reason = lines[0].rstrip('.') if lines else type(e).__name__
+    if 'closely match' in reason:
+      reason += ' ' + ', '.join(line.split(':')[0] for line in lines[1:4])
+    raise UserError(f'TFDS dataset {name!r} cannot be loaded (data_dir searched: '
+                    f'{data_dir or tfds.core.constants.DATA_DIR}): {reason}. Check '
+                    '--config.data.tfds_name and --config.data.tfds_data_dir.') from None
   features = builder.info.features
   if text_feature not in features.keys():
-    raise ValueError(f'TFDS dataset {name!r} has no feature {text_feature!r}; its features are '
-                     f'{sorted(features.keys())}. Set --config.data.tfds_text_feature.')
+    raise UserError(f'TFDS dataset {name!r} has no feature {text_feature!r}; its features are '
+                    f'{sorted(features.keys())}. Set --config.data.tfds_text_feature.')
   if features[text_feature].dtype != tf.string:
-    raise ValueError(f'TFDS feature {name}:{text_feature} holds {features[text_feature].dtype}, '
-                     'not text. Set --config.data.tfds_text_feature to a text feature.')
+    raise UserError(f'TFDS feature {name}:{text_feature} holds {features[text_feature].dtype}, '
+                    'not text. Set --config.data.tfds_text_feature to a text feature.')
   return builder
 
 
@@ -115,20 +124,20 @@ def tfds_splits(builder, train_split: str, eval_split: str,
   for split in (train_split, eval_split):
     base = split.split('[')[0]
     if split and known_splits and base not in known_splits:
-      raise ValueError(f'TFDS dataset {builder.name!r} has no split {base!r}; it has '
-                       f'{sorted(known_splits.keys())}. Set --config.data.tfds_train_split / '
-                       'tfds_eval_split.')
+      raise UserError(f'TFDS dataset {builder.name!r} has no split {base!r}; it has '
+                      f'{sorted(known_splits.keys())}. Set --config.data.tfds_train_split / '
+                      'tfds_eval_split.')
   if eval_split:
     return train_split, eval_split
   if '[' in train_split:
-    raise ValueError(f'data.tfds_train_split={train_split!r} is sliced, so the eval part cannot be '
-                     'held out of it automatically: set --config.data.tfds_eval_split too.')
+    raise UserError(f'data.tfds_train_split={train_split!r} is sliced, so the eval part cannot be '
+                    'held out of it automatically: set --config.data.tfds_eval_split too.')
   if known_splits:
     num_examples = known_splits[train_split].num_examples
     num_eval = max(1, int(round(num_examples * eval_fraction)))
     if num_eval >= num_examples:
-      raise ValueError(f'TFDS split {train_split!r} has {num_examples} examples: too few to hold '
-                       f'out {eval_fraction:.1%} for eval. Set --config.data.tfds_eval_split.')
+      raise UserError(f'TFDS split {train_split!r} has {num_examples} examples: too few to hold '
+                      f'out {eval_fraction:.1%} for eval. Set --config.data.tfds_eval_split.')
     cut = num_examples - num_eval
     return f'{train_split}[:{cut}]', f'{train_split}[{cut}:]'
   # Sizes unknown: slice by whole percents.
@@ -142,8 +151,13 @@ def tfds_documents(builder, split: str, text_feature: str, process_index: int,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   host_split = tfds.even_splits(split, n=process_count)[process_index]
   read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
-  dataset = builder.as_dataset(split=host_split, shuffle_files=shuffle_files,
-                               read_config=read_config)
+  try:
+    dataset = builder.as_dataset(split=host_split, shuffle_files=shuffle_files,
+                                 read_config=read_config)
+  except AssertionError as e:  # TFDS's way of saying that the data are not prepared there
+    raise UserError(f'TFDS dataset {builder.name!r} has no prepared data in {builder.data_dir}: '
+                    'run `tfds build` (or download_and_prepare) for it, or point '
+                    '--config.data.tfds_data_dir at a copy that has it.') from e
   return dataset.map(lambda record: record[text_feature], num_parallel_calls=tf.data.AUTOTUNE,
                      deterministic=True)
 

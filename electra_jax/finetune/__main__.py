@@ -5,6 +5,10 @@
   python -m electra_jax.finetune --config=configs/finetune/squad.py:v2.0 --workdir=DIR \
       --config.init_from=HF_DIRECTORY
 
+Installed (`electra-jax-finetune`), name the packaged configs instead: `--config=glue:mrpc`,
+`--config=squad:v2.0` (or `finetune/glue:mrpc`). A mistake the user can fix is reported as one
+`error: ...` line with exit status 2 (see `cli.run`).
+
 Writes `DIR/<task>/seed_<n>/` (the reported epoch's checkpoint, metrics.jsonl, TensorBoard,
 predictions or GLUE submissions), `DIR/<task>/results.json` (every seed, the median and spread
 of each metric, the protocol switches set away from the original's) and `DIR/results.json`:
@@ -21,11 +25,11 @@ from typing import Any
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import app
 from absl import flags
 from absl import logging
 
 from electra_jax import cli
+from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 
@@ -126,10 +130,12 @@ def finetune_and_report(config: ml_collections.ConfigDict, workdir: str) -> dict
   from electra_jax.finetune import glue  # noqa: PLC0415
   from electra_jax.finetune import squad  # noqa: PLC0415
   drivers = {'glue': glue.run, 'squad': squad.run}
-  if config.task.kind not in drivers:
-    raise ValueError(f'config.task.kind={config.task.kind!r}; use configs/finetune/glue.py:<task> '
-                     'or configs/finetune/squad.py:<version>.')
-  if config.task.kind == 'glue':
+  kind = config.task.kind if 'task' in config else None
+  if kind not in drivers:
+    raise UserError(f'config.task.kind={kind!r}: not a fine-tuning config; use '
+                    '--config=glue:<task> or --config=squad:<version> '
+                    '(configs/finetune/glue.py:<task>, configs/finetune/squad.py:<version>).')
+  if kind == 'glue':
     glue_data.get_task(config.task.name)  # an unknown task fails before anything loads
   config = ml_collections.ConfigDict(config.to_dict())  # a private, mutable copy
   tf.io.gfile.makedirs(workdir)
@@ -152,8 +158,8 @@ def _enable_compilation_cache() -> None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  cli.no_arguments(argv)
+  cli.check_output_dir(flags.FLAGS.workdir, 'workdir')  # every process, before the hosts meet
   cli.quiet_checkpoint_logs()
   cli.start_distributed()  # TPU pods automatically; elsewhere $ELECTRA_JAX_COORDINATOR_ADDRESS
   _enable_compilation_cache()
@@ -167,12 +173,12 @@ def run():
   importing this module next to `electra_jax.main` defines no duplicate flags."""
   from ml_collections import config_flags  # noqa: PLC0415
   config_flags.DEFINE_config_file(
-      'config', None, 'configs/finetune/glue.py:<task> or configs/finetune/squad.py:<v1.1|v2.0>.',
-      lock_config=True)
+      'config', None, 'configs/finetune/glue.py:<task> or configs/finetune/squad.py:<v1.1|v2.0>, '
+      'or by name: glue:<task>, squad:<v1.1|v2.0>.', lock_config=True)
   flags.DEFINE_string('workdir', None, 'Experiment directory (local or gs://): one subdirectory '
                       'per task; results.json collects every task run there.')
   flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  cli.run(main, config_subdir='finetune')
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
@@ -78,16 +79,16 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   """
   task = glue_data.get_task(config.task.name)
   if config.data.source not in ('tsv', 'tfds'):
-    raise ValueError(f"config.data.source={config.data.source!r}: GLUE reads 'tsv' (with "
-                     "data.data_dir) or 'tfds'.")
+    raise UserError(f"config.data.source={config.data.source!r}: GLUE reads 'tsv' (with "
+                    "data.data_dir) or 'tfds'.")
   if config.task.classifier_head not in task_model_lib.CLASSIFIER_HEADS:
-    raise ValueError(f'config.task.classifier_head={config.task.classifier_head!r}; use one of '
-                     f'{task_model_lib.CLASSIFIER_HEADS}.')
+    raise UserError(f'config.task.classifier_head={config.task.classifier_head!r}; use one of '
+                    f'{task_model_lib.CLASSIFIER_HEADS}.')
   start = start or train_lib.load_starting_point(config)
   length = config.data.max_seq_length
   if length > start.model_config.max_position_embeddings:
-    raise ValueError(f'config.data.max_seq_length={length} exceeds the model\'s '
-                     f'{start.model_config.max_position_embeddings} positions.')
+    raise UserError(f'config.data.max_seq_length={length} exceeds the model\'s '
+                    f'{start.model_config.max_position_embeddings} positions.')
 
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)

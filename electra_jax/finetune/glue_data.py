@@ -20,6 +20,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from electra_jax.errors import MissingFileError, UserError
+
 # Some GLUE fields (long MNLI parses) exceed csv's default 128 KiB field limit.
 csv.field_size_limit(sys.maxsize)
 
@@ -154,14 +156,14 @@ def get_task(name: str) -> GlueTask:
   """Looks a task up by any usual spelling: 'sst2', 'SST-2', 'glue/sst2'."""
   key = _ALIASES.get(name.strip().lower())
   if key is None:
-    raise ValueError(
+    raise UserError(
         f'Unknown GLUE task {name!r}; choose one of {", ".join(sorted(TASKS))}.')
   return TASKS[key]
 
 
 def _get_split(task: GlueTask, split: str) -> GlueSplit:
   if split not in task.splits:
-    raise ValueError(
+    raise UserError(
         f'Task {task.display_name} has no split {split!r}; its splits are '
         f'{", ".join(task.splits)}.')
   return task.splits[split]
@@ -175,11 +177,11 @@ def _parse_label(task: GlueTask, raw: str, where: str) -> Union[int, float]:
     try:
       return float(raw)
     except ValueError:
-      raise ValueError(f'{where}: label {raw!r} is not a number.') from None
+      raise UserError(f'{where}: label {raw!r} is not a number.') from None
   try:
     return task.tsv_labels.index(raw.strip())
   except ValueError:
-    raise ValueError(
+    raise UserError(
         f'{where}: label {raw!r} is not one of {task.tsv_labels}; is this the '
         f'{task.display_name} file?') from None
 
@@ -204,7 +206,7 @@ def read_tsv_examples(task: Union[str, GlueTask], data_dir: str,
   if not tf.io.gfile.exists(path):
     path = os.path.join(data_dir, task.tsv_dir, spec.tsv_file)
   if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(
+    raise MissingFileError(
         f'No {spec.tsv_file} for {task.display_name} in {data_dir!r} or its '
         f'{task.tsv_dir}/ subdirectory; pass the directory of the GLUE download.')
 
@@ -216,10 +218,10 @@ def read_tsv_examples(task: Union[str, GlueTask], data_dir: str,
     reader = csv.reader(f, delimiter='\t', quoting=csv.QUOTE_NONE)
     fieldnames = spec.tsv_fieldnames or next(reader, None)
     if fieldnames is None:
-      raise ValueError(f'{path} is empty.')
+      raise UserError(f'{path} is empty.')
     missing = [c for c in needed if c not in fieldnames]
     if missing:
-      raise ValueError(
+      raise UserError(
           f'{path} has no column(s) {missing}; its header is {list(fieldnames)}. Is this '
           f'the {task.display_name} {split} file?')
     columns = [fieldnames.index(c) for c in needed]
@@ -233,7 +235,7 @@ def read_tsv_examples(task: Union[str, GlueTask], data_dir: str,
         # A few rows of QQP's train/dev files are broken by stray newlines; the usual
         # readers drop them. A test row cannot be dropped: the submission needs them all.
         if not spec.has_labels:
-          raise ValueError(f'{where} has {len(row)} fields, expected {len(fieldnames)}.')
+          raise UserError(f'{where} has {len(row)} fields, expected {len(fieldnames)}.')
         skipped += 1
         continue
       texts = [row[c] for c in columns[:len(task.tsv_text_columns)]]
@@ -244,7 +246,7 @@ def read_tsv_examples(task: Union[str, GlueTask], data_dir: str,
         try:
           idx, label = int(last), None
         except ValueError:
-          raise ValueError(f'{where}: index {last!r} is not an integer.') from None
+          raise UserError(f'{where}: index {last!r} is not an integer.') from None
       yield GlueExample(idx=idx, text_a=texts[0], text_b=texts[1] if len(texts) > 1 else None,
                         label=label)
   if skipped:
@@ -275,11 +277,11 @@ def read_examples(task: Union[str, GlueTask], split: str, *, source: str,
   """Reads a split from `source='tsv'` (needs `data_dir`) or `source='tfds'`."""
   if source == 'tsv':
     if not data_dir:
-      raise ValueError("source='tsv' needs data_dir: the directory of the GLUE download.")
+      raise UserError("source='tsv' needs data_dir: the directory of the GLUE download.")
     return list(read_tsv_examples(task, data_dir, split))
   if source == 'tfds':
     return list(read_tfds_examples(task, split, data_dir=data_dir or None))
-  raise ValueError(f"Unknown GLUE source {source!r}; use 'tsv' or 'tfds'.")
+  raise UserError(f"Unknown GLUE source {source!r}; use 'tsv' or 'tfds'.")
 
 
 # ---- Encoding --------------------------------------------------------------------------------
@@ -320,7 +322,7 @@ def encode_pair(tokenizer, text_a: str, text_b: Optional[str],
   """
   num_special = 3 if text_b is not None else 2
   if max_seq_length < num_special + 1:
-    raise ValueError(
+    raise UserError(
         f'max_seq_length={max_seq_length} leaves no room for text after {num_special} '
         'special tokens; use a larger max_seq_length.')
   tokens_a = list(tokenizer.encode(text_a))

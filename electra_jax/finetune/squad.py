@@ -25,6 +25,7 @@ import optax
 import tensorflow as tf
 from absl import logging
 
+from electra_jax.errors import UserError
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import squad_data
 from electra_jax.finetune import squad_eval
@@ -64,12 +65,12 @@ def read_split(config: ml_collections.ConfigDict, version: str,
                                     split='train' if split == 'train' else 'validation',
                                     data_dir=d.data_dir)
   if d.source != 'json':
-    raise ValueError(f"config.data.source={d.source!r}: SQuAD reads 'json' or 'tfds'.")
+    raise UserError(f"config.data.source={d.source!r}: SQuAD reads 'json' or 'tfds'.")
   path = d.train_file if split == 'train' else d.dev_file
   if not path:
     if not d.data_dir:
-      raise ValueError(f"source='json' needs config.data.{split}_file or config.data.data_dir "
-                       f'(holding {split}-{version}.json).')
+      raise UserError(f"source='json' needs config.data.{split}_file or config.data.data_dir "
+                      f'(holding {split}-{version}.json).')
     path = f'{d.data_dir.rstrip("/")}/{split}-{version}.json'
   return squad_data.read_examples('json', path=path)
 
@@ -103,27 +104,27 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   """Fine-tunes on SQuAD `config.task.name` for every seed; returns the task's results."""
   version = VERSIONS.get(config.task.name)
   if version is None:
-    raise ValueError(f"config.task.name={config.task.name!r}: use 'v1.1' or 'v2.0' "
-                     '(configs/finetune/squad.py:v2.0).')
+    raise UserError(f"config.task.name={config.task.name!r}: use 'v1.1' or 'v2.0' "
+                    '(configs/finetune/squad.py:v2.0).')
   version_2 = version == 'v2.0'
   s, d = config.squad, config.data
   qa_head = config.task.qa_head
   if qa_head not in task_model_lib.QA_HEADS:
-    raise ValueError(f'config.task.qa_head={qa_head!r}; use one of {task_model_lib.QA_HEADS}.')
+    raise UserError(f'config.task.qa_head={qa_head!r}; use one of {task_model_lib.QA_HEADS}.')
   if s.null_score not in squad_postprocess.NULL_SCORES:
-    raise ValueError(f'config.squad.null_score={s.null_score!r}; use one of '
-                     f'{squad_postprocess.NULL_SCORES}.')
+    raise UserError(f'config.squad.null_score={s.null_score!r}; use one of '
+                    f'{squad_postprocess.NULL_SCORES}.')
   if qa_head == 'joint' and s.null_score != 'classifier':
-    raise ValueError(f"config.squad.null_score={s.null_score!r} needs the independent head's "
-                     "span logits: with task.qa_head='joint' use 'classifier' (or set "
-                     "--config.task.qa_head=independent).")
+    raise UserError(f"config.squad.null_score={s.null_score!r} needs the independent head's "
+                    "span logits: with task.qa_head='joint' use 'classifier' (or set "
+                    "--config.task.qa_head=independent).")
   if qa_head == 'joint' and not 1 <= s.beam_size <= d.max_seq_length:
-    raise ValueError(f'config.squad.beam_size={s.beam_size} must be in [1, '
-                     f'data.max_seq_length={d.max_seq_length}].')
+    raise UserError(f'config.squad.beam_size={s.beam_size} must be in [1, '
+                    f'data.max_seq_length={d.max_seq_length}].')
   start = start or train_lib.load_starting_point(config)
   if d.max_seq_length > start.model_config.max_position_embeddings:
-    raise ValueError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
-                     f'{start.model_config.max_position_embeddings} positions.')
+    raise UserError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
+                    f'{start.model_config.max_position_embeddings} positions.')
 
   # ---- Data.
   featurize = lambda examples: squad_data.create_features(

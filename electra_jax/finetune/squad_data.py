@@ -22,6 +22,8 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from electra_jax.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class SquadExample:
@@ -43,7 +45,7 @@ def read_json_examples(path: str) -> Iterator[SquadExample]:
   with tf.io.gfile.GFile(path, 'r') as f:
     dataset = json.load(f)
   if 'data' not in dataset:
-    raise ValueError(f'{path} has no "data" field; is it a SQuAD dataset file?')
+    raise UserError(f'{path} has no "data" field; is it a SQuAD dataset file?')
   for article in dataset['data']:
     for paragraph in article['paragraphs']:
       context = paragraph['context']
@@ -64,7 +66,7 @@ def read_tfds_examples(version: str, split: str, data_dir: Optional[str] = None,
 
   config = {'1.1': 'v1.1', 'v1.1': 'v1.1', '2.0': 'v2.0', 'v2.0': 'v2.0'}.get(version)
   if config is None:
-    raise ValueError(f"Unknown SQuAD version {version!r}; use 'v1.1' or 'v2.0'.")
+    raise UserError(f"Unknown SQuAD version {version!r}; use 'v1.1' or 'v2.0'.")
   dataset = tfds.load(f'squad/{config}', split=split, data_dir=data_dir or None,
                       shuffle_files=False, download=download)
   text = lambda value: value.decode('utf-8')
@@ -84,13 +86,13 @@ def read_examples(source: str, *, path: str = '', version: str = '', split: str 
   """`source='json'` reads `path`; `source='tfds'` reads `version` / `split`."""
   if source == 'json':
     if not path:
-      raise ValueError("source='json' needs path: a SQuAD JSON file such as dev-v2.0.json.")
+      raise UserError("source='json' needs path: a SQuAD JSON file such as dev-v2.0.json.")
     return list(read_json_examples(path))
   if source == 'tfds':
     if not version or not split:
-      raise ValueError("source='tfds' needs version ('v1.1'/'v2.0') and split.")
+      raise UserError("source='tfds' needs version ('v1.1'/'v2.0') and split.")
     return list(read_tfds_examples(version, split, data_dir=data_dir or None))
-  raise ValueError(f"Unknown SQuAD source {source!r}; use 'json' or 'tfds'.")
+  raise UserError(f"Unknown SQuAD source {source!r}; use 'json' or 'tfds'.")
 
 
 # ---- Features --------------------------------------------------------------------------------
@@ -168,17 +170,17 @@ def char_span_to_tokens(char_starts: Sequence[int], char_ends: Sequence[int],
 
 def _validate(tokenizer, max_seq_length: int, doc_stride: int, max_query_length: int) -> None:
   if max_query_length < 1 or doc_stride < 1:
-    raise ValueError(f'max_query_length ({max_query_length}) and doc_stride ({doc_stride}) '
-                     'must be positive.')
+    raise UserError(f'max_query_length ({max_query_length}) and doc_stride ({doc_stride}) '
+                    'must be positive.')
   if max_seq_length - max_query_length - 3 < 1:
-    raise ValueError(
+    raise UserError(
         f'max_seq_length={max_seq_length} leaves no room for context after a question of '
         f'up to max_query_length={max_query_length} tokens and 3 special tokens; raise '
         'max_seq_length or lower max_query_length.')
   missing = [name for name in ('encode', 'encode_with_offsets', 'cls_id', 'sep_id', 'pad_id')
              if not hasattr(tokenizer, name)]
   if missing:
-    raise ValueError(f'The tokenizer lacks {missing}: SQuAD features need character offsets.')
+    raise UserError(f'The tokenizer lacks {missing}: SQuAD features need character offsets.')
 
 
 def create_features(tokenizer, examples: Sequence[SquadExample], max_seq_length: int = 512,
@@ -215,7 +217,7 @@ def create_features(tokenizer, examples: Sequence[SquadExample], max_seq_length:
       answer_start = example.answer_starts[0]
       answer_end = answer_start + len(example.answer_texts[0])
       if answer_start < 0 or answer_end > len(example.context):
-        raise ValueError(
+        raise UserError(
             f'Question {example.qid!r}: answer span [{answer_start}, {answer_end}) lies '
             f'outside its {len(example.context)}-character context; fix answer_start.')
       answer_tokens = char_span_to_tokens(char_starts, char_ends, answer_start, answer_end)

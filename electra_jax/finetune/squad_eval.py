@@ -4,7 +4,8 @@ Usage:
   python -m electra_jax.finetune.squad_eval DATA.json PREDICTIONS.json \
       [--na-prob-file NULL_ODDS.json] [--na-prob-thresh 1.0] [--out-file EVAL.json]
 
-prints the evaluation as JSON. The version is read from DATA.json's "version" field.
+prints the evaluation as JSON. The version is read from DATA.json's "version" field. A missing,
+malformed or foreign input file is one `error: ...` line with exit status 2.
 
 The two official scripts differ in small ways that change the numbers, and both are kept:
 - v1.1: a question missing from the predictions scores 0 and counts in the total; an empty
@@ -21,8 +22,10 @@ import collections
 import json
 import re
 import string
-import sys
-from typing import IO, Mapping, Optional, Sequence
+from typing import IO, Any, Mapping, Optional, Sequence
+
+from electra_jax import errors
+from electra_jax.errors import MissingFileError, UserError
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r'\b(a|an|the)\b', re.UNICODE)
@@ -85,12 +88,22 @@ def _open(path: str, mode: str = 'r') -> IO[str]:
   return open(path, mode, encoding='utf-8')
 
 
+def _read_json(path: str, what: str) -> Any:
+  """The JSON value in `path`; a missing or malformed file is a UserError naming it."""
+  try:
+    with _open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise MissingFileError(f'{path} does not exist (expected {what}).') from None
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise UserError(f'{path} is not valid JSON ({error}); expected {what}.') from None
+
+
 def load_dataset(path: str) -> tuple[str, list[Mapping]]:
   """(version, articles) of a SQuAD JSON file, local or gs://."""
-  with _open(path) as f:
-    dataset = json.load(f)
-  if 'data' not in dataset:
-    raise ValueError(f'{path} has no "data" field; is it a SQuAD dataset file?')
+  dataset = _read_json(path, 'a SQuAD dataset file such as dev-v2.0.json')
+  if not isinstance(dataset, dict) or 'data' not in dataset:
+    raise UserError(f'{path} has no "data" field; is it a SQuAD dataset file?')
   return str(dataset.get('version', '')), dataset['data']
 
 
@@ -101,7 +114,7 @@ def evaluate_v1(gold: Mapping[str, Sequence[str]],
                 predictions: Mapping[str, str]) -> dict[str, float]:
   """{'exact_match', 'f1'} in percent, as the official v1.1 script."""
   if not gold:
-    raise ValueError('No gold questions to score.')
+    raise UserError('No gold questions to score.')
   total_exact = total_f1 = 0.0
   for qid, answers in gold.items():
     if qid not in predictions:
@@ -192,11 +205,11 @@ def evaluate_v2(gold: Mapping[str, Sequence[str]], predictions: Mapping[str, str
     na_probs = {qid: 0.0 for qid in predictions}
   missing = [qid for qid in predictions if qid in gold and qid not in na_probs]
   if missing:
-    raise ValueError(f'The null-odds file lacks {len(missing)} predicted question(s), e.g. '
-                     f'{missing[0]!r}; write it from the same run as the predictions.')
+    raise UserError(f'The null-odds file lacks {len(missing)} predicted question(s), e.g. '
+                    f'{missing[0]!r}; write it from the same run as the predictions.')
   exact_raw, f1_raw = raw_scores_v2(gold, predictions)
   if not exact_raw:
-    raise ValueError('No predicted question is in the dataset: wrong predictions file?')
+    raise UserError('No predicted question is in the dataset: wrong predictions file?')
   exact = apply_no_answer_threshold(exact_raw, na_probs, has_answer, na_prob_thresh)
   f1 = apply_no_answer_threshold(f1_raw, na_probs, has_answer, na_prob_thresh)
   result = _summary(exact, f1)
@@ -221,9 +234,9 @@ def evaluate(version: str, gold: Mapping[str, Sequence[str]], predictions: Mappi
     return evaluate_v2(gold, predictions, na_probs, na_prob_thresh)
   if '1.1' in version:
     if na_probs is not None:
-      raise ValueError('Null odds only apply to SQuAD v2.0; drop --na-prob-file.')
+      raise UserError('Null odds only apply to SQuAD v2.0; drop --na-prob-file.')
     return evaluate_v1(gold, predictions)
-  raise ValueError(f'Unknown SQuAD version {version!r}; pass --version 1.1 or 2.0.')
+  raise UserError(f'Unknown SQuAD version {version!r}; pass --version 1.1 or 2.0.')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
@@ -238,17 +251,23 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
   parser.add_argument('--version', default='',
                       help="'1.1' or '2.0'; default: the data file's version field")
   parser.add_argument('--out-file', help='also write the evaluation JSON here')
+  parser.error = _usage_error
   args = parser.parse_args(argv)
 
   version, articles = load_dataset(args.data_file)
-  with _open(args.pred_file) as f:
-    predictions = json.load(f)
+  try:
+    gold = gold_answers(articles)
+  except (KeyError, TypeError) as error:
+    raise UserError(f'{args.data_file} lacks the SQuAD structure (data -> paragraphs -> '
+                    f'qas -> id, answers); missing {error}.') from None
+  predictions = _read_json(args.pred_file, 'predictions: {question id: answer text}')
+  if not isinstance(predictions, dict):
+    raise UserError(f'{args.pred_file} holds a {type(predictions).__name__}; expected '
+                    'predictions: {question id: answer text}.')
   na_probs = None
   if args.na_prob_file:
-    with _open(args.na_prob_file) as f:
-      na_probs = json.load(f)
-  result = evaluate(args.version or version, gold_answers(articles), predictions, na_probs,
-                    args.na_prob_thresh)
+    na_probs = _read_json(args.na_prob_file, 'null odds: {question id: odds}')
+  result = evaluate(args.version or version, gold, predictions, na_probs, args.na_prob_thresh)
   text = json.dumps(result, indent=2)
   print(text)
   if args.out_file:
@@ -257,8 +276,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict[str, float]:
   return result
 
 
+def _usage_error(message: str):
+  raise UserError(f'{message} (see --help)')
+
+
+def run():
+  """Console-script entry point (`electra-jax-squad-eval`)."""
+  errors.guard(main)()
+
+
 if __name__ == '__main__':
-  try:
-    main()
-  except (ValueError, FileNotFoundError) as error:
-    sys.exit(f'squad_eval: {error}')
+  run()

@@ -42,6 +42,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from electra_jax import checkpoint as checkpoint_lib
+from electra_jax.errors import UserError
 from electra_jax import mesh as mesh_lib
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
@@ -119,10 +120,10 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
         config.tokenizer, tokenizer_lib.builtin_tokenizer_path(config))
     files = tokenizer.files()
   elif tokenizer is None:
-    raise ValueError(f'{config.init_from} carries no tokenizer: pass the one it was pre-trained '
-                     'with as --config.tokenizer.path (and --config.tokenizer.type).')
+    raise UserError(f'{config.init_from} carries no tokenizer: pass the one it was pre-trained '
+                    'with as --config.tokenizer.path (and --config.tokenizer.type).')
   if tokenizer.vocab_size > model_config.vocab_size:
-    raise ValueError(
+    raise UserError(
         f'The tokenizer has {tokenizer.vocab_size} pieces but the model only '
         f'{model_config.vocab_size} word embeddings: use the tokenizer the model was '
         'pre-trained with (or, from scratch, raise config.model.vocab_size).')
@@ -133,8 +134,8 @@ def model_size(config: ml_collections.ConfigDict, model_config: ml_collections.C
   """`config.model_size`, or guessed from the width: >= 1024 large, >= 768 base, else small."""
   if config.model_size:
     if config.model_size not in MODEL_SIZES:
-      raise ValueError(f'config.model_size={config.model_size!r}; use one of {MODEL_SIZES} '
-                       "or '' to derive it from the model.")
+      raise UserError(f'config.model_size={config.model_size!r}; use one of {MODEL_SIZES} '
+                      "or '' to derive it from the model.")
     return config.model_size
   if model_config.hidden_size >= 1024:
     return 'large'
@@ -164,24 +165,24 @@ def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int
   data_parallel = sizes[0] * sizes[1]
   for field in ('batch_size', 'eval_batch_size'):
     if t[field] < 1 or t[field] % data_parallel or t[field] % jax.process_count():
-      raise ValueError(
+      raise UserError(
           f'config.train.{field}={t[field]} must be a positive multiple of the {data_parallel} '
           f'data-parallel devices (mesh.data*mesh.fsdp) and of the {jax.process_count()} hosts.')
   if not 0.0 <= t.warmup_fraction <= 1.0:
-    raise ValueError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
+    raise UserError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
   if t.layerwise_lr_rule not in _HEAD_DEPTH_OVER_LAYERS:
-    raise ValueError(f'config.train.layerwise_lr_rule={t.layerwise_lr_rule!r}; use one of '
-                     f'{sorted(_HEAD_DEPTH_OVER_LAYERS)}.')
+    raise UserError(f'config.train.layerwise_lr_rule={t.layerwise_lr_rule!r}; use one of '
+                    f'{sorted(_HEAD_DEPTH_OVER_LAYERS)}.')
   if t.layerwise_lr_decay == 0 or t.layerwise_lr_decay > 1:
-    raise ValueError(f'config.train.layerwise_lr_decay={t.layerwise_lr_decay}: use a value in '
-                     '(0, 1] (1 = no decay), or -1 for the per-size default.')
+    raise UserError(f'config.train.layerwise_lr_decay={t.layerwise_lr_decay}: use a value in '
+                    '(0, 1] (1 = no decay), or -1 for the per-size default.')
   if t.num_epochs == 0 or t.learning_rate == 0:
-    raise ValueError('config.train.num_epochs and learning_rate must be positive (or -1 for '
-                     'the task / size default).')
+    raise UserError('config.train.num_epochs and learning_rate must be positive (or -1 for '
+                    'the task / size default).')
   if not config.seeds:
-    raise ValueError('config.seeds is empty: give at least one seed, e.g. --config.seeds=0,1,2.')
+    raise UserError('config.seeds is empty: give at least one seed, e.g. --config.seeds=0,1,2.')
   if len(set(config.seeds)) != len(config.seeds):
-    raise ValueError(f'config.seeds={tuple(config.seeds)} repeats a seed.')
+    raise UserError(f'config.seeds={tuple(config.seeds)} repeats a seed.')
 
 
 def non_default_switches(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -228,7 +229,7 @@ def layer_depths(params: Any, num_layers: int, rule: str = 'original') -> Any:
     if top in task_model_lib.HEAD_NAMES:
       return np.asarray(head_depth(num_layers, rule), np.int32)
     raise ValueError(f'Parameter {"/".join(map(_key, path))} belongs to neither the encoder nor '
-                     f'a task head {task_model_lib.HEAD_NAMES}.')
+                    f'a task head {task_model_lib.HEAD_NAMES}.')
 
   return jax.tree_util.tree_map_with_path(depth, params)
 
@@ -330,7 +331,7 @@ class FineTuneTask:
   loss_fn: Callable[[dict[str, jax.Array], dict[str, jax.Array]], jax.Array]
   train_arrays: dict[str, np.ndarray]
   evaluate: Callable[[Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]],
-                     dict[str, float]]
+                    dict[str, float]]
   selection_metric: str
   num_epochs: int
   train_model_keys: tuple[str, ...] = ()
@@ -357,10 +358,10 @@ def _merge_encoder(params: dict[str, Any], encoder_params: dict[str, Any],
   source = convert({k: v for k, v in encoder_params.items()
                     if k in task_model_lib.ENCODER_NAMES})
   expected_shapes = {k: jax.tree.map(np.shape, v) for k, v in params.items()
-                     if k in task_model_lib.ENCODER_NAMES}
+                    if k in task_model_lib.ENCODER_NAMES}
   source_shapes = jax.tree.map(np.shape, source)
   if expected_shapes != source_shapes:
-    raise ValueError(
+    raise UserError(
         'The pre-trained encoder does not fit the task model built from its config: '
         f'expected {expected_shapes}, got {source_shapes}. Is the checkpoint complete?')
   merged = dict(params)
@@ -397,8 +398,8 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   num_examples = len(task.train_arrays['input_ids'])
   steps_per_epoch = num_examples // hparams.batch_size
   if steps_per_epoch < 1:
-    raise ValueError(f'{task.name}: {num_examples} training examples make no batch of '
-                     f'config.train.batch_size={hparams.batch_size}; lower the batch size.')
+    raise UserError(f'{task.name}: {num_examples} training examples make no batch of '
+                    f'config.train.batch_size={hparams.batch_size}; lower the batch size.')
   num_steps = steps_per_epoch * hparams.num_epochs
 
   # ---- Mesh and the sharded state.
@@ -461,7 +462,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   # ---- Checkpoints: orbax keeps one, the reported epoch's (the last, or the best on dev).
   select_best = hparams.select_best_epoch
   tf.io.gfile.makedirs(workdir)
-  checkpoint_dir = f'{workdir.rstrip("/")}/checkpoints'
+  checkpoint_dir = checkpoint_lib.checkpoint_dir(workdir)
   if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
     tf.io.gfile.rmtree(checkpoint_dir)  # an interrupted earlier attempt of this seed
   manager = ocp.CheckpointManager(
@@ -470,8 +471,8 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
           max_to_keep=1, best_mode='max',
           best_fn=(lambda metrics: metrics[task.selection_metric]) if select_best else None),
       item_handlers={'params': ocp.StandardCheckpointHandler(),
-                     'config': ocp.JsonCheckpointHandler(),
-                     'tokenizer': checkpoint_lib.FilesHandler()})
+                    'config': ocp.JsonCheckpointHandler(),
+                    'tokenizer': checkpoint_lib.FilesHandler()})
   writer = reporting.MetricsWriter(workdir)
 
   # ---- Train; evaluate on dev after the last epoch (after every one to select the best).
@@ -572,8 +573,8 @@ def run_seeds(config: ml_collections.ConfigDict, task_dir: str,
       with tf.io.gfile.GFile(path) as f:
         saved = json.load(f)
       if saved.get('config') != fingerprint:
-        raise ValueError(f'{seed_dir} holds the result of a different configuration; use a new '
-                         '--workdir (or restore the earlier settings to add seeds to it).')
+        raise UserError(f'{seed_dir} holds the result of a different configuration; use a new '
+                        '--workdir (or restore the earlier settings to add seeds to it).')
       logging.info('Seed %d: reusing the finished run in %s.', seed, seed_dir)
       results.append(saved)
       continue

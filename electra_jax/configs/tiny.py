@@ -3,11 +3,7 @@
   python -m electra_jax.main --config=configs/tiny.py --workdir=/tmp/electra-tiny
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import default  # noqa: E402  (the shared default, next to this file)
+from electra_jax.configs import default  # the shared default, next to this file
 
 
 def get_config():

@@ -1,10 +1,6 @@
 """ELECTRA-Base (110M-parameter discriminator): batch 256 x 512, LR 2e-4, 766k steps."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import default  # noqa: E402
+from electra_jax.configs import default
 
 
 def get_config():

@@ -8,13 +8,9 @@ Data come from TFDS `squad/v1.1` / `squad/v2.0`, or from the official JSON files
 `--config.data.train_file=... --config.data.dev_file=...`.
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import finetune_default  # noqa: E402
+from electra_jax.configs.finetune import finetune_default
 
 
 def get_config(version: str = 'v1.1'):

@@ -10,11 +10,7 @@ from TFDS `glue/<task>`, or from the official TSV files with
 same --workdir to get the GLUE average in WORKDIR/results.json.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import finetune_default  # noqa: E402
+from electra_jax.configs.finetune import finetune_default
 
 
 def get_config(task: str = 'sst2'):

@@ -5,11 +5,7 @@ Set data/tokenizer fields for your corpus, e.g. on a v3-8:
     --config.data.source=prepared --config.data.prepared_dir=gs://BUCKET/data/owt-128
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import default  # noqa: E402
+from electra_jax.configs import default
 
 
 def get_config():

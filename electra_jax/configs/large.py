@@ -3,11 +3,7 @@
 Meant for a pod; shard parameters with FSDP, e.g. --config.mesh.fsdp=-1 --config.mesh.data=1.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import default  # noqa: E402
+from electra_jax.configs import default
 
 
 def get_config():

@@ -4,13 +4,9 @@
 Fields set to -1 take the per-size (learning rate, layer-wise decay) or per-task (epochs) default.
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import default  # noqa: E402  (configs/default.py: the model, tokenizer and mesh sections)
+from electra_jax.configs import default  # the model, tokenizer and mesh sections
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,0 +1,1 @@
+"""Fine-tuning configs: `glue` (argument: the task) and `squad` (argument: the version)."""
