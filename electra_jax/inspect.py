@@ -41,6 +41,7 @@ from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import wordpiece
+from electra_jax.configs import default as default_config
 from electra_jax.data import masking
 from electra_jax.data import pretraining
 from electra_jax.errors import UserError
@@ -104,7 +105,7 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
   if pretrained.source_config is not None:
     return Checkpoint(f'{path} (step {pretrained.step})', pretrained,
                       ml_collections.ConfigDict(pretrained.source_config))
-  config = convert.default_config()
+  config = default_config.get_config()
   config.data.max_seq_length = pretrained.disc_config.max_position_embeddings
   return Checkpoint(path, pretrained, config)
 

@@ -18,6 +18,7 @@ import tensorflow as tf
 from absl import flags
 
 from electra_jax import convert
+from electra_jax import errors
 from electra_jax import export
 from electra_jax import inspect
 from electra_jax import objective
@@ -284,7 +285,7 @@ def _cli(*argv):
   """Runs the CLI in-process (as `python -m electra_jax.inspect ARGV` does, minus the imports)."""
   values = flags.FlagValues()
   inspect.define_flags(values)
-  inspect.main(values(['inspect', *argv]), values)
+  errors.guard(inspect.main)(values(['inspect', *argv]), values)  # as cli.run runs it
 
 
 def _cli_error(capsys, *argv) -> str:

@@ -9,6 +9,7 @@ import sys
 import pytest
 from absl import flags
 
+from electra_jax import errors
 from electra_jax import plot
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -81,7 +82,7 @@ def test_cli_writes_the_default_file(tmp_path):
   png_size(run_dir / 'curves.png')
   result = _cli(tmp_path, '--wrokdir=x')  # absl's flag errors are one line too
   assert result.returncode == 2 and result.stderr.strip() == (
-      "error: Unknown command line flag 'wrokdir'. Did you mean: workdir ?"), result.stderr
+      "error: Unknown command line flag 'wrokdir'. Did you mean: workdir ? (see --helpfull)"), result.stderr
 
 
 def _cli_error(capsys, *argv) -> str:
@@ -89,7 +90,7 @@ def _cli_error(capsys, *argv) -> str:
   values = flags.FlagValues()
   plot.define_flags(values)
   with pytest.raises(SystemExit) as exit_info:
-    plot.main(values(['plot', *argv]), values)
+    errors.guard(plot.main)(values(['plot', *argv]), values)  # as cli.run runs it
   assert exit_info.value.code == 2
   lines = capsys.readouterr().err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: '), lines
