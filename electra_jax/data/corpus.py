@@ -177,7 +177,7 @@ def _package_versions(packages: Sequence[str]) -> list[str]:
 
 
 def parse_packages(packages: str | Iterable[str]) -> tuple[str, ...]:
-  """'numpy, jax' or ('numpy', 'jax') -> ('numpy', 'jax'): stripped, empty names dropped, in order."""
+  """'numpy, jax' or ('numpy', 'jax') -> ('numpy', 'jax'): stripped, no empty names, in order."""
   if isinstance(packages, str):
     packages = packages.split(',')
   return tuple(dict.fromkeys(p.strip() for p in packages if p.strip()))
