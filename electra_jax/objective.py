@@ -8,6 +8,16 @@ Losses and metrics are built from SUMS and COUNTS (`stats`) so that they add up 
 micro-batches (gradient accumulation) and over evaluation batches; `summarize` turns summed stats
 into the reference metric names. `disc_auc` comes from summed score histograms, so it is the AUC of
 the whole evaluation set rather than a mean of per-batch AUCs.
+
+Two companions put `disc_auc` in perspective:
+
+* `disc_auc_token_only` is the AUC of a scorer that sees only the token id the discriminator sees
+  (see `token_only_auc`); `disc_auc_context_gain = disc_auc - disc_auc_token_only` is what the
+  discriminator learned beyond token identity.
+* `disc_auc_with_padding` is the original's definition, `tf.metrics.auc(labels * input_mask,
+  probs * input_mask)`: padding positions count as negatives scored 0, below every real token.
+  It reads higher than `disc_auc` (which scores real tokens only) by an amount that depends on
+  how much padding the batches carry, so only it compares with the original's logs.
 """
 
 from typing import Any
@@ -24,6 +34,11 @@ from electra_jax.errors import UserError
 # actually spread out; 4000 bins of width 0.01 put the AUC within ~1e-4 of the exact one.
 AUC_BINS = 4000
 AUC_LOGIT_RANGE = 20.0
+# Pseudo-observations at the global replaced rate added to each token id's own counts in
+# `token_only_auc`, so an id seen once (or never) on training batches is not ranked as certain.
+TOKEN_RATE_PRIOR = 1.0
+# The per-token-id count vectors of `pretraining_loss`'s stats ([vocab] each).
+TOKEN_COUNT_KEYS = ('token_replaced_count', 'token_seen_count')
 _DISALLOW_PENALTY = 1000.0  # as in the reference: subtracted from the original token's logit
 
 
@@ -102,7 +117,9 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
     normalizers: optional (used mask slots, real tokens) of the FULL batch, from
       `loss_normalizers`; then the losses are sum / normalizer, so that micro-batch losses add up
       to the full-batch loss. Default: this batch's own counts.
-    compute_auc: also return the discriminator score histograms for `disc_auc`.
+    compute_auc: also return what the AUC metrics need: the discriminator score histograms, the
+      padding count, and per token id (of the corrupted input) how often it was seen and
+      replaced ([vocab] each, `TOKEN_COUNT_KEYS`).
   Returns:
     (total loss scalar, stats): stats is a flat dict of sums and counts (the AUC histograms are
     [AUC_BINS] arrays), to be summed over micro-batches / eval batches and read by `summarize`.
@@ -172,6 +189,12 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
   if compute_auc:
     stats['disc_auc_positive_hist'] = _auc_histogram(disc_logits, replaced)
     stats['disc_auc_negative_hist'] = _auc_histogram(disc_logits, (1 - replaced) * token_weights)
+    stats['padding_count'] = jnp.sum(1.0 - token_weights)
+    vocab_size = gen_logits.shape[-1]
+    stats['token_replaced_count'] = jax.ops.segment_sum(
+        replaced.reshape(-1), corrupted_ids.reshape(-1), vocab_size)  # [vocab]
+    stats['token_seen_count'] = jax.ops.segment_sum(
+        token_weights.reshape(-1), corrupted_ids.reshape(-1), vocab_size)  # [vocab]
   return total, jax.lax.stop_gradient(stats)
 
 
@@ -185,8 +208,76 @@ def auc_from_histograms(positive_hist: jax.Array, negative_hist: jax.Array) -> j
   return jnp.where(pairs > 0, ranked / jnp.maximum(pairs, 1.0), 0.5)
 
 
-def summarize(stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Summed stats -> the reference metrics (ratios with an empty denominator read 0)."""
+def auc_with_padding(positive_hist: jax.Array, negative_hist: jax.Array,
+                     padding_count: jax.Array) -> jax.Array:
+  """The original's AUC: padding positions are extra negatives scored below every real token.
+
+  The original computes `tf.metrics.auc(labels * input_mask, probs * input_mask)` over all
+  positions: a padding position has label 0 and probability 0, and sigmoid scores of real tokens
+  are > 0, so every replaced token outranks every padding position. (`tf.metrics.auc` itself
+  approximates the curve with 200 thresholds; this is the exact rank AUC of that labelling.)
+  """
+  positive_hist = positive_hist.astype(jnp.float32)
+  negative_hist = negative_hist.astype(jnp.float32)
+  padding = jnp.asarray(padding_count, jnp.float32)
+  negatives_below = jnp.cumsum(negative_hist) - negative_hist
+  positives = jnp.sum(positive_hist)
+  pairs = positives * (jnp.sum(negative_hist) + padding)
+  ranked = jnp.sum(positive_hist * (negatives_below + 0.5 * negative_hist)) + positives * padding
+  return jnp.where(pairs > 0, ranked / jnp.maximum(pairs, 1.0), 0.5)
+
+
+def token_only_auc(reference_replaced: jax.Array, reference_seen: jax.Array,
+                   replaced: jax.Array, seen: jax.Array,
+                   prior: float = TOKEN_RATE_PRIOR) -> jax.Array:
+  """AUC of the best context-free detector: one that scores a position by its token id alone.
+
+  The detector ranks each token id by its replaced rate on OTHER data (the reference counts,
+  from recent training batches), shrunk towards the global rate by `prior` pseudo-observations:
+  score(v) = (replaced_v + prior * rate) / (seen_v + prior). Its AUC on the evaluated counts is
+  exact: every replaced position of id v outranks the original positions of lower-scored ids,
+  and ties (equal scores, the same id included) count one half.
+
+  Why out of sample: the replaced rate measured on the evaluation set itself would "predict" its
+  own labels (an id seen once, and replaced, would score 1), an optimistic baseline that shrinks
+  the context gain. Why training batches rather than the generator's probabilities: the rates
+  of recent batches already include everything a context-free detector could know (the data's
+  unigram frequencies and the generator's sampling habits) and cost one [vocab] segment sum.
+
+  Args:
+    reference_replaced, reference_seen: [vocab] counts per corrupted-input token id of replaced
+      and real positions on the reference (training) batches.
+    replaced, seen: [vocab] the same counts on the evaluated batches.
+    prior: pseudo-observations at the global reference rate added to every id.
+  Returns:
+    Scalar AUC; 0.5 when a class is empty.
+  """
+  reference_replaced = jnp.asarray(reference_replaced, jnp.float32)
+  reference_seen = jnp.asarray(reference_seen, jnp.float32)
+  positives = jnp.asarray(replaced, jnp.float32)  # [vocab]
+  negatives = jnp.asarray(seen, jnp.float32) - positives  # [vocab]
+  rate = jnp.sum(reference_replaced) / jnp.maximum(jnp.sum(reference_seen), 1.0)
+  score = (reference_replaced + prior * rate) / (reference_seen + prior)  # [vocab]
+  order = jnp.argsort(score)
+  sorted_score = score[order]
+  negatives_through = jnp.concatenate([jnp.zeros((1,), jnp.float32),
+                                       jnp.cumsum(negatives[order])])  # [vocab + 1]
+  below = negatives_through[jnp.searchsorted(sorted_score, score, side='left')]
+  through = negatives_through[jnp.searchsorted(sorted_score, score, side='right')]
+  pairs = jnp.sum(positives) * jnp.sum(negatives)
+  ranked = jnp.sum(positives * (below + 0.5 * (through - below)))
+  return jnp.where(pairs > 0, ranked / jnp.maximum(pairs, 1.0), 0.5)
+
+
+def summarize(stats: dict[str, jax.Array],
+              token_reference: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
+  """Summed stats -> the reference metrics (ratios with an empty denominator read 0).
+
+  Args:
+    stats: summed `pretraining_loss` stats.
+    token_reference: summed stats (at least `TOKEN_COUNT_KEYS`) of other batches, e.g. recent
+      training steps; with them, also `disc_auc_token_only` and `disc_auc_context_gain`.
+  """
   ratio = lambda num, den: jnp.where(den > 0, num / jnp.maximum(den, 1e-12), 0.0)
   s = stats
   metrics = {
@@ -204,4 +295,11 @@ def summarize(stats: dict[str, jax.Array]) -> dict[str, jax.Array]:
   if 'disc_auc_positive_hist' in s:
     metrics['disc_auc'] = auc_from_histograms(s['disc_auc_positive_hist'],
                                               s['disc_auc_negative_hist'])
+    metrics['disc_auc_with_padding'] = auc_with_padding(
+        s['disc_auc_positive_hist'], s['disc_auc_negative_hist'], s['padding_count'])
+    if token_reference is not None:
+      metrics['disc_auc_token_only'] = token_only_auc(
+          token_reference['token_replaced_count'], token_reference['token_seen_count'],
+          s['token_replaced_count'], s['token_seen_count'])
+      metrics['disc_auc_context_gain'] = metrics['disc_auc'] - metrics['disc_auc_token_only']
   return metrics

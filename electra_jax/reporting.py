@@ -125,6 +125,24 @@ def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> st
   return ' | '.join(parts)
 
 
+def eval_line(step: int, metrics: Mapping[str, float]) -> str:
+  """`eval at step 1000: disc_auc 0.812 (token-only 0.561, context gain +0.251) | ...`.
+
+  The AUC and its context-free baseline come first; every other eval metric follows, sorted.
+  """
+  parts = []
+  if 'eval_disc_auc' in metrics:
+    head = f'disc_auc {metrics["eval_disc_auc"]:.3f}'
+    if 'eval_disc_auc_token_only' in metrics:
+      head += (f' (token-only {metrics["eval_disc_auc_token_only"]:.3f}, context gain '
+               f'{metrics["eval_disc_auc_context_gain"]:+.3f})')
+    parts.append(head)
+  shown = {'eval_disc_auc', 'eval_disc_auc_token_only', 'eval_disc_auc_context_gain'}
+  parts.extend(f'{k[len("eval_"):] if k.startswith("eval_") else k} {v:.4f}'
+               for k, v in sorted(metrics.items()) if k not in shown)
+  return f'eval at step {step}: ' + ' | '.join(parts)
+
+
 def log_memory_analysis(compiled) -> None:
   """Prints XLA's per-device memory estimate of a compiled step (None on some backends)."""
   try:

@@ -19,7 +19,6 @@ import itertools
 import os
 import re
 from typing import Iterable, Sequence
-import uuid
 
 from absl import flags
 from absl import logging
@@ -196,17 +195,6 @@ def load_tokenizer(tokenizer_config: ml_collections.ConfigDict, path: str = '') 
 _VOCAB_TOO_HIGH = re.compile(r'Vocabulary size too high \((\d+)\)\. Please set it to a value <= (\d+)')
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-  """Writes `data` to a temporary name next to `path`, then renames it: readers never see half."""
-  directory = os.path.dirname(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
-  temp_path = f'{path}.tmp-{uuid.uuid4().hex}'
-  with tf.io.gfile.GFile(temp_path, 'wb') as f:
-    f.write(data)
-  tf.io.gfile.rename(temp_path, path, overwrite=True)
-
-
 def train_sentencepiece(texts: Iterable[str],
                         model_prefix: str,
                         vocab_size: int,
@@ -270,34 +258,44 @@ def train_sentencepiece(texts: Iterable[str],
                     supported, vocab_size, supported)
     proto = train(supported)
   model_path = f'{model_prefix}.model'
-  _write_atomically(model_path, proto)
+  corpus.write_atomically(model_path, proto)
   return model_path
 
 
-def default_cache_dir() -> str:
-  """$XDG_CACHE_HOME/electra_jax, or ~/.cache/electra_jax."""
-  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
-  return os.path.join(base, 'electra_jax')
+default_cache_dir = corpus.default_cache_dir
+
+
+# The built-in corpus's tokenizer is trained on every k-th sentence, k chosen so that about this
+# many characters are used: with package docstrings the corpus is ~16M characters, on which
+# SentencePiece needs minutes, and a few-thousand-piece vocabulary is estimated as well from a
+# quarter of it. A fixed stride (not SentencePiece's random sampling) keeps every host's model
+# the same.
+BUILTIN_TOKENIZER_MAX_CHARS = 4_000_000
 
 
 def builtin_tokenizer_path(config: ml_collections.ConfigDict) -> str:
   """The SentencePiece model of the built-in corpus, trained on first use and then cached.
 
   The cache name holds everything the model depends on (Python version, corpus builder version,
-  vocab size), so a changed setting trains a new model instead of reusing a stale one.
+  the packages in the corpus and their versions, vocab size), so a changed setting trains a new
+  model instead of reusing a stale one.
 
   Args:
-    config: the full config (reads `tokenizer.vocab_size` and `tokenizer.cache_dir`).
+    config: the full config (reads `tokenizer.vocab_size`, `tokenizer.cache_dir` and
+      `data.builtin_packages`).
   """
   cache_dir = config.tokenizer.cache_dir or default_cache_dir()
   vocab_size = config.tokenizer.vocab_size
-  prefix = os.path.join(cache_dir, f'builtin-sp-unigram-v{vocab_size}-{corpus.builtin_corpus_key()}')
+  packages = config.data.builtin_packages
+  prefix = os.path.join(
+      cache_dir, f'builtin-sp-unigram-v{vocab_size}-{corpus.builtin_corpus_key(packages)}')
   path = f'{prefix}.model'
   if not tf.io.gfile.exists(path):
     logging.info('Training a %d-piece SentencePiece model on the built-in corpus into %s ...',
                  vocab_size, path)
-    train_sentencepiece(corpus.builtin_corpus().texts(), prefix, vocab_size,
-                        allow_smaller_vocab=True)
+    texts = list(corpus.builtin_corpus(packages).texts())
+    stride = max(1, -(-sum(len(t) for t in texts) // BUILTIN_TOKENIZER_MAX_CHARS))
+    train_sentencepiece(texts[::stride], prefix, vocab_size, allow_smaller_vocab=True)
   return path
 
 
@@ -309,6 +307,8 @@ FLAGS = flags.FLAGS
 def _define_flags() -> None:
   """CLI flags, defined only when the CLI runs (importing this module must not add global flags)."""
   flags.DEFINE_enum('source', 'builtin', ['builtin', 'files', 'tfds'], 'Where the text comes from.')
+  flags.DEFINE_string('builtin_packages', '', 'source=builtin: installed packages whose '
+                      'docstrings join the corpus, comma-separated (data.builtin_packages).')
   flags.DEFINE_string('files', '', 'source=files: paths/globs, comma-separated (local, gs://, .gz).')
   flags.DEFINE_string('tfds_name', '', 'source=tfds: dataset name, e.g. wikipedia/20230601.en.')
   flags.DEFINE_string('tfds_split', 'train', 'source=tfds: split (slicing allowed).')
@@ -325,7 +325,7 @@ def _define_flags() -> None:
 def _texts_from_flags() -> Iterable[str]:
   max_chars = 1 << 16  # SentencePiece ignores longer sentences anyway (max_sentence_length 4192)
   if FLAGS.source == 'builtin':
-    return corpus.builtin_corpus().texts()
+    return corpus.builtin_corpus(FLAGS.builtin_packages).texts()
   if FLAGS.source == 'files':
     return corpus.iter_files_texts(corpus.expand_file_patterns(FLAGS.files, '--files'), max_chars)
   from electra_jax.data import sources  # pylint: disable=g-import-not-at-top

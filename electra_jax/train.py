@@ -232,24 +232,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     checkpointer.save(step, state, data_iterator=train_tf_iterator, config=config.to_dict(),
                       tokenizer_files=tokenizer_files, force=force)
 
-  def evaluate(step: int) -> dict[str, float]:
+  def evaluate(step: int, token_reference: dict[str, Any]) -> dict[str, float]:
+    """Eval metrics; `token_reference`: recent training stats for the token-only baseline."""
     totals = None
     eval_iterator = _numpy_batches(iter(eval_dataset))
     for index in range(config.train.eval_steps):
       batch_stats = eval_step(state.params, _to_global(next(eval_iterator), batch_sharding),
                               jnp.int32(index))
       totals = batch_stats if totals is None else add_stats(totals, batch_stats)
-    summary = objective.summarize(jax.device_get(totals))
+    summary = objective.summarize(jax.device_get(totals), jax.device_get(token_reference))
     metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
     writer.write(step, metrics)
-    logging.info('eval at step %d: %s', step, ' | '.join(
-        f'{k} {v:.4f}' for k, v in sorted(metrics.items())))
+    logging.info(reporting.eval_line(step, metrics))
     return metrics
 
   # ---- Train.
   logging.info('Training steps %d -> %d.', start_step, config.train.num_steps)
   last_metrics: dict[str, float] = {}
   window = None  # summed stats since the last log line
+  # Per-token-id counts of the last complete log window: the out-of-sample reference that the
+  # token-only AUC baseline ranks token ids by (recent, so it follows the generator).
+  last_token_counts = None
   pending_loss = None  # (step, loss) checked one step late, so the host never waits on the device
   batch = first_batch
   throughput.start(start_step)
@@ -274,10 +277,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         metrics.update(throughput.measure(step))
         writer.write(step, metrics)
         logging.info(reporting.progress_line(step, config.train.num_steps, metrics))
+        last_token_counts = {k: window[k] for k in objective.TOKEN_COUNT_KEYS}
         last_metrics, window = metrics, None
       if eval_dataset_ready(config) and (step % config.train.eval_every == 0
                                          or step == config.train.num_steps):
-        last_metrics = {**last_metrics, **evaluate(step)}
+        # The last complete log window, plus the steps since (when eval and log are not aligned).
+        reference = [c for c in (last_token_counts, window) if c is not None]
+        token_reference = functools.reduce(
+            add_stats, [{k: c[k] for k in objective.TOKEN_COUNT_KEYS} for c in reference])
+        last_metrics = {**last_metrics, **evaluate(step, token_reference)}
         throughput.start(step)  # eval time is not train time
       if step % config.train.checkpoint_every == 0:
         _check_finite(*pending_loss)  # never checkpoint a poisoned state

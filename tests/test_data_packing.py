@@ -19,7 +19,8 @@ def sp_tokenizer(tmp_path_factory):
   """The built-in corpus's 4096-piece model, trained once per session into a temp cache."""
   import ml_collections
   config = ml_collections.ConfigDict({'tokenizer': {
-      'cache_dir': str(tmp_path_factory.getbasetemp() / 'electra_jax_cache'), 'vocab_size': 4096}})
+      'cache_dir': str(tmp_path_factory.getbasetemp() / 'electra_jax_cache'), 'vocab_size': 4096},
+      'data': {'builtin_packages': ''}})
   return tokenizer_lib.SentencePieceTokenizer(tokenizer_lib.builtin_tokenizer_path(config))
 
 
@@ -144,3 +145,26 @@ def test_real_text_packs_with_valid_layout(sp_tokenizer):
   assert two_segments > len(examples) // 3
   # Full-length examples dominate, as the target is usually max_seq_length.
   assert np.mean([(e['input_ids'] != PAD).sum() >= 120 for e in examples]) > 0.3
+
+
+@pytest.mark.parametrize('keep', ['train', 'eval'])
+def test_documents_are_filtered_before_tokenising_with_the_same_examples(sp_tokenizer, keep):
+  """pack_lines drops the other split's lines up front; the packed examples do not change."""
+  options = packing.PackingOptions(max_seq_length=64)
+  shard = tf.constant(5, tf.int64)
+  raw_lines = corpus.builtin_corpus().shard_lines(5)[:1200] + ['', '', 'A trailing document.']
+  document_filter = packing.DocumentFilter(keep, 0.2)
+  lines = tf.data.Dataset.from_tensor_slices(raw_lines)
+  examples = list(packing.pack_lines(lines, sp_tokenizer, SEED, shard, options,
+                                     document_filter).as_numpy_iterator())
+  # The reference: every line tokenised, the documents filtered while accumulating.
+  tokenized = packing.tokenize_lines(lines.concatenate(tf.data.Dataset.from_tensors('')),
+                                     sp_tokenizer, 64)
+  groups = packing.accumulate_sentences(tokenized, SEED, shard, options, document_filter)
+  expected = list(groups.map(lambda g: packing.build_example(
+      g, SEED, options, sp_tokenizer.cls_id, sp_tokenizer.sep_id, sp_tokenizer.pad_id))
+                  .as_numpy_iterator())
+  assert len(examples) == len(expected) > 10
+  for got, want in zip(examples, expected):
+    np.testing.assert_array_equal(got['input_ids'], want['input_ids'])
+    np.testing.assert_array_equal(got['token_type_ids'], want['token_type_ids'])

@@ -150,3 +150,31 @@ def test_batches_respect_the_declared_dtypes(config, tmp_path):
   batch = next(iter(pretraining.make_dataset(config, 'eval')))
   assert batch['masked_lm_weights'].dtype == np.float32
   assert batch['masked_lm_positions'].dtype == np.int32
+
+
+def test_builtin_corpus_grows_with_packages_and_is_cached(monkeypatch, tmp_path):
+  monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path))
+  corpus.builtin_corpus.cache_clear()
+  try:
+    base = corpus.builtin_corpus()
+    grown = corpus.builtin_corpus('absl, ml_collections')
+    # The standard library comes first, in the same order; the packages' documents follow.
+    assert grown.documents[:len(base.documents)] == base.documents
+    assert len(grown.documents) > len(base.documents) + 20
+    key = corpus.builtin_corpus_key(('absl', 'ml_collections'))
+    assert key.startswith(corpus.builtin_corpus_key()) and key != corpus.builtin_corpus_key()
+    names = os.listdir(tmp_path / 'electra_jax')
+    assert f'builtin-corpus-{key}.json.gz' in names and not [n for n in names if '.tmp' in n]
+    # A new process reads the cache instead of parsing the sources again.
+    corpus.builtin_corpus.cache_clear()
+    monkeypatch.setattr(corpus, '_build_documents', lambda packages: pytest.fail('rebuilt'))
+    assert corpus.builtin_corpus(('absl', 'ml_collections')) == grown
+  finally:
+    corpus.builtin_corpus.cache_clear()
+
+
+def test_unknown_builtin_package(config):
+  config.data.source = 'builtin'
+  config.data.builtin_packages = 'numpy, no_such_package_here'
+  with pytest.raises(ValueError, match="'no_such_package_here', which is not an installed"):
+    pretraining.validate_data_config(config)

@@ -230,7 +230,8 @@ def test_summarize_gives_the_reference_metrics():
   metrics = objective.summarize(stats)
   assert set(metrics) == {
       'masked_lm_accuracy', 'masked_lm_loss', 'sampled_masked_lm_accuracy', 'disc_loss',
-      'disc_accuracy', 'disc_precision', 'disc_recall', 'replaced_fraction', 'disc_auc', 'loss'}
+      'disc_accuracy', 'disc_precision', 'disc_recall', 'replaced_fraction', 'disc_auc',
+      'disc_auc_with_padding', 'loss'}
   np.testing.assert_allclose(metrics['loss'], loss, rtol=1e-5)
   # A random generator over 100 tokens is near ln(100) and replaces almost every masked token.
   assert 4.0 < float(metrics['masked_lm_loss']) < 5.2
@@ -272,3 +273,98 @@ def test_bfloat16_and_dropout_training_loss_is_finite():
           dropout_rng=jax.random.key(1))
   assert np.isfinite(float(loss)) and loss.dtype == jnp.float32
   assert all(np.all(np.isfinite(np.asarray(v))) for v in stats.values())
+
+
+def _brute_force_auc(positive_scores, negative_scores):
+  """Mean over all (replaced, original) pairs: 1 if ranked right, 1/2 if tied."""
+  pos = np.asarray(positive_scores, np.float64)[:, None]
+  neg = np.asarray(negative_scores, np.float64)[None, :]
+  return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def test_token_only_auc_on_a_hand_made_batch():
+  # Reference (training) counts per id. Id 0 is never seen, so it gets the global rate; ids 1
+  # and 2 have the same counts, so they tie; id 4 is mostly replaced.
+  ref_replaced = np.array([0, 1, 1, 0, 7, 1], np.float32)
+  ref_seen = np.array([0, 3, 3, 9, 8, 1], np.float32)
+  # The evaluated positions as (id, replaced?): a hand-made batch.
+  positions = [(0, 1), (0, 0), (1, 1), (1, 0), (1, 0), (2, 0), (3, 0), (3, 0), (3, 1), (4, 1),
+               (4, 1), (4, 0), (5, 1), (5, 0)]
+  replaced, seen = np.zeros(6, np.float32), np.zeros(6, np.float32)
+  for token, label in positions:
+    seen[token] += 1
+    replaced[token] += label
+  # One pseudo-observation at the global rate 10/24 per id, by hand:
+  # id 0: 0.417, ids 1 and 2: 0.354, id 3: 0.042, id 4: 0.824, id 5: 0.708.
+  score = (ref_replaced + 10 / 24) / (ref_seen + 1)
+  np.testing.assert_allclose(score, [0.41667, 0.35417, 0.35417, 0.041667, 0.82407, 0.70833],
+                             rtol=1e-4)
+  # 6 replaced x 8 original positions = 48 pairs; per replaced position, the originals ranked
+  # below it plus one half per tie:
+  #   id 0: ids 1, 1, 2, 3, 3 below, its own original tied -> 5.5
+  #   id 1: ids 3, 3 below, ids 1, 1, 2 tied -> 3.5
+  #   id 3: ids 3, 3 tied -> 1
+  #   id 4 (twice): all but its own original, which ties -> 7.5 each
+  #   id 5: all but id 4 below, its own original tied -> 6.5
+  expected = (5.5 + 3.5 + 1 + 2 * 7.5 + 6.5) / 48
+  pos_scores = [score[t] for t, label in positions if label]
+  neg_scores = [score[t] for t, label in positions if not label]
+  assert _brute_force_auc(pos_scores, neg_scores) == pytest.approx(expected)
+  auc = objective.token_only_auc(ref_replaced, ref_seen, replaced, seen)
+  assert float(auc) == pytest.approx(expected, abs=1e-6)
+  # Ranking by the evaluated counts themselves would be optimistic: hence the reference.
+  assert float(objective.token_only_auc(replaced, seen, replaced, seen)) > expected
+  assert float(objective.token_only_auc(ref_replaced, ref_seen, replaced * 0, seen)) == 0.5
+
+
+def test_token_only_auc_matches_brute_force_pairs():
+  rng = np.random.default_rng(3)
+  vocab = 50
+  ref_seen = rng.integers(0, 6, vocab).astype(np.float32)
+  ref_replaced = np.floor(ref_seen * rng.random(vocab)).astype(np.float32)
+  ids = rng.integers(0, vocab, 400)
+  labels = rng.random(400) < 0.2
+  replaced = np.bincount(ids[labels], minlength=vocab).astype(np.float32)
+  seen = np.bincount(ids, minlength=vocab).astype(np.float32)
+  score = (ref_replaced + 0.7 * ref_replaced.sum() / ref_seen.sum()) / (ref_seen + 0.7)
+  expected = _brute_force_auc(score[ids[labels]], score[ids[~labels]])
+  auc = objective.token_only_auc(ref_replaced, ref_seen, replaced, seen, prior=0.7)
+  assert float(auc) == pytest.approx(expected, abs=1e-5)
+
+
+def test_auc_with_padding_is_the_originals_metric():
+  """tf.metrics.auc(labels * input_mask, probs * input_mask) over every position, exactly."""
+  rng = np.random.default_rng(1)
+  labels = rng.random((4, 64)) < 0.15
+  logits = rng.normal(size=(4, 64)) + labels * 1.5
+  mask = np.ones((4, 64))
+  mask[:, 40:] = 0
+  mask[0, 20:] = 0
+  labels &= mask.astype(bool)
+  positive = objective._auc_histogram(jnp.asarray(logits), jnp.asarray(labels * mask))
+  negative = objective._auc_histogram(jnp.asarray(logits), jnp.asarray(~labels * mask))
+  probs = 1 / (1 + np.exp(-logits))
+  expected = roc_auc_score((labels * mask).ravel(), (probs * mask).ravel())
+  auc = objective.auc_with_padding(positive, negative, np.sum(1 - mask))
+  assert float(auc) == pytest.approx(expected, abs=1e-3)
+  # Padding counts as easy negatives, so this reads higher than the AUC over real tokens.
+  assert float(auc) > float(objective.auc_from_histograms(positive, negative)) + 0.02
+
+
+def test_stats_count_each_corrupted_token_id():
+  model, params = make_model()
+  batch = make_batch()
+  _, stats = loss_fn(model, electra_config())(
+      params, batch, sample_rng=jax.random.split(jax.random.key(9), 4))
+  assert stats['token_seen_count'].shape == (VOCAB,)
+  assert float(jnp.sum(stats['token_seen_count'])) == float(stats['disc_count'])
+  assert float(jnp.sum(stats['token_replaced_count'])) == float(stats['replaced_count'])
+  assert float(stats['padding_count']) == float(jnp.sum(1 - batch['attention_mask']))
+  # Every real position not written by a sample keeps its id and is counted under it.
+  kept = np.asarray(batch['masked_input_ids']) != MASK_ID
+  kept &= np.asarray(batch['attention_mask']) > 0
+  kept_counts = np.bincount(np.asarray(batch['input_ids'])[kept], minlength=VOCAB)
+  assert np.all(np.asarray(stats['token_seen_count']) >= kept_counts)
+  metrics = objective.summarize(stats, token_reference=stats)
+  np.testing.assert_allclose(metrics['disc_auc_context_gain'],
+                             metrics['disc_auc'] - metrics['disc_auc_token_only'])

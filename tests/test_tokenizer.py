@@ -16,7 +16,8 @@ from electra_jax.data import corpus
 
 def _tokenizer_config(cache_dir, vocab_size=4096):
   return ml_collections.ConfigDict({'tokenizer': {'cache_dir': str(cache_dir),
-                                                  'vocab_size': vocab_size}})
+                                                  'vocab_size': vocab_size},
+                                    'data': {'builtin_packages': ''}})
 
 
 @pytest.fixture(scope='session')

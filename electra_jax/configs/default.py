@@ -67,6 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.tfds_eval_split = ''  # '' = hold out eval_fraction of the train split
   config.data.tfds_text_feature = 'text'  # the feature holding the raw text
   config.data.prepared_dir = ''  # output of `python -m electra_jax.data.prepare` (record shards)
+  # source=builtin: installed packages (comma-separated) whose docstrings join the standard
+  # library's documentation, read with `ast` and cached; '' = the standard library alone.
+  config.data.builtin_packages = ''
   config.data.eval_fraction = 0.01  # fraction held out for eval when no eval split is given
   config.data.max_seq_length = 128  # packed example length, [CLS] and [SEP]s included
   config.data.short_seq_prob = 0.05  # chance of a short random target length after an example

@@ -5,7 +5,10 @@ a blank line between documents. This module turns each source into that format o
 
 * the **built-in corpus** ships with every Python install (the reference documentation in
   `pydoc_data.topics` plus the docstrings of the standard library's own source files), so the quick
-  start and the tests need no download. It is cut into a fixed number of document-aligned shards;
+  start and the tests need no download. `data.builtin_packages` adds the docstrings of installed
+  packages (those `pip install electra-jax` brings: numpy, jax, tensorflow, ...), read from their
+  source files with `ast`, never imported. It is cut into a fixed number of document-aligned
+  shards, and cached (`builtin_corpus`) because parsing a few thousand source files takes minutes;
 * **text files** are paths, globs or comma-separated lists of them, read through `tf.io.gfile` so
   that `gs://` works, `.gz` included.
 
@@ -17,21 +20,32 @@ import ast
 import dataclasses
 import functools
 import gzip
+import hashlib
+import importlib.metadata
+import importlib.util
 import io
+import json
+import os
 import pathlib
 import re
 import sys
 import sysconfig
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
+import uuid
 
+from absl import logging
 import tensorflow as tf
 
 from electra_jax.errors import UserError
 
 # Bump when the way the built-in corpus is assembled changes: it keys the tokenizer cache.
-BUILTIN_CORPUS_VERSION = 2
+BUILTIN_CORPUS_VERSION = 3
 # Document-aligned shards of the built-in corpus: enough for 16 hosts to each read their own.
 BUILTIN_NUM_SHARDS = 16
+# Source directories whose docstrings stay out: tests repeat the API's own text, vendored and
+# build trees are not the package's documentation.
+_SKIPPED_DIRS = frozenset({'site-packages', 'dist-packages', 'test', 'tests', 'testing', 'idlelib',
+                           '__pycache__', '_vendor', 'vendored', 'third_party', 'include'})
 # Docstrings shorter than this are mostly one-liners ("Return x.") that teach little.
 _MIN_DOCSTRING_CHARS = 200
 # Where a line is cut before tokenisation. A token covers at least one character, and the longest
@@ -113,17 +127,16 @@ def _split_document(text: str) -> list[list[str]]:
   return [d for d in documents if len(d) > 1 or len(d[0]) > 80]
 
 
-def _stdlib_docstrings() -> Iterator[str]:
-  """Long docstrings of the standard library's Python sources, read with `ast` (nothing imported)."""
-  root = pathlib.Path(sysconfig.get_paths()['stdlib'])
-  skip_parts = {'site-packages', 'dist-packages', 'test', 'tests', 'idlelib', '__pycache__'}
+def _source_docstrings(root: pathlib.Path) -> Iterator[str]:
+  """Long docstrings of the Python sources under `root`, read with `ast` (nothing imported)."""
   for path in sorted(root.rglob('*.py')):
-    if skip_parts.intersection(path.relative_to(root).parts):
+    relative = path.relative_to(root)
+    if _SKIPPED_DIRS.intersection(relative.parts[:-1]) or path.name.endswith('_test.py'):
       continue
     try:
       tree = ast.parse(path.read_bytes())
     except (SyntaxError, ValueError, OSError):
-      continue  # a broken or unreadable file in someone's stdlib is no reason to fail
+      continue  # a broken or unreadable source file is no reason to fail
     for node in ast.walk(tree):
       if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
         docstring = ast.get_docstring(node)
@@ -131,26 +144,130 @@ def _stdlib_docstrings() -> Iterator[str]:
           yield docstring
 
 
-@functools.cache
-def builtin_corpus() -> BuiltinCorpus:
-  """Builds (once per process, a few seconds) the built-in corpus."""
+def package_root(name: str) -> pathlib.Path:
+  """The source directory of the installed top-level package `name`, found without importing it.
+
+  Raises:
+    ValueError: `name` is not an installed package (a module file or nothing).
+  """
+  try:
+    spec = importlib.util.find_spec(name)
+  except (ImportError, ValueError):
+    spec = None
+  locations = list(spec.submodule_search_locations or []) if spec else []
+  if '.' in name or not locations:
+    raise ValueError(f'data.builtin_packages names {name!r}, which is not an installed top-level '
+                     'package here. Name installed packages (e.g. numpy,jax,tensorflow), or '
+                     "set --config.data.builtin_packages='' for the standard library alone.")
+  return pathlib.Path(locations[0])
+
+
+def _package_versions(packages: Sequence[str]) -> list[str]:
+  """`name=version` of each package (its distribution's version, else its directory's mtime)."""
+  distributions = importlib.metadata.packages_distributions()
+  versions = []
+  for name in packages:
+    names = distributions.get(name, [])
+    try:
+      version = importlib.metadata.version(names[0]) if names else None
+    except importlib.metadata.PackageNotFoundError:
+      version = None
+    if version is None:  # not from a distribution (e.g. on PYTHONPATH): its files decide
+      version = f'mtime{int(package_root(name).stat().st_mtime)}'
+    versions.append(f'{name}={version}')
+  return versions
+
+
+def parse_packages(packages: str | Iterable[str]) -> tuple[str, ...]:
+  """'numpy, jax' or ('numpy', 'jax') -> ('numpy', 'jax'): stripped, no empty names, in order."""
+  if isinstance(packages, str):
+    packages = packages.split(',')
+  return tuple(dict.fromkeys(p.strip() for p in packages if p.strip()))
+
+
+def builtin_corpus_key(packages: str | Iterable[str] = ()) -> str:
+  """Identifies the built-in corpus without building it (for cache names).
+
+  It holds the Python version, the builder's version and, with packages, a hash of their names
+  and versions, so an upgrade of any of them builds a new corpus (and tokenizer).
+  """
+  packages = parse_packages(packages)
+  version = f'{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}'
+  key = f'py{version}-c{BUILTIN_CORPUS_VERSION}'
+  if packages:
+    digest = hashlib.sha256(','.join(_package_versions(packages)).encode()).hexdigest()[:12]
+    key += f'-pkg{digest}'
+  return key
+
+
+def default_cache_dir() -> str:
+  """$XDG_CACHE_HOME/electra_jax, or ~/.cache/electra_jax."""
+  base = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+  return os.path.join(base, 'electra_jax')
+
+
+def write_atomically(path: str, data: bytes) -> None:
+  """Writes `data` to a temporary name next to `path`, then renames it: readers never see half."""
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  temp_path = f'{path}.tmp-{uuid.uuid4().hex}'
+  with tf.io.gfile.GFile(temp_path, 'wb') as f:
+    f.write(data)
+  tf.io.gfile.rename(temp_path, path, overwrite=True)
+
+
+def _build_documents(packages: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
   import pydoc_data.topics  # pylint: disable=g-import-not-at-top
 
   documents = []
   for topic in sorted(pydoc_data.topics.topics):
     documents.extend(_split_document(pydoc_data.topics.topics[topic]))
-  for docstring in _stdlib_docstrings():
-    documents.extend(_split_document(docstring))
-  # The stdlib repeats some docstrings (inherited or copied APIs): keep each document once, so
-  # that no held-out document also appears in training.
-  unique = dict.fromkeys(tuple(d) for d in documents if d)
-  return BuiltinCorpus(documents=tuple(unique))
+  roots = [pathlib.Path(sysconfig.get_paths()['stdlib'])] + [package_root(p) for p in packages]
+  for root in roots:
+    for docstring in _source_docstrings(root):
+      documents.extend(_split_document(docstring))
+  # Sources repeat docstrings (inherited, copied or re-exported APIs): keep each document once,
+  # so that no held-out document also appears in training.
+  return tuple(dict.fromkeys(tuple(d) for d in documents if d))
 
 
-def builtin_corpus_key() -> str:
-  """Identifies the built-in corpus without building it (for cache names)."""
-  version = f'{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}'
-  return f'py{version}-c{BUILTIN_CORPUS_VERSION}'
+@functools.cache
+def builtin_corpus(packages: str | tuple[str, ...] = ()) -> BuiltinCorpus:
+  """The built-in corpus: the standard library's documentation plus `packages`' docstrings.
+
+  Built once per machine and cached in `default_cache_dir()` under `builtin_corpus_key`, written
+  atomically, so concurrent processes never read half a file and later ones skip the build
+  (seconds for the standard library, a few minutes with tensorflow's sources). An unwritable
+  cache only costs the rebuild.
+
+  Args:
+    packages: installed top-level packages whose docstrings join the corpus, as a tuple or a
+      comma-separated string (`data.builtin_packages`), in a fixed order.
+  """
+  packages = parse_packages(packages)
+  path = os.path.join(default_cache_dir(), f'builtin-corpus-{builtin_corpus_key(packages)}.json.gz')
+  if tf.io.gfile.exists(path):
+    try:
+      with tf.io.gfile.GFile(path, 'rb') as f:
+        documents = json.loads(gzip.decompress(f.read()))
+      return BuiltinCorpus(documents=tuple(tuple(d) for d in documents))
+    except (OSError, ValueError, EOFError) as error:
+      logging.warning('Rebuilding the built-in corpus: its cache %s is unreadable (%s).', path,
+                      error)
+  logging.info('Building the built-in corpus (standard library%s) ...',
+               f' + {", ".join(packages)}' if packages else '')
+  documents = _build_documents(packages)
+  try:
+    write_atomically(path, gzip.compress(json.dumps(documents).encode(), compresslevel=6))
+  except (OSError, tf.errors.OpError) as error:
+    logging.warning('Could not cache the built-in corpus in %s (%s); the next run rebuilds it.',
+                    path, error)
+  built = BuiltinCorpus(documents=documents)
+  logging.info('Built-in corpus: %d documents, %d sentences, %.1fM characters.',
+               len(documents), sum(len(d) for d in documents),
+               sum(len(s) for d in documents for s in d) / 1e6)
+  return built
 
 
 # ---- Text files -------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ int32 and `masked_lm_positions`, `masked_lm_ids` int32 / `masked_lm_weights` flo
 `[batch, max_predictions]`, with batch = `config.train.batch_size // process_count`.
 
 * 'train' shuffles (files per epoch, examples through a buffer) and repeats forever; 'eval' is the
-  fixed held-out part, unshuffled and identical every time, repeated so that any number of eval
+  fixed held-out part, unshuffled and identical every time: the examples of its first
+  `train.eval_steps` batches, cached after one pass and repeated, so that any number of eval
   batches can be drawn (a fresh iterator always starts at the same batch).
 * Every random choice (file order, packing, shuffle, masks) derives from `config.seed` through
   stateless ops keyed on counters kept inside the pipeline, so the stream is fixed, and a
@@ -165,6 +166,9 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tok
     elif data.source == 'tfds':
       builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
       sources.tfds_splits(builder, data.tfds_train_split, data.tfds_eval_split, data.eval_fraction)
+    elif data.source == 'builtin':
+      for package in corpus.parse_packages(data.builtin_packages):
+        corpus.package_root(package)  # an unknown name fails before the corpus is built
     tokenizer = _tokenizer_for(config)
   if tokenizer.vocab_size > config.model.vocab_size:
     raise UserError(f'The tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size='
@@ -270,7 +274,8 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
     return _tfds_examples(config, tokenizer, split, training, process_index, process_count)
   if data.source == 'builtin':
     return _text_examples(
-        config, tokenizer, sources.builtin_lines_fn(), corpus.BUILTIN_NUM_SHARDS,
+        config, tokenizer, sources.builtin_lines_fn(data.builtin_packages),
+        corpus.BUILTIN_NUM_SHARDS,
         packing.DocumentFilter(split, data.eval_fraction), training, process_index, process_count)
   if data.source == 'files':
     if split == 'eval' and data.eval_files:
@@ -327,7 +332,10 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
         seed=(config.seed * 1_000_003 + _SALT_SHUFFLE * 1009 + process_index) % (1 << 31),
         reshuffle_each_iteration=False)  # the stream is endless: one "iteration"
   else:
-    examples = examples.repeat()
+    # An evaluation reads the same first `eval_steps` batches every time; cached after the first
+    # one, so that later evaluations do not re-read (and re-tokenise) the whole source to find the
+    # held-out documents again. Masking comes after, keyed on the batch index, as before.
+    examples = examples.take(batch_size * config.train.eval_steps).cache().repeat()
   batches = examples.batch(batch_size, drop_remainder=True)
   if data.source == 'prepared':
     batches = batches.map(

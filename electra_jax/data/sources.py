@@ -48,9 +48,9 @@ def assign_shards(num_shards: int, process_index: int, process_count: int,
   return HostShards(tuple(range(num_shards)), process_count, process_index)
 
 
-def builtin_lines_fn(split_shards: int = corpus.BUILTIN_NUM_SHARDS):
-  """`shard_index -> tf.data.Dataset of lines` for the built-in corpus."""
-  built = corpus.builtin_corpus()
+def builtin_lines_fn(packages: str = '', split_shards: int = corpus.BUILTIN_NUM_SHARDS):
+  """`shard_index -> tf.data.Dataset of lines` for the built-in corpus (with `packages`)."""
+  built = corpus.builtin_corpus(packages)
   shard_lines = [built.shard_lines(i, split_shards) for i in range(split_shards)]
   starts = [0]
   for lines in shard_lines:
