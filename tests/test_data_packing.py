@@ -144,3 +144,26 @@ def test_real_text_packs_with_valid_layout(sp_tokenizer):
   assert two_segments > len(examples) // 3
   # Full-length examples dominate, as the target is usually max_seq_length.
   assert np.mean([(e['input_ids'] != PAD).sum() >= 120 for e in examples]) > 0.3
+
+
+@pytest.mark.parametrize('keep', ['eval', 'train'])
+def test_selecting_documents_before_tokenising_gives_the_same_examples(sp_tokenizer, keep):
+  """pack_lines selects raw lines first; the examples equal filtering tokenised lines."""
+  options = packing.PackingOptions(max_seq_length=64)
+  document_filter = packing.DocumentFilter(keep, 0.2)
+  shard = tf.constant(3, tf.int64)
+  raw = corpus.builtin_corpus().shard_lines(3)[:3000] + ['', '  ', 'tail document, no blank']
+  lines = lambda: tf.data.Dataset.from_tensor_slices(raw)
+  selected = list(packing.pack_lines(lines(), sp_tokenizer, SEED, shard, options,
+                                     document_filter).as_numpy_iterator())
+  tokenized = packing.tokenize_lines(lines().concatenate(tf.data.Dataset.from_tensors('')),
+                                     sp_tokenizer, 64)
+  filtered_after = packing.accumulate_sentences(tokenized, SEED, shard, options,
+                                                document_filter).map(
+      lambda g: packing.build_example(g, SEED, options, sp_tokenizer.cls_id, sp_tokenizer.sep_id,
+                                      sp_tokenizer.pad_id))
+  expected = list(filtered_after.as_numpy_iterator())
+  assert len(selected) == len(expected) > 5
+  for a, b in zip(selected, expected):
+    np.testing.assert_array_equal(a['input_ids'], b['input_ids'])
+    np.testing.assert_array_equal(a['token_type_ids'], b['token_type_ids'])
