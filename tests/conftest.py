@@ -34,3 +34,12 @@ def trained_tiny_run(repo_root, tmp_path_factory):
   """A 4-step tiny pre-training run with eval records and two checkpoints (tests/tiny_run.py)."""
   import tiny_run  # noqa: PLC0415 - imports jax, which must come after the XLA_FLAGS above
   return tiny_run.train_tiny_run(repo_root, tmp_path_factory.mktemp('tiny_run'))
+
+
+@pytest.fixture(autouse=True)
+def _restore_absl_verbosity():
+  """CLIs run in-process lower absl's verbosity for their own output; later tests must still log."""
+  from absl import logging  # noqa: PLC0415
+  verbosity = logging.get_verbosity()
+  yield
+  logging.set_verbosity(verbosity)

@@ -33,16 +33,18 @@ def _write_metrics(directory, records):
 def test_plot_of_a_real_run(trained_tiny_run, tmp_path):
   report = plot.plot_curves([trained_tiny_run.workdir], str(tmp_path / 'curves.png'))
   assert list(report) == ['total loss', 'generator masked-LM loss', 'generator masked-LM accuracy',
-                          'discriminator loss', 'discriminator AUC', 'learning rate',
-                          'throughput']
-  assert report['discriminator AUC'] == ['AUC (train)', 'AUC (eval)']  # eval points marked too
+                          'discriminator loss', 'discriminator AUC',
+                          'AUC context gain (AUC - token-only AUC)', 'learning rate', 'throughput']
+  assert report['discriminator AUC'] == ['AUC (train)', 'AUC (eval)', 'token-only baseline (eval)',
+                                         'AUC with padding (train)', 'AUC with padding (eval)']  # eval points marked too
+  assert report['AUC context gain (AUC - token-only AUC)'] == ['context gain (eval)']
   width, height = png_size(tmp_path / 'curves.png')
   assert (width, height) == (1200, 1280)  # 2 columns x 4 rows of 6 x 3.2 inches at 100 dpi
   assert os.path.getsize(tmp_path / 'curves.png') > 20_000
 
 
 def test_token_only_baseline_context_gain_and_overlay(trained_tiny_run, tmp_path):
-  """A hand-written run with the keys the trainer does not write yet, beside the real one."""
+  """A hand-written run (a resumed step, a line cut by a kill) overlaid on the real one."""
   records = []
   for step in (100, 200, 300):
     records.append(dict(step=step, loss=20.0 - step / 100, disc_auc=0.6 + step / 1000,
