@@ -1,7 +1,7 @@
 """ELECTRA's replaced-token-detection objective, as pure functions usable inside `jit`.
 
 One step: the generator predicts the masked tokens (at `masked_lm_positions` only), its predictions
-are sampled (Gumbel-max, float32, no gradient), written into the original sequence, and the
+are sampled (from the softmax, float32, no gradient), written into the original sequence, and the
 discriminator labels every non-padding position as original (0) or replaced (1).
 
 Losses and metrics are built from SUMS and COUNTS (`stats`) so that they add up exactly over
@@ -42,9 +42,19 @@ TOKEN_COUNT_KEYS = ('token_replaced_count', 'token_seen_count')
 _DISALLOW_PENALTY = 1000.0  # as in the reference: subtracted from the original token's logit
 
 
+_SAMPLING_BLOCK = 128  # vocabulary entries per block of the two-level inverse-CDF search
+
+
 def sample_tokens(logits: jax.Array, sample_rng: jax.Array, original_ids: jax.Array, *,
                   temperature: float = 1.0, disallow_correct: bool = False) -> jax.Array:
-  """Gumbel-max samples from softmax(logits / temperature), in float32, without gradient.
+  """Samples from softmax(logits / temperature), in float32, without gradient.
+
+  The original draws Gumbel-max samples: one uniform number per vocabulary entry at every masked
+  slot (30522 x 19 per sequence), which is most of the sampling cost on a CPU. This draws from the
+  same distribution by inverse-CDF with ONE uniform number per slot: find the block of
+  `_SAMPLING_BLOCK` entries whose cumulative mass passes u, then the entry inside it (two short
+  cumulative sums instead of one over the whole vocabulary). Zero-probability entries (e.g. the
+  original under `disallow_correct`) are never drawn.
 
   Args:
     logits: [batch, num_positions, vocab] generator logits.
@@ -62,10 +72,25 @@ def sample_tokens(logits: jax.Array, sample_rng: jax.Array, original_ids: jax.Ar
   if disallow_correct:
     logits -= _DISALLOW_PENALTY * jax.nn.one_hot(original_ids, logits.shape[-1],
                                                 dtype=jnp.float32)
-  uniform = jax.vmap(lambda key: jax.random.uniform(key, logits.shape[1:], jnp.float32))(
-      sample_rng)
-  gumbel = -jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
-  return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
+  batch, positions, vocab = logits.shape
+  weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # unnormalised softmax
+  weights = jnp.pad(weights, ((0, 0), (0, 0), (0, -vocab % _SAMPLING_BLOCK)))
+  weights = weights.reshape(batch, positions, -1, _SAMPLING_BLOCK)  # [b, p, blocks, block]
+  block_mass = jnp.sum(weights, axis=-1)  # [b, p, blocks]
+  block_cdf = jnp.cumsum(block_mass, axis=-1)
+  total = block_cdf[..., -1:]
+  uniform = jax.vmap(lambda key: jax.random.uniform(key, (positions, 1), jnp.float32))(sample_rng)
+  u = jnp.minimum(uniform * total, jnp.nextafter(total, 0.0))  # [b, p, 1], strictly below total
+  # The first block whose cumulative mass exceeds u (never an empty one: its cdf equals the last).
+  block = jnp.sum((block_cdf <= u).astype(jnp.int32), axis=-1)  # [b, p]
+  take = lambda x, i: jnp.take_along_axis(x, i[..., None], axis=-1)[..., 0]
+  before = take(block_cdf, block) - take(block_mass, block)  # mass of the earlier blocks
+  inner = jnp.take_along_axis(weights, block[..., None, None], axis=2)[:, :, 0]  # [b, p, block]
+  inner_cdf = jnp.cumsum(inner, axis=-1) + before[..., None]
+  index = jnp.sum((inner_cdf <= u).astype(jnp.int32), axis=-1)
+  # Rounding can leave u above the block's recomputed total: fall back to its last non-zero entry.
+  last_nonzero = jnp.max(jnp.where(inner > 0, jnp.arange(_SAMPLING_BLOCK), -1), axis=-1)
+  return (block * _SAMPLING_BLOCK + jnp.minimum(index, last_nonzero)).astype(jnp.int32)
 
 
 def corrupt_input(input_ids: jax.Array, masked_lm_positions: jax.Array, sampled_ids: jax.Array,
@@ -150,11 +175,12 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
   gen_loss_sum = jnp.sum(slot_nll * slot_weights)
 
   # Sampling and the corrupted input (no gradient flows back through the samples).
-  sampled_ids = sample_tokens(
-      gen_logits, sample_rng, targets, temperature=electra_config.temperature,
-      disallow_correct=electra_config.disallow_correct)
-  corrupted_ids = corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled_ids,
-                                slot_weights)
+  with jax.named_scope('sampling'):  # named for the profile in benchmarks/bench_train_step.py
+    sampled_ids = sample_tokens(
+        gen_logits, sample_rng, targets, temperature=electra_config.temperature,
+        disallow_correct=electra_config.disallow_correct)
+    corrupted_ids = corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled_ids,
+                                  slot_weights)
   token_weights = batch['attention_mask'].astype(jnp.float32)
   # A correctly sampled token is an original one.
   replaced = (corrupted_ids != batch['input_ids']).astype(jnp.float32) * token_weights
