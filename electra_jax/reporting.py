@@ -44,7 +44,12 @@ def format_duration(seconds: float) -> str:
 
 
 class Throughput:
-  """Steps/s, tokens/s and TFLOP/s per device between two log points."""
+  """Steps/s, tokens/s, TFLOP/s per device and the input-wait share between two log points.
+
+  `data_wait_fraction` is the share of the window's wall time that the training loop spent
+  waiting for the next batch from the host pipeline (the tf.data iterator, whose own prefetch
+  runs in the background, plus the transfer to the devices), as reported by `add_data_wait`.
+  """
 
   def __init__(self, *, tokens_per_step: int, flops_per_step: float, num_devices: int,
                peak_tflops: float | None):
@@ -57,18 +62,24 @@ class Throughput:
 
   def start(self, step: int):
     self._last_time, self._last_step = time.perf_counter(), step
+    self._data_wait = 0.0
+
+  def add_data_wait(self, seconds: float):
+    self._data_wait += seconds
 
   def measure(self, step: int) -> dict[str, float]:
     now = time.perf_counter()
     steps = step - self._last_step
     elapsed = max(now - self._last_time, 1e-9)
     self._last_time, self._last_step = now, step
+    data_wait, self._data_wait = self._data_wait, 0.0
     if steps <= 0:
       return {}
     step_time = elapsed / steps
     tflops = self.flops_per_step / step_time / self.num_devices / 1e12
     out = {'steps_per_sec': 1.0 / step_time, 'step_time_s': step_time,
-           'tokens_per_sec': self.tokens_per_step / step_time, 'tflops_per_device': tflops}
+           'tokens_per_sec': self.tokens_per_step / step_time, 'tflops_per_device': tflops,
+           'data_wait_fraction': min(data_wait / elapsed, 1.0)}
     if self.peak_tflops:
       out['mfu'] = tflops / self.peak_tflops
     return out
@@ -117,7 +128,8 @@ def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> st
       ('disc_loss', 'disc_loss', '.4f'), ('disc_auc', 'disc_auc', '.3f'),
       ('learning_rate', 'lr', '.2e'), ('grad_norm', 'gnorm', '.2f'),
       ('steps_per_sec', 'steps/s', '.2f'), ('tokens_per_sec', 'tok/s', ',.0f'),
-      ('tflops_per_device', 'TFLOP/s/dev', '.2f'), ('mfu', 'MFU', '.1%')):
+      ('tflops_per_device', 'TFLOP/s/dev', '.2f'), ('mfu', 'MFU', '.1%'),
+      ('data_wait_fraction', 'data_wait', '.1%')):
     if key in metrics:
       parts.append(f'{label} {format(float(metrics[key]), fmt)}')
   if metrics.get('steps_per_sec'):
@@ -143,23 +155,32 @@ def eval_line(step: int, metrics: Mapping[str, float]) -> str:
   return f'eval at step {step}: ' + ' | '.join(parts)
 
 
-def log_memory_analysis(compiled) -> None:
-  """Prints XLA's per-device memory estimate of a compiled step (None on some backends)."""
+def memory_per_device(compiled) -> dict[str, float] | None:
+  """Bytes per device from XLA's memory analysis of a compiled step; None where unavailable.
+
+  Keys: argument, output, temp, alias and `peak` = argument + output + temp - alias (a donated
+  train state is counted once).
+  """
   try:
     analysis = compiled.memory_analysis()
-  except Exception as error:  # noqa: BLE001 - purely informational
-    logging.info('Memory analysis unavailable: %s', error)
-    return
+  except Exception:  # noqa: BLE001 - purely informational; some backends have none
+    return None
   if analysis is None:
+    return None
+  sizes = {f: float(getattr(analysis, f'{f}_size_in_bytes', 0) or 0)
+           for f in ('argument', 'output', 'temp', 'alias')}
+  sizes['peak'] = sizes['argument'] + sizes['output'] + sizes['temp'] - sizes['alias']
+  return sizes
+
+
+def log_memory_analysis(compiled) -> None:
+  """Logs XLA's per-device memory estimate of a compiled step."""
+  sizes = memory_per_device(compiled)
+  if sizes is None:
     logging.info('Memory analysis unavailable on this backend.')
     return
   gib = 1024 ** 3
-  fields = ('argument_size_in_bytes', 'output_size_in_bytes', 'temp_size_in_bytes',
-            'alias_size_in_bytes', 'generated_code_size_in_bytes')
-  sizes = {f: getattr(analysis, f, 0) or 0 for f in fields}
-  total = (sizes['argument_size_in_bytes'] + sizes['output_size_in_bytes']
-           + sizes['temp_size_in_bytes'] - sizes['alias_size_in_bytes'])
   logging.info('Compiled train step, memory per device: arguments %.3f GiB, outputs %.3f GiB, '
                'temporaries %.3f GiB, aliased %.3f GiB -> about %.3f GiB in use.',
-               sizes['argument_size_in_bytes'] / gib, sizes['output_size_in_bytes'] / gib,
-               sizes['temp_size_in_bytes'] / gib, sizes['alias_size_in_bytes'] / gib, total / gib)
+               sizes['argument'] / gib, sizes['output'] / gib, sizes['temp'] / gib,
+               sizes['alias'] / gib, sizes['peak'] / gib)

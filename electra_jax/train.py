@@ -301,7 +301,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if step < config.train.num_steps:
         # Drawn only after any checkpoint of this step, so the saved iterator has produced exactly
         # `step` batches; still overlaps the step in flight, which was dispatched asynchronously.
+        wait_start = time.perf_counter()
         batch = _to_global(next(host_batches), batch_sharding)
+        throughput.add_data_wait(time.perf_counter() - wait_start)
     save(step, force=True)
     checkpointer.wait()
     _mark_completed(completed_path, step)

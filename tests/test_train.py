@@ -75,8 +75,9 @@ def test_four_micro_batches_equal_one_full_batch(repo_root, tmp_path, mesh_run):
 def test_metrics_records_have_the_documented_fields(mesh_run):
   record = read_metrics(mesh_run)[-1]
   for key in ('step', 'loss', 'learning_rate', 'grad_norm', 'tokens_per_sec', 'step_time_s',
-              'tflops_per_device', 'masked_lm_accuracy', 'disc_auc'):
+              'tflops_per_device', 'masked_lm_accuracy', 'disc_auc', 'data_wait_fraction'):
     assert key in record, key
+  assert 0.0 <= record['data_wait_fraction'] <= 1.0
   assert (mesh_run / 'COMPLETED').exists()
   assert list((mesh_run / 'tensorboard').iterdir())
 
