@@ -238,3 +238,49 @@ def test_prepared_shards_match_on_the_fly_packing(config, builtin_tokenizer_path
   prepared_config.data.max_seq_length = 64
   with pytest.raises(ValueError, match='packed to length 128'):
     pretraining.make_dataset(prepared_config, 'train')
+
+
+def test_prepared_shards_with_a_wordpiece_vocabulary(config, tmp_path):
+  """BERT's vocab.txt (the original release's and Hugging Face's) can be prepared too."""
+  for i in range(2):
+    text = '\n\n'.join(f'File {i} document {d}. It has a sentence.\nAnd a second one, {d}.'
+                       for d in range(40))
+    (tmp_path / f'part-{i}.txt').write_text(text)
+  pieces = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'file', 'document', 'it', 'has', 'a',
+            'sentence', 'and', 'second', 'one', '.', ','] + [str(d) for d in range(10)] + [
+                f'##{d}' for d in range(10)]
+  vocab = tmp_path / 'vocab.txt'
+  vocab.write_text('\n'.join(pieces) + '\n')
+  config.tokenizer.type, config.tokenizer.path = 'wordpiece', str(vocab)
+  config.data.source = 'files'
+  config.data.train_files = str(tmp_path / 'part-*.txt')
+  config.data.eval_fraction = 0.1
+  out = tmp_path / 'prepared'
+  metadata = prepare.prepare(config, str(out), num_workers=2)
+  assert metadata['tokenizer'] == {'type': 'wordpiece', 'file': 'vocab.txt', 'lower_case': True,
+                                   'strip_accents': True}
+  assert (out / 'vocab.txt').read_text() == vocab.read_text()
+
+  on_the_fly = _rows(pretraining.packed_examples(config, 'train', training=False)
+                     .as_numpy_iterator())
+  prepared_config = config.copy_and_resolve_references()
+  prepared_config.data.source = 'prepared'
+  prepared_config.data.prepared_dir = str(out)
+  prepared_config.tokenizer.path = ''
+  tokenizer = pretraining.validate_data_config(prepared_config)
+  assert tokenizer.files() == [str(out / 'vocab.txt')] and tokenizer.cls_id == 2
+  records = pretraining._prepared_records(prepared_config, 'train', False, 0, 1)  # pylint: disable=protected-access
+  parsed = records.batch(1000).map(
+      lambda s: prepare.records.parse_batch(s, 128, metadata['id_dtype'], tokenizer.pad_id))
+  rows = [dict(input_ids=ids, token_type_ids=types) for batch in parsed.as_numpy_iterator()
+          for ids, types in zip(batch['input_ids'], batch['token_type_ids'])]
+  assert _rows(rows) == on_the_fly
+  assert not any(tokenizer.unk_id in row[:128] for row in on_the_fly)  # the vocabulary covers it
+  batch = _take(pretraining.make_dataset(prepared_config, 'train'), 1)[0]
+  assert batch['masked_lm_weights'].sum() > 0
+
+  other = tmp_path / 'other.txt'
+  other.write_text('\n'.join(pieces[:-1]) + '\n')
+  prepared_config.tokenizer.path = str(other)
+  with pytest.raises(ValueError, match="differs from the tokenizer.*vocab.txt"):
+    pretraining.validate_data_config(prepared_config)

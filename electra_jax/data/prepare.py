@@ -26,6 +26,7 @@ import tensorflow as tf
 from electra_jax import cli
 from electra_jax.errors import UserError
 from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import wordpiece
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
 from electra_jax.data import records
@@ -75,6 +76,21 @@ def _write_shard(examples: tf.data.Dataset, path: str, id_dtype: str,
   return num_examples, num_tokens
 
 
+def _store_tokenizer(tokenizer: tokenizer_lib.Tokenizer, output_dir: str) -> dict:
+  """Copies the tokenizer into `output_dir`; returns its `metadata.json` entry."""
+  if isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
+    with tf.io.gfile.GFile(os.path.join(output_dir, records.TOKENIZER_FILE), 'wb') as f:
+      f.write(tokenizer.model_proto)
+    return {'type': 'sentencepiece', 'file': records.TOKENIZER_FILE}
+  if isinstance(tokenizer, wordpiece.WordPieceTokenizer):
+    tf.io.gfile.copy(tokenizer.files()[0],
+                     os.path.join(output_dir, records.WORDPIECE_VOCAB_FILE), overwrite=True)
+    return {'type': 'wordpiece', 'file': records.WORDPIECE_VOCAB_FILE,
+            'lower_case': tokenizer.lower_case, 'strip_accents': tokenizer.strip_accents}
+  raise UserError(f'prepare cannot store a {type(tokenizer).__name__}; use a SentencePiece or '
+                  'WordPiece tokenizer.')
+
+
 def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int = 0,
             tfds_shards: int = 64) -> dict:
   """Writes the packed train and eval shards of `config.data`'s source into `output_dir`.
@@ -96,15 +112,11 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
   if not output_dir:
     raise UserError('--output_dir is required.')
   tokenizer = pretraining.validate_data_config(config)
-  if not isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
-    raise UserError('prepare stores SentencePiece tokenizers only; '
-                    f'got {type(tokenizer).__name__}.')
   tf.io.gfile.makedirs(output_dir)
   metadata_path = os.path.join(output_dir, records.METADATA_FILE)
   if tf.io.gfile.exists(metadata_path):
     tf.io.gfile.remove(metadata_path)  # the directory is incomplete until we finish
-  with tf.io.gfile.GFile(os.path.join(output_dir, records.TOKENIZER_FILE), 'wb') as f:
-    f.write(tokenizer.model_proto)
+  tokenizer_metadata = _store_tokenizer(tokenizer, output_dir)
 
   id_dtype = records.id_dtype(tokenizer.vocab_size)
   jobs = []  # (split, output file name, packed examples of one input shard)
@@ -142,6 +154,7 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
       'shards': shards,
       'counts': counts,
       'source': config.data.source,
+      'tokenizer': tokenizer_metadata,
       'seed': config.seed,
       'short_seq_prob': config.data.short_seq_prob,
       'single_segment_prob': config.data.single_segment_prob,

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from electra_jax.errors import MissingFileError, UserError
 from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import wordpiece
 from electra_jax.data import corpus
 from electra_jax.data import masking
 from electra_jax.data import packing
@@ -115,14 +116,21 @@ def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer
 
 def _prepared_tokenizer(config: ml_collections.ConfigDict,
                         metadata: dict) -> tokenizer_lib.Tokenizer:
-  path = os.path.join(config.data.prepared_dir, records.TOKENIZER_FILE)
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(path)
+  """The tokenizer stored with prepared shards (SentencePiece, or WordPiece with its casing)."""
+  stored = metadata.get('tokenizer', {'type': 'sentencepiece', 'file': records.TOKENIZER_FILE})
+  path = os.path.join(config.data.prepared_dir, stored['file'])
+  if stored['type'] == 'wordpiece':
+    tokenizer = wordpiece.WordPieceTokenizer(path, lower_case=stored['lower_case'],
+                                             strip_accents=stored['strip_accents'])
+  else:
+    tokenizer = tokenizer_lib.SentencePieceTokenizer(path)
   if config.tokenizer.path:
-    with tf.io.gfile.GFile(config.tokenizer.path, 'rb') as f:
-      if f.read() != tokenizer.model_proto:
+    with tf.io.gfile.GFile(config.tokenizer.path, 'rb') as given, tf.io.gfile.GFile(path,
+                                                                                     'rb') as own:
+      if given.read() != own.read():
         raise UserError(f'tokenizer.path={config.tokenizer.path!r} differs from the tokenizer '
                         f'the shards in {config.data.prepared_dir!r} were made with; leave '
-                        'tokenizer.path empty or point it at that directory\'s tokenizer.model.')
+                        f"tokenizer.path empty or point it at that directory's {stored['file']}.")
   if metadata['max_seq_length'] != config.data.max_seq_length:
     raise UserError(f'The shards in {config.data.prepared_dir!r} are packed to length '
                     f'{metadata["max_seq_length"]}, but data.max_seq_length='

@@ -2,8 +2,11 @@
 
 A prepared directory holds
 
-* `metadata.json` (written last: its presence means the directory is complete),
-* `tokenizer.model`, the tokenizer the shards were made with,
+* `metadata.json` (written last: its presence means the directory is complete); its `tokenizer`
+  entry says which tokenizer the shards were made with (absent in older directories, which are
+  SentencePiece),
+* that tokenizer: `tokenizer.model` (SentencePiece) or `vocab.txt` (BERT WordPiece, whose casing
+  is in the metadata),
 * `train-SSSSS-of-NNNNN.tfrecord` and `eval-SSSSS-of-NNNNN.tfrecord` shards.
 
 Each record is a `tf.train.Example` with
@@ -24,7 +27,8 @@ from electra_jax.errors import UserError
 
 FORMAT = 'electra_jax.packed.v1'
 METADATA_FILE = 'metadata.json'
-TOKENIZER_FILE = 'tokenizer.model'
+TOKENIZER_FILE = 'tokenizer.model'  # SentencePiece
+WORDPIECE_VOCAB_FILE = 'vocab.txt'
 
 
 def id_dtype(vocab_size: int) -> str:
