@@ -56,6 +56,16 @@ def on_cloud_tpu_vm() -> bool:
   return any(os.path.exists(p) for p in ('/dev/accel0', '/dev/vfio/0'))
 
 
+def keep_tensorflow_off_accelerators() -> None:
+  """tf.data runs on the host; a TensorFlow that finds the CUDA libraries jax[cuda] installed
+  would otherwise reserve most of every GPU's memory before jax allocates anything."""
+  import tensorflow as tf  # noqa: PLC0415
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # TensorFlow already initialised its devices: too late, nothing to do
+    pass
+
+
 def start_distributed(coordinator_address: str = '', num_processes: int = 0,
                       process_id: int = -1) -> None:
   """Joins the processes of a multi-host run before jax touches any device.
@@ -65,6 +75,7 @@ def start_distributed(coordinator_address: str = '', num_processes: int = 0,
   worker of a pod runs the same command and jax finds its peers from the TPU metadata; on a
   single-host TPU VM that is a one-process "cluster", which is harmless.
   """
+  keep_tensorflow_off_accelerators()
   import jax  # noqa: PLC0415 - imported late so that env/XLA settings made before apply
   coordinator_address = coordinator_address or os.environ.get(ENV_COORDINATOR, '')
   if coordinator_address:
