@@ -1,6 +1,11 @@
 """Input-pipeline throughput on the built-in corpus: on-the-fly tokenisation vs prepared shards.
 
   python benchmarks/bench_data.py [--batch_size=128] [--seq_len=128] [--batches=200]
+  python benchmarks/bench_data.py --eval_pass     # one eval pass at 1x and 10x the corpus
+
+`--eval_pass` times what the trainer does at each evaluation (a fresh held-out iterator, then
+`train.eval_steps` batches) on the built-in corpus written to 16 files (1x) and to 160 files
+(10x: the same text ten times, each copy its own shards with its own held-out documents).
 
 Prints tokens/s (all batch positions, i.e. what a train step consumes, and non-padding tokens)
 for both paths of `electra_jax.data.pretraining.make_dataset`. Not a test: numbers depend on the
@@ -24,6 +29,34 @@ _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Packed sequence length.')
 _BATCHES = flags.DEFINE_integer('batches', 200, 'Batches timed per path.')
 _WARMUP = flags.DEFINE_integer('warmup', 20, 'Batches drawn before timing (fills buffers).')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', '', 'Tokenizer cache; "" = the default cache.')
+_EVAL_PASS = flags.DEFINE_bool('eval_pass', False, 'Time one eval pass at 1x and 10x the '
+                               'built-in corpus instead.')
+
+
+def _time_eval_passes(config) -> None:
+  from electra_jax.data import corpus  # noqa: PLC0415
+  documents = corpus.builtin_corpus().documents
+  config.train.batch_size = 32  # as the tiny config evaluates
+  tokenizer_path = pretraining.validate_data_config(config).files()[0]
+  with tempfile.TemporaryDirectory() as directory:
+    for copies in (1, 10):
+      for copy in range(copies):
+        for shard in range(16):
+          path = os.path.join(directory, f'{copies}x', f'part-{copy:02d}-{shard:02d}.txt')
+          os.makedirs(os.path.dirname(path), exist_ok=True)
+          with open(path, 'w') as f:
+            f.write('\n\n'.join('\n'.join(d) for d in documents[shard::16]) + '\n')
+      config.data.source = 'files'
+      config.data.train_files = os.path.join(directory, f'{copies}x', '*.txt')
+      config.tokenizer.path = tokenizer_path
+      dataset = pretraining.make_dataset(config, 'eval')
+      start = time.perf_counter()
+      iterator = iter(dataset)  # a fresh pass, as train.evaluate makes
+      for _ in range(config.train.eval_steps):
+        next(iterator)
+      print(f'eval pass at {copies:2d}x the built-in corpus ({16 * copies} files): '
+            f'{config.train.eval_steps} batches of {config.train.batch_size} x '
+            f'{config.data.max_seq_length} in {time.perf_counter() - start:.1f}s')
 
 
 def _time_path(config, name: str) -> None:
@@ -50,6 +83,9 @@ def main(argv):
   config.data.max_seq_length = _SEQ_LEN.value
   config.model.max_position_embeddings = max(config.model.max_position_embeddings, _SEQ_LEN.value)
   config.tokenizer.cache_dir = _CACHE_DIR.value
+  if _EVAL_PASS.value:
+    _time_eval_passes(config)
+    return
   print(f'batch {_BATCH_SIZE.value} x {_SEQ_LEN.value}, {os.cpu_count()} CPUs, '
         f'{_BATCHES.value} batches timed after {_WARMUP.value} warm-up batches')
   _time_path(config, 'on-the-fly')

@@ -28,8 +28,12 @@ from electra_jax.data import corpus
 
 MIN_SHORT_TARGET = 5  # the original's lower bound for random short target lengths
 _TOKENIZE_BATCH = 256  # lines tokenised per op call: amortises per-op overhead
+_SELECT_BATCH = 4096  # lines per step when selecting held-out documents
 # Salts separate the random streams drawn from one seed.
-_SALT_TARGET, _SALT_SPLIT, _SALT_HOLDOUT = 101, 102, 103
+_SALT_TARGET, _SALT_SPLIT = 101, 102
+# Held-out documents: FarmHash fingerprint of 'electra-holdout:<shard>:<document>' (stable across
+# TensorFlow versions) into 2^30 buckets; the lowest eval_fraction of them is held out.
+_HOLDOUT_KEY, _HOLDOUT_BUCKETS = 'electra-holdout', 1 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +48,9 @@ class PackingOptions:
 class DocumentFilter:
   """Which documents of a shard to keep: a fixed `eval_fraction` of them is held out for eval.
 
-  Document d of shard s is held out iff U(s, d) < eval_fraction, with U a stateless uniform draw
-  that depends on neither the seed nor the host layout, so the eval set is always the same text.
+  Document d of shard s is held out iff U(s, d) < eval_fraction, with U a fixed hash of (s, d)
+  scaled to [0, 1) that depends on neither the seed nor the host layout, so the eval set is always
+  the same text.
 
   Attributes:
     keep: 'all', 'train' (documents not held out) or 'eval' (held-out documents).
@@ -59,12 +64,15 @@ class DocumentFilter:
       raise ValueError(f'DocumentFilter.keep must be all/train/eval, not {self.keep!r}')
 
   def keeps(self, shard_index: tf.Tensor, document_index: tf.Tensor) -> tf.Tensor:
-    """Scalar bool: is document `document_index` of shard `shard_index` in this split?"""
+    """Bool, shaped like `document_index`: is document `document_index` of shard `shard_index` in
+    this split? Vectorised (a fingerprint, not a per-document random op), so that whole batches of
+    lines are selected at once."""
     if self.keep == 'all':
-      return tf.constant(True)
-    seed = tf.stack([tf.cast(shard_index, tf.int64) + _SALT_HOLDOUT * 1_000_003,
-                     tf.cast(document_index, tf.int64)])
-    held_out = tf.random.stateless_uniform([], seed=seed) < self.eval_fraction
+      return tf.ones_like(document_index, tf.bool)
+    key = tf.strings.join([_HOLDOUT_KEY, tf.strings.as_string(tf.cast(shard_index, tf.int64)),
+                           tf.strings.as_string(tf.cast(document_index, tf.int64))], ':')
+    draw = tf.cast(tf.strings.to_hash_bucket_fast(key, _HOLDOUT_BUCKETS), tf.float64)
+    held_out = draw < self.eval_fraction * _HOLDOUT_BUCKETS
     return held_out if self.keep == 'eval' else tf.logical_not(held_out)
 
 
@@ -72,6 +80,36 @@ def fold_in(seed: tf.Tensor, data) -> tf.Tensor:
   """A new `[2]` int64 stateless seed from `seed` and an integer."""
   return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64),
                                                   tf.cast(data, tf.int64))
+
+
+def _clean(lines: tf.Tensor) -> tf.Tensor:
+  """Lines as text: undecodable bytes become U+FFFD, surrounding whitespace goes."""
+  return tf.strings.strip(tf.strings.unicode_transcode(lines, 'UTF-8', 'UTF-8', errors='replace',
+                                                       replacement_char=0xFFFD))
+
+
+def _is_blank(lines: tf.Tensor) -> tf.Tensor:
+  """Document boundaries: lines that are empty once cleaned."""
+  return tf.equal(tf.strings.length(_clean(lines)), 0)
+
+
+def select_documents(lines: tf.data.Dataset, shard_index: tf.Tensor,
+                     document_filter: DocumentFilter) -> tf.data.Dataset:
+  """The raw lines of one shard's documents that `document_filter` keeps (boundaries included).
+
+  Document d is the text after the d-th blank line of the shard, as `accumulate_sentences`
+  counts them, so the same documents are selected as when filtering tokenised lines. Works on
+  batches of `_SELECT_BATCH` lines: only the running document count is carried between them.
+  """
+  def step(first_document, batch):
+    blank = tf.cast(_is_blank(batch), tf.int64)
+    document_index = first_document + tf.cumsum(blank, exclusive=True)
+    keep = document_filter.keeps(shard_index, document_index)
+    return first_document + tf.reduce_sum(blank), tf.boolean_mask(batch, keep)
+
+  return (lines.batch(_SELECT_BATCH)
+          .scan(tf.constant(0, tf.int64), step)
+          .unbatch())
 
 
 def tokenize_lines(lines: tf.data.Dataset, tokenizer: tokenizer_lib.Tokenizer,
@@ -84,9 +122,7 @@ def tokenize_lines(lines: tf.data.Dataset, tokenizer: tokenizer_lib.Tokenizer,
   max_chars = corpus.MAX_LINE_CHARS_PER_TOKEN * max_seq_length
 
   def tokenize(raw_lines):
-    text = tf.strings.unicode_transcode(raw_lines, 'UTF-8', 'UTF-8', errors='replace',
-                                        replacement_char=0xFFFD)
-    text = tf.strings.strip(text)
+    text = _clean(raw_lines)
     is_boundary = tf.equal(tf.strings.length(text), 0)
     text = tf.strings.substr(text, 0, max_chars, unit='UTF8_CHAR')
     return tokenizer.tf_tokenize(text), is_boundary
@@ -212,22 +248,6 @@ def build_example(group: dict[str, tf.Tensor], seed: tf.Tensor, options: Packing
           'token_type_ids': tf.ensure_shape(token_type_ids, [max_length])}
 
 
-def _document_lines(lines: tf.data.Dataset, shard_index: tf.Tensor,
-                    document_filter: DocumentFilter) -> tf.data.Dataset:
-  """The lines of the documents `document_filter` keeps, each document's blank line included.
-
-  Documents are numbered as `accumulate_sentences` numbers them: by the blank lines before them.
-  """
-  def step(document_index, line):
-    is_boundary = tf.equal(tf.strings.length(tf.strings.strip(line)), 0)
-    keep = document_filter.keeps(shard_index, document_index)
-    return document_index + tf.cast(is_boundary, tf.int64), (line, keep)
-
-  return (lines.scan(tf.constant(0, tf.int64), step)
-          .filter(lambda line, keep: keep)
-          .map(lambda line, keep: line))
-
-
 def pack_lines(lines: tf.data.Dataset, tokenizer: tokenizer_lib.Tokenizer, seed: tf.Tensor,
                shard_index: tf.Tensor, options: PackingOptions,
                document_filter: DocumentFilter = DocumentFilter()) -> tf.data.Dataset:
@@ -244,13 +264,12 @@ def pack_lines(lines: tf.data.Dataset, tokenizer: tokenizer_lib.Tokenizer, seed:
   # Ending every shard with a blank line flushes its last document like any other.
   lines = lines.concatenate(tf.data.Dataset.from_tensors(tf.constant('')))
   if document_filter.keep != 'all':
-    # Drop the other split's documents before tokenising them: the held-out 1% then costs a
-    # scan over the lines, not the tokenisation of the whole shard. The packing that follows
-    # sees exactly the lines (and so emits exactly the examples) it would have kept itself.
-    lines = _document_lines(lines, shard_index, document_filter)
-    document_filter = DocumentFilter()
+    # Selected before tokenising, so an eval pass tokenises only the held-out text. The examples
+    # are those the filter would give inside `accumulate_sentences`: a left-out document adds
+    # nothing there, and its boundary finds an empty buffer.
+    lines = select_documents(lines, shard_index, document_filter)
   groups = accumulate_sentences(tokenize_lines(lines, tokenizer, options.max_seq_length), seed,
-                                shard_index, options, document_filter)
+                                shard_index, options, DocumentFilter())
   return groups.map(
       lambda group: build_example(group, seed, options, tokenizer.cls_id, tokenizer.sep_id,
                                   tokenizer.pad_id),
