@@ -43,6 +43,8 @@ _BATCH = flags.DEFINE_integer('batch_size', 32, 'Global batch size.')
 _SEQ = flags.DEFINE_integer('seq_len', 128, 'Sequence length.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps (after 2 warm-up steps).')
 _DTYPE = flags.DEFINE_string('dtype', '', 'Override model.dtype (float32 / bfloat16).')
+_SAMPLER = flags.DEFINE_enum('sampler', None, ['gumbel', 'inverse_cdf'],
+                              'Override electra.sampler (default: the config\'s, Gumbel-max).')
 _MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'Side of the square matmul for the peak.')
 _PEER = flags.DEFINE_bool('peer', False, 'Also time the transformers (PyTorch) ELECTRA step.')
 _PROFILE_DIR = flags.DEFINE_string('profile_dir', '', 'Trace a few steps here and print the '
@@ -270,6 +272,8 @@ def main(argv):
   config.data.max_seq_length = _SEQ.value
   if _DTYPE.value:
     config.model.dtype = _DTYPE.value
+  if _SAMPLER.value:
+    config.electra.sampler = _SAMPLER.value
   config.model.hidden_dropout_prob = config.model.attention_dropout_prob = 0.1
   if _PEER.value and config.model.dtype != 'float32':
     raise app.UsageError('--peer compares float32 steps; drop --dtype.')
@@ -301,8 +305,9 @@ def main(argv):
   flops_per_token = flops_lib.train_flops_per_token(step.config)
   achieved = flops_per_token * tokens / step_time / 1e12
   counts = flops_lib.param_counts(step.config)
-  print(f'config {_CONFIG.value} dtype {config.model.dtype} batch {_BATCH.value} x {_SEQ.value} '
-        f'on {devices} x {jax.devices()[0].device_kind}, {_STEPS.value} interleaved rounds')
+  print(f'config {_CONFIG.value} sampler {config.electra.sampler} dtype {config.model.dtype} '
+        f'batch {_BATCH.value} x {_SEQ.value} on {devices} x {jax.devices()[0].device_kind}, '
+        f'{_STEPS.value} interleaved rounds')
   print(f'parameters: {counts}')
   print(f'train FLOPs per token (analytic): {flops_per_token / 1e6:.1f} MFLOP')
   print(f'step time {step_time * 1e3:.1f} ms | {tokens / step_time:,.0f} tokens/s | '

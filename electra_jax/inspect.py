@@ -210,7 +210,8 @@ def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
                                  batch['masked_lm_positions'])  # [n, K, vocab]
     sampled = objective.sample_tokens(gen_logits, keys, batch['masked_lm_ids'],
                                       temperature=electra.temperature,
-                                      disallow_correct=electra.disallow_correct)
+                                      disallow_correct=electra.disallow_correct,
+                                      sampler=electra.get('sampler', 'gumbel'))  # older runs: Gumbel
     corrupted = objective.corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled,
                                         batch['masked_lm_weights'])
     disc_logits = discriminator.apply({'params': disc_params}, corrupted, batch['token_type_ids'],

@@ -28,6 +28,7 @@ import ml_collections
 import optax
 
 from electra_jax.errors import UserError
+from electra_jax.validate import SAMPLERS
 
 # Discriminator logits are binned on [-AUC_LOGIT_RANGE, AUC_LOGIT_RANGE] (values outside fall into
 # the end bins). Binning logits, not probabilities, keeps the resolution uniform where scores
@@ -46,15 +47,9 @@ _SAMPLING_BLOCK = 128  # vocabulary entries per block of the two-level inverse-C
 
 
 def sample_tokens(logits: jax.Array, sample_rng: jax.Array, original_ids: jax.Array, *,
-                  temperature: float = 1.0, disallow_correct: bool = False) -> jax.Array:
+                  temperature: float = 1.0, disallow_correct: bool = False,
+                  sampler: str = 'gumbel') -> jax.Array:
   """Samples from softmax(logits / temperature), in float32, without gradient.
-
-  The original draws Gumbel-max samples: one uniform number per vocabulary entry at every masked
-  slot (30522 x 19 per sequence), which is most of the sampling cost on a CPU. This draws from the
-  same distribution by inverse-CDF with ONE uniform number per slot: find the block of
-  `_SAMPLING_BLOCK` entries whose cumulative mass passes u, then the entry inside it (two short
-  cumulative sums instead of one over the whole vocabulary). Zero-probability entries (e.g. the
-  original under `disallow_correct`) are never drawn.
 
   Args:
     logits: [batch, num_positions, vocab] generator logits.
@@ -63,15 +58,40 @@ def sample_tokens(logits: jax.Array, sample_rng: jax.Array, original_ids: jax.Ar
     original_ids: [batch, num_positions] the true tokens, for `disallow_correct`.
     temperature: softmax temperature (> 0).
     disallow_correct: never sample the original token.
+    sampler: 'gumbel' (the original: Gumbel-max, one uniform per vocabulary entry per slot) or
+      'inverse_cdf' (the same distribution from one uniform per slot; different draws).
   Returns:
     [batch, num_positions] int32 sampled token ids.
   """
   if temperature <= 0:
     raise UserError(f'electra.temperature={temperature} must be > 0.')
+  if sampler not in SAMPLERS:
+    raise UserError(f'electra.sampler={sampler!r}: use one of {SAMPLERS}.')
   logits = jax.lax.stop_gradient(logits).astype(jnp.float32) / temperature
   if disallow_correct:
     logits -= _DISALLOW_PENALTY * jax.nn.one_hot(original_ids, logits.shape[-1],
                                                 dtype=jnp.float32)
+  if sampler == 'gumbel':
+    return _gumbel_max(logits, sample_rng)
+  return _inverse_cdf(logits, sample_rng)
+
+
+def _gumbel_max(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
+  """The original's sampler: argmax(logits + Gumbel noise), noise as the original computes it."""
+  uniform = jax.vmap(lambda key: jax.random.uniform(key, logits.shape[1:], jnp.float32))(
+      sample_rng)
+  gumbel = -jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
+  return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
+
+
+def _inverse_cdf(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
+  """Inverse-CDF sampling with ONE uniform number per slot instead of one per vocabulary entry.
+
+  Gumbel-max noise (30522 x 19 uniforms per Small sequence) was most of the sampling cost on a
+  CPU. This finds the block of `_SAMPLING_BLOCK` entries whose cumulative mass passes u, then the
+  entry inside it (two short cumulative sums instead of one over the whole vocabulary).
+  Zero-probability entries (e.g. the original under `disallow_correct`) are never drawn.
+  """
   batch, positions, vocab = logits.shape
   weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # unnormalised softmax
   weights = jnp.pad(weights, ((0, 0), (0, 0), (0, -vocab % _SAMPLING_BLOCK)))
@@ -178,7 +198,7 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
   with jax.named_scope('sampling'):  # named for the profile in benchmarks/bench_train_step.py
     sampled_ids = sample_tokens(
         gen_logits, sample_rng, targets, temperature=electra_config.temperature,
-        disallow_correct=electra_config.disallow_correct)
+        disallow_correct=electra_config.disallow_correct, sampler=electra_config.sampler)
     corrupted_ids = corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled_ids,
                                   slot_weights)
   token_weights = batch['attention_mask'].astype(jnp.float32)

@@ -81,14 +81,15 @@ def _softmax(x):
   return e / e.sum()
 
 
+@pytest.mark.parametrize('sampler', ['gumbel', 'inverse_cdf'])
 @pytest.mark.parametrize('temperature', [1.0, 2.0])
-def test_sampling_frequencies_match_the_softmax(temperature):
+def test_sampling_frequencies_match_the_softmax(temperature, sampler):
   logits = jnp.array([2.0, 1.0, 0.0, -1.0, 0.5, -3.0])
   num_samples = 20_000
   keys = jax.random.split(jax.random.key(42), num_samples)
   samples = objective.sample_tokens(
       jnp.broadcast_to(logits, (num_samples, 1, 6)), keys, jnp.zeros((num_samples, 1), jnp.int32),
-      temperature=temperature)
+      temperature=temperature, sampler=sampler)
   observed = np.bincount(np.asarray(samples).ravel(), minlength=6)
   expected = _softmax(np.asarray(logits, np.float64) / temperature) * num_samples
   assert scipy_stats.chisquare(observed, expected).pvalue > 1e-3
@@ -97,13 +98,23 @@ def test_sampling_frequencies_match_the_softmax(temperature):
   assert scipy_stats.chisquare(observed, wrong).pvalue < 1e-6
 
 
-def test_disallow_correct_never_samples_the_original():
+@pytest.mark.parametrize('sampler', ['gumbel', 'inverse_cdf'])
+def test_disallow_correct_never_samples_the_original(sampler):
   logits = jnp.zeros((2000, 1, 3)).at[..., 1].set(5.0)
   originals = jnp.ones((2000, 1), jnp.int32)
   keys = jax.random.split(jax.random.key(0), 2000)
-  assert bool(jnp.any(objective.sample_tokens(logits, keys, originals) == 1))
-  assert not bool(jnp.any(
-      objective.sample_tokens(logits, keys, originals, disallow_correct=True) == 1))
+  assert bool(jnp.any(objective.sample_tokens(logits, keys, originals, sampler=sampler) == 1))
+  assert not bool(jnp.any(objective.sample_tokens(logits, keys, originals, disallow_correct=True,
+                                                  sampler=sampler) == 1))
+
+
+def test_the_samplers_draw_differently_from_the_same_keys():
+  logits = jax.random.normal(jax.random.key(1), (64, 4, 300))
+  keys = jax.random.split(jax.random.key(2), 64)
+  originals = jnp.zeros((64, 4), jnp.int32)
+  gumbel = objective.sample_tokens(logits, keys, originals, sampler='gumbel')
+  inverse = objective.sample_tokens(logits, keys, originals, sampler='inverse_cdf')
+  assert float(jnp.mean(gumbel == inverse)) < 0.2  # same law, independent draws
 
 
 def test_sampling_uses_one_key_per_example():

@@ -46,6 +46,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.electra.disc_weight = 50.0  # weight of the discriminator's RTD loss
   config.electra.temperature = 1.0  # sampling temperature for the generator's softmax
   config.electra.disallow_correct = False  # never sample the original token at a masked position
+  # How replacements are drawn from the generator's softmax. 'gumbel': the original's Gumbel-max
+  # (one uniform per vocabulary entry per masked slot). 'inverse_cdf': the same distribution from
+  # one uniform per slot, ~10x cheaper on a CPU (benchmarks/bench_train_step.py); the individual
+  # draws differ, so a run's samples (not its statistics) change.
+  config.electra.sampler = 'gumbel'
 
   # ---- Tokenizer -------------------------------------------------------------------------
   config.tokenizer = ml_collections.ConfigDict()
