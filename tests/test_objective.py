@@ -28,7 +28,7 @@ def tiny_config(**overrides):
 
 def electra_config(**overrides):
   return ml_collections.ConfigDict(dict(
-      gen_weight=1.0, disc_weight=50.0, temperature=1.0, disallow_correct=False) | overrides)
+      gen_weight=1.0, disc_weight=50.0, temperature=1.0, disallow_correct=False, sampler='gumbel') | overrides)
 
 
 def make_model(sharing='shared', **overrides):

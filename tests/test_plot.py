@@ -34,12 +34,14 @@ def test_plot_of_a_real_run(trained_tiny_run, tmp_path):
   report = plot.plot_curves([trained_tiny_run.workdir], str(tmp_path / 'curves.png'))
   assert list(report) == ['total loss', 'generator masked-LM loss', 'generator masked-LM accuracy',
                           'discriminator loss', 'discriminator AUC',
-                          'AUC context gain (AUC - token-only AUC)', 'learning rate', 'throughput']
+                          'AUC context gain (AUC - token-only AUC)', 'learning rate', 'throughput',
+                          'input wait share']
+  # Eval points are marked too.
   assert report['discriminator AUC'] == ['AUC (train)', 'AUC (eval)', 'token-only baseline (eval)',
-                                         'AUC with padding (train)', 'AUC with padding (eval)']  # eval points marked too
+                                         'AUC with padding (train)', 'AUC with padding (eval)']
   assert report['AUC context gain (AUC - token-only AUC)'] == ['context gain (eval)']
   width, height = png_size(tmp_path / 'curves.png')
-  assert (width, height) == (1200, 1280)  # 2 columns x 4 rows of 6 x 3.2 inches at 100 dpi
+  assert (width, height) == (1200, 1600)  # 2 columns x 5 rows of 6 x 3.2 inches at 100 dpi
   assert os.path.getsize(tmp_path / 'curves.png') > 20_000
 
 
