@@ -61,10 +61,11 @@ class _Both:
 
 def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = True) -> Step:
   """The train step of `config` (data.source forced to synthetic), its state and batches."""
-  from electra_jax import flops as flops_lib  # noqa: PLC0415
   from electra_jax import mesh as mesh_lib  # noqa: PLC0415
+  from electra_jax import model as model_lib  # noqa: PLC0415
   from electra_jax import optimizer as optimizer_lib  # noqa: PLC0415
   from electra_jax import steps  # noqa: PLC0415
+  from electra_jax import validate  # noqa: PLC0415
   from electra_jax.data import synthetic  # noqa: PLC0415
 
   jax.config.update('jax_threefry_partitionable', True)
@@ -73,9 +74,9 @@ def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = T
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   rules = tuple((n, tuple(a) if isinstance(a, list) else a)
                 for n, a in config.mesh.logical_axis_rules)
-  model = steps.build_model(config)
+  model = model_lib.build_pretrainer(config)
   tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = flops_lib.max_predictions_per_seq(config)
+  max_predictions = validate.max_predictions(config)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
   rng = jax.random.key(0)
   iterator = synthetic.SyntheticIterator(config, max_predictions=max_predictions)

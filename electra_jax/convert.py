@@ -49,6 +49,7 @@ from electra_jax import hf
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import tf1
+from electra_jax import validate
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import wordpiece
 from electra_jax.configs import default as default_config
@@ -181,7 +182,7 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
     raise _unreadable_checkpoint(path, step, error) from error
   networks = model_lib.split_params(model_lib.to_unscanned_layers(params),
                                     config.electra.embedding_sharing)
-  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
+  gen_config = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                           config.electra.embedding_sharing)
   tokenizer = _tokenizer_from_files(run_config.get('tokenizer', {}), files)
   logging.info('Loaded step %d of %s.', step, path)

@@ -26,6 +26,7 @@ import safetensors.numpy
 from electra_jax import errors
 from electra_jax.errors import MissingFileError, UserError
 from electra_jax import model as model_lib
+from electra_jax import validate
 
 ARCHITECTURES = {'ElectraForPreTraining': 'discriminator', 'ElectraForMaskedLM': 'generator'}
 _HF_NAMES = {kind: name for name, kind in ARCHITECTURES.items()}
@@ -62,7 +63,7 @@ def model_config_from_hf(hf_config: dict[str, Any]) -> ml_collections.ConfigDict
       layer_norm_eps=hf_config.get('layer_norm_eps', 1e-12),
       dtype='float32', param_dtype='float32', scan_layers=False, remat='none',
       architecture=kinds[0]))
-  model_lib.validate_model_config(config)
+  validate.validate_model_config(config)
   return config
 
 
@@ -263,7 +264,7 @@ def save_pretrained(path: str, model_config: ml_collections.ConfigDict, params: 
         'discriminator' if 'discriminator_predictions' in params else 'generator')
   if architecture not in _HF_NAMES:
     raise ValueError(f"architecture={architecture!r}; use 'discriminator' or 'generator'.")
-  model_lib.validate_model_config(model_config)
+  validate.validate_model_config(model_config)
   expected_shapes = _param_shapes(model_config, architecture)
   state = {}
   for name, param_path, hf_shape, is_kernel in _tensor_map(model_config, architecture):

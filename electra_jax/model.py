@@ -32,58 +32,18 @@ import jax.numpy as jnp
 import ml_collections
 
 from electra_jax.errors import UserError
+from electra_jax import validate
 
-EMBEDDING_SHARING = ('shared', 'gdes', 'none')
 _REMAT_POLICIES = {
     'full': None,  # save nothing, recompute the whole layer
     'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep dense outputs
 }
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def compute_dtype(name: str) -> Any:
-  if name not in _DTYPES:
-    raise UserError(f'model dtype {name!r} is not supported; use one of {sorted(_DTYPES)}.')
-  return _DTYPES[name]
-
-
-def validate_model_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field when a model config cannot build a network."""
-  if config.hidden_size % config.num_heads:
-    raise UserError(f'model.hidden_size={config.hidden_size} is not divisible by '
-                    f'model.num_heads={config.num_heads}; pick heads that divide it.')
-  if config.remat not in ('none', *_REMAT_POLICIES):
-    raise UserError(f"model.remat={config.remat!r}; use 'none', 'full' or 'dots'.")
-  compute_dtype(config.dtype)
-  if config.param_dtype != 'float32':
-    raise UserError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
-
-
-def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: float,
-                     embedding_sharing: str = 'shared') -> ml_collections.ConfigDict:
-  """The original's generator size (`get_generator_config` in `run_pretraining.py`).
-
-  H_gen = int(round(H * fraction)), the same layer count, heads max(1, H_gen // 64), FFN
-  4 H_gen. With `embedding_sharing='none'` (the original's `untied_generator_embeddings`) the
-  generator has its own tables of its own width, E_gen = H_gen, and so no projection;
-  otherwise it shares the discriminator's E-wide tables.
-  """
-  if not 0.0 < hidden_fraction <= 1.0:
-    raise UserError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
-  if embedding_sharing not in EMBEDDING_SHARING:
-    raise UserError(f'electra.embedding_sharing={embedding_sharing!r}; use one of '
-                    f'{EMBEDDING_SHARING}.')
-  gen = ml_collections.ConfigDict(disc_config.to_dict())
-  gen.hidden_size = int(round(disc_config.hidden_size * hidden_fraction))
-  if gen.hidden_size < 1:
-    raise UserError(f'generator hidden size round({disc_config.hidden_size} * '
-                    f'{hidden_fraction}) is 0; raise electra.generator_hidden_fraction.')
-  gen.num_heads = max(1, gen.hidden_size // 64)
-  gen.intermediate_size = 4 * gen.hidden_size
-  if embedding_sharing == 'none':
-    gen.embedding_size = gen.hidden_size
-  validate_model_config(gen)
-  return gen
+  """The jnp dtype of `config.model.dtype` (one of `validate.DTYPES`)."""
+  validate.check_choice('config.model.dtype', name, validate.DTYPES)
+  return getattr(jnp, name)
 
 
 def _divisible_logical_axes(shape, logical_axes, mesh, rules):
@@ -188,7 +148,7 @@ def _layer_norm(config, name):
       bias_init=_partitioned(nn.initializers.zeros_init(), ('embed',)), name=name)
 
 
-def _gelu(x):
+def gelu(x):
   """BERT/ELECTRA's exact GELU, x * Phi(x), written with erf.
 
   `nn.gelu(approximate=False)` computes the same function through erfc, which XLA's CPU backend
@@ -240,9 +200,7 @@ class EmbeddingTables(nn.Module):
 def embed(config, tables, input_ids, token_type_ids):
   """Sum of the three lookups, then LayerNorm in float32: [batch, length] -> [batch, length, E]."""
   length = input_ids.shape[1]
-  if length > config.max_position_embeddings:
-    raise UserError(f'sequence length {length} exceeds model.max_position_embeddings='
-                    f'{config.max_position_embeddings}.')
+  validate.check_sequence_fits(length, config, 'the input sequence length')
   # FSDP shards the tables' embedding axis. Gather them whole before the lookups, as FSDP does for
   # every weight; otherwise XLA looks up sharded rows and then replicates the activations to
   # re-split them by batch ("involuntary full rematerialization").
@@ -301,7 +259,7 @@ class TransformerLayer(nn.Module):
     attended = SelfAttention(c, name='attention')(hidden, attention_mask, deterministic)
     hidden = _layer_norm(c, 'attention_LayerNorm')(dropout(attended) + hidden)
     hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
-    inner = _gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
+    inner = gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
     inner = _constrain(inner, ('batch', 'length', 'act_mlp'))
     out = _dense(c, c.hidden_size, ('mlp', 'embed'), 'output')(inner)
     hidden = _layer_norm(c, 'output_LayerNorm')(dropout(out) + hidden)
@@ -347,7 +305,7 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   `tables = EmbeddingTables(c, name='embeddings')(); hidden = encode(self, c, tables, ...)` shares
   the discriminator's parameter layout (fine-tuning heads live next to it).
   """
-  validate_model_config(config)
+  validate.validate_model_config(config)
   hidden = embed(config, tables, input_ids, token_type_ids)
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
@@ -368,7 +326,7 @@ class DiscriminatorHead(nn.Module):
   @nn.compact
   def __call__(self, hidden):
     c = self.config
-    hidden = _gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
+    hidden = gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
     logits = _dense(c, 1, ('mlp', None), 'dense_prediction', kernel_init=GLOROT_UNIFORM)(hidden)
     return logits[..., 0].astype(jnp.float32)
 
@@ -380,7 +338,7 @@ class GeneratorHead(nn.Module):
   @nn.compact
   def __call__(self, hidden):
     c = self.config
-    hidden = _gelu(_dense(c, c.embedding_size, ('embed', None), 'dense')(hidden))
+    hidden = gelu(_dense(c, c.embedding_size, ('embed', None), 'dense')(hidden))
     return _layer_norm(c, 'LayerNorm')(hidden)
 
 
@@ -460,9 +418,8 @@ class ElectraPretrainer(nn.Module):
   embedding_sharing: str = 'shared'
 
   def setup(self):
-    if self.embedding_sharing not in EMBEDDING_SHARING:
-      raise UserError(f'electra.embedding_sharing={self.embedding_sharing!r}; use one of '
-                      f'{EMBEDDING_SHARING}.')
+    validate.check_choice('config.electra.embedding_sharing', self.embedding_sharing,
+                          validate.EMBEDDING_SHARING)
     if self.embedding_sharing != 'none':
       for field in ('vocab_size', 'embedding_size', 'max_position_embeddings', 'type_vocab_size'):
         if self.disc_config[field] != self.gen_config[field]:
@@ -507,10 +464,10 @@ class ElectraPretrainer(nn.Module):
 
 def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
   """The pretrainer from a full config (`config.model` is the discriminator)."""
-  validate_model_config(config.model)
+  validate.validate_model_config(config.model)
   return ElectraPretrainer(
       disc_config=config.model,
-      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction,
+      gen_config=validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                   config.electra.embedding_sharing),
       embedding_sharing=config.electra.embedding_sharing)
 
@@ -535,8 +492,7 @@ def split_params(joint_params, embedding_sharing: str) -> dict[str, Any]:
   the shared tables; with 'gdes' the discriminator's tables are materialised as shared + delta.
   Boxed (`nn.Partitioned`) inputs are unboxed; the result holds plain arrays.
   """
-  if embedding_sharing not in EMBEDDING_SHARING:
-    raise UserError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
+  validate.check_choice('embedding_sharing', embedding_sharing, validate.EMBEDDING_SHARING)
   joint = nn.meta.unbox(joint_params)
   discriminator, generator = dict(joint['discriminator']), dict(joint['generator'])
   if embedding_sharing != 'none':
@@ -555,8 +511,7 @@ def merge_params(disc_params, gen_params, embedding_sharing: str) -> dict[str, A
   are the discriminator's (the generator's own tables are dropped, so check their shapes agree);
   the GDES delta starts at zero. With 'none' each network keeps its own tables.
   """
-  if embedding_sharing not in EMBEDDING_SHARING:
-    raise UserError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
+  validate.check_choice('embedding_sharing', embedding_sharing, validate.EMBEDDING_SHARING)
   discriminator, generator = dict(nn.meta.unbox(disc_params)), dict(nn.meta.unbox(gen_params))
   if embedding_sharing == 'none':
     return {'discriminator': discriminator, 'generator': generator}

@@ -30,12 +30,6 @@ class TrainState:
   opt_state: Any
 
 
-def build_model(config: ml_collections.ConfigDict) -> model_lib.ElectraPretrainer:
-  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
-                                          config.electra.embedding_sharing)
-  return model_lib.ElectraPretrainer(config.model, gen_config, config.electra.embedding_sharing)
-
-
 # ---- State, created directly sharded ---------------------------------------------------------
 
 def state_shardings(init_fn: Callable[[jax.Array], TrainState], rng: jax.Array, mesh: Mesh,

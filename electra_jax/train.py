@@ -25,6 +25,7 @@ from electra_jax import checkpoint as checkpoint_lib
 from electra_jax.errors import UserError
 from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
+from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
@@ -149,7 +150,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _check_same_run(checkpointer.restore_config(existing_steps[-1]), config, workdir)
 
   # ---- Input pipeline (per host).
-  max_predictions = flops_lib.max_predictions_per_seq(config)
+  max_predictions = validate.max_predictions(config)
   if config.data.source == 'synthetic':
     tokenizer_files = []
     train_tf_iterator = None
@@ -163,7 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                     if config.train.eval_every else None)
 
   # ---- Model, optimizer and the sharded train state.
-  model = steps.build_model(config)
+  model = model_lib.build_pretrainer(config)
   schedule = optimizer_lib.learning_rate_schedule(config.train)
   tx = optimizer_lib.make_optimizer(config.train, schedule)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)

@@ -113,7 +113,7 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
   assert pair['token_type_ids'] == [0] * (len(first) + 2) + [1] * (len(second) + 1)
 
   # Our logits come from the trained joint params, straight from the workdir.
-  model = steps.build_model(run.config)
+  model = model_lib.build_pretrainer(run.config)
   params = restore_params(run.workdir, run.config.train.num_steps)
   ids, types, mask = _padded_pair_batch(ours_tokenizer, 24)
   positions = np.array([[1, 3, 5, 20], [2, 4, 6, 8]], np.int32)
@@ -159,14 +159,15 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
     assert np.array_equal(a, b)
   for field in export.SIZE_FIELDS:
     assert config.model[field] == run.config.model[field], field
-  assert model_lib.generator_config(config.model, config.electra.generator_hidden_fraction
+  assert validate.generator_config(config.model, config.electra.generator_hidden_fraction
                                     ).hidden_size == 32
   assert config.tokenizer.path == str(workdir / 'tokenizer' / 'spiece.model')
   assert config.data.max_seq_length == 48  # clamped to the model's positions
   # The converted workdir resumes the way train.py resumes a run: step 0, the same params.
   validate.validate_config(config, num_devices=1)
   tx = optimizer_lib.make_optimizer(config.train)
-  init_fn = steps.make_init_fn(steps.build_model(config), tx, config.data.max_seq_length, 4)
+  init_fn = steps.make_init_fn(model_lib.build_pretrainer(config), tx,
+                               config.data.max_seq_length, 4)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
   abstract, _ = steps.state_shardings(init_fn, jax.random.key(0), mesh, ())
   checkpointer = checkpoint_lib.Checkpointer(str(workdir), save_every=1, keep=1, keep_period=0)
@@ -198,7 +199,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
   rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
                 for name, axes in config.mesh.logical_axis_rules)
-  model = steps.build_model(config)
+  model = model_lib.build_pretrainer(config)
   shapes = jax.eval_shape(lambda: model_lib.init_pretrainer_params(
       model, jax.random.key(0), 32, 4))
   shardings = model_lib.param_shardings(shapes, mesh, rules)
@@ -224,7 +225,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   # Sizes that differ from the checkpoint's: the error names the tensor and both shapes.
   config.model.vocab_size = 300
   other = jax.eval_shape(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
-      steps.build_model(config), jax.random.key(0), 32, 4)))
+      model_lib.build_pretrainer(config), jax.random.key(0), 32, 4)))
   with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
                      r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
     convert.initial_params(config, other)
@@ -256,7 +257,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   computes our logits."""
   config = tiny_config(repo_root)
   config.electra.update(embedding_sharing='none', generator_hidden_fraction=0.75)  # H_gen 48
-  model = steps.build_model(config)
+  model = model_lib.build_pretrainer(config)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
   parts = jax.tree.map(np.asarray, model_lib.split_params(joint, 'none'))
   gen_config = model.gen_config
@@ -300,7 +301,7 @@ def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
   gen.update(hidden_size=61, num_heads=1, intermediate_size=244)
   assert int(448 * (61 / 448)) == 60  # the plain ratio rounds down
   fraction = export.generator_fraction(base, gen)
-  assert model_lib.generator_config(base, fraction).to_dict() == gen.to_dict()
+  assert validate.generator_config(base, fraction).to_dict() == gen.to_dict()
   gen.num_heads = 8
   with pytest.raises(ValueError, match=r'reference size rule.*num_heads 8 \(the rule gives 1\)'):
     export.generator_fraction(base, gen)

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from electra_jax import validate
 from electra_jax.configs import tiny
 from electra_jax.data import corpus
 from electra_jax.data import prepare
@@ -86,7 +87,7 @@ def test_tiny_config_as_shipped_yields_the_batch_contract(cache_dir):
   config.tokenizer.cache_dir = cache_dir
   batch = _take(pretraining.make_dataset(config, 'train'), 1)[0]
   assert set(batch) == KEYS
-  k = pretraining.max_predictions(config)
+  k = validate.max_predictions(config)
   assert k == 19
   for key in ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids'):
     assert batch[key].shape == (32, 128) and batch[key].dtype == np.int32

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from electra_jax import cli
-from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
+from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
 from electra_jax import steps
+from electra_jax import validate
 
 _DTYPE_BYTES = {'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2, 'pred': 1, 'u8': 1}
 # What XLA (jax 0.10) emits for this tiny config: 61 sharded parameter leaves, each gathered
@@ -54,9 +55,9 @@ def fsdp8(repo_root):
   mesh = mesh_lib.make_mesh(config.mesh)
   rules = tuple((n, tuple(a) if isinstance(a, list) else a)
                 for n, a in config.mesh.logical_axis_rules)
-  model = steps.build_model(config)
+  model = model_lib.build_pretrainer(config)
   tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = flops_lib.max_predictions_per_seq(config)
+  max_predictions = validate.max_predictions(config)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
   rng = jax.random.key(0)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):

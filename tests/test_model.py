@@ -9,6 +9,7 @@ import pytest
 from jax.sharding import Mesh
 
 from electra_jax import model as model_lib
+from electra_jax import validate
 
 VOCAB, LENGTH, PREDICTIONS = 100, 16, 4
 PARAM_AXES = {'vocab', 'embed', 'mlp', 'heads', 'kv', 'layers', None}
@@ -46,10 +47,10 @@ def init_network(cls, config, seed=0):
 
 
 def test_generator_config_follows_the_reference_rule():
-  small = model_lib.generator_config(tiny_config(128, 256, num_heads=4, intermediate_size=1024),
+  small = validate.generator_config(tiny_config(128, 256, num_heads=4, intermediate_size=1024),
                                      0.25)
   assert (small.hidden_size, small.num_heads, small.intermediate_size) == (64, 1, 256)
-  base = model_lib.generator_config(tiny_config(768, 768, num_heads=12), 1 / 3)
+  base = validate.generator_config(tiny_config(768, 768, num_heads=12), 1 / 3)
   assert (base.hidden_size, base.num_heads, base.intermediate_size) == (256, 4, 1024)
   assert base.embedding_size == 768 and base.num_layers == 2 and base.vocab_size == VOCAB
 
@@ -73,8 +74,8 @@ def test_generator_size_is_the_originals(hidden, fraction):
   expected = original_generator_config(
       {'hidden_size': hidden, 'num_hidden_layers': 2, 'intermediate_size': 4 * hidden,
        'num_attention_heads': config.num_heads}, fraction)
-  for sharing in model_lib.EMBEDDING_SHARING:
-    gen = model_lib.generator_config(config, fraction, sharing)
+  for sharing in validate.EMBEDDING_SHARING:
+    gen = validate.generator_config(config, fraction, sharing)
     assert (gen.hidden_size, gen.num_layers, gen.intermediate_size, gen.num_heads) == (
         expected['hidden_size'], expected['num_hidden_layers'], expected['intermediate_size'],
         expected['num_attention_heads'])
@@ -85,7 +86,7 @@ def test_generator_size_is_the_originals(hidden, fraction):
 
 def test_untied_generator_has_its_own_tables_of_its_own_width_and_no_projection():
   config = tiny_config(embedding_size=32, hidden_size=64)
-  gen_config = model_lib.generator_config(config, 0.75, 'none')
+  gen_config = validate.generator_config(config, 0.75, 'none')
   model = model_lib.ElectraPretrainer(config, gen_config, 'none')
   joint = nn.meta.unbox(jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS)))
@@ -151,7 +152,7 @@ def test_initialisers_are_the_originals():
 
 def test_every_param_has_logical_axes_and_is_float32():
   config = tiny_config(scan_layers=True)
-  model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), 'gdes')
+  model = model_lib.ElectraPretrainer(config, validate.generator_config(config, 0.5), 'gdes')
   boxed = jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS))
   leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
@@ -164,7 +165,7 @@ def test_every_param_has_logical_axes_and_is_float32():
 def test_sharded_init_and_forward_on_a_mesh():
   """Params created sharded via logical rules; activation constraints hold on a 2x2x2 mesh."""
   config = tiny_config()
-  model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), 'shared')
+  model = model_lib.ElectraPretrainer(config, validate.generator_config(config, 0.5), 'shared')
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
   init = lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS)
   # The generator has one head: a tensor axis of 2 cannot split it, so it must be replicated.
@@ -269,10 +270,10 @@ def test_micro_batches_give_the_same_logits_as_the_full_batch():
                              apply(slice(0, 4)), atol=1e-6)
 
 
-@pytest.mark.parametrize('sharing', model_lib.EMBEDDING_SHARING)
+@pytest.mark.parametrize('sharing', validate.EMBEDDING_SHARING)
 def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
   config = tiny_config()
-  gen_config = model_lib.generator_config(config, 0.5, sharing)
+  gen_config = validate.generator_config(config, 0.5, sharing)
   model = model_lib.ElectraPretrainer(config, gen_config, sharing)
   joint = nn.meta.unbox(
       model_lib.init_pretrainer_params(model, jax.random.key(2), LENGTH, PREDICTIONS))

@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import validate
 
 VOCAB, LENGTH, PREDICTIONS, MASK_ID = 100, 16, 4, 3
 
@@ -39,7 +40,7 @@ def make_model(sharing='shared', **overrides):
 @functools.lru_cache(maxsize=None)
 def _cached_model(sharing, overrides):
   config = tiny_config(**dict(overrides))
-  model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), sharing)
+  model = model_lib.ElectraPretrainer(config, validate.generator_config(config, 0.5), sharing)
   init = jax.jit(lambda: model_lib.init_pretrainer_params(
       model, jax.random.key(0), LENGTH, PREDICTIONS))
   return model, nn.meta.unbox(init())

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from electra_jax.errors import MissingFileError, UserError
 from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import validate
 from electra_jax import wordpiece
 from electra_jax.data import corpus
 from electra_jax.data import masking
@@ -33,7 +34,6 @@ from electra_jax.data import packing
 from electra_jax.data import records
 from electra_jax.data import sources
 
-SOURCES = ('builtin', 'files', 'tfds', 'prepared')
 SPLITS = ('train', 'eval')
 _INFINITE = 1 << 62
 _MAX_INTERLEAVE = 8  # shards packed at once: enough parallelism, bounded memory
@@ -41,18 +41,12 @@ _MAX_INTERLEAVE_RECORDS = 16  # record files read at once
 _SALT_DATA, _SALT_FILE_ORDER, _SALT_SHUFFLE, _SALT_MASK = 11, 12, 13, 14
 
 
-def max_predictions(config: ml_collections.ConfigDict) -> int:
-  """Mask slots per sequence: `data.max_predictions_per_seq`, or `int((p + 0.005) * length)`."""
-  return masking.max_predictions_for(config.data.mask_prob, config.data.max_seq_length,
-                                     config.data.max_predictions_per_seq)
-
-
 def masking_options_for(config: ml_collections.ConfigDict,
                         tokenizer: tokenizer_lib.Tokenizer) -> masking.MaskingOptions:
   """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
   data = config.data
   return masking.MaskingOptions(
-      mask_prob=data.mask_prob, max_predictions=max_predictions(config),
+      mask_prob=data.mask_prob, max_predictions=validate.max_predictions(config),
       mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
       vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
       sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
@@ -61,39 +55,13 @@ def masking_options_for(config: ml_collections.ConfigDict,
 # ---- Validation --------------------------------------------------------------------------------
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-  if not low <= value <= high:
-    raise UserError(f'{name}={value} must lie in [{low}, {high}].')
-
-
-def _check_data_options(config: ml_collections.ConfigDict) -> None:
-  """Checks the numeric data fields against each other and the model, without I/O."""
-  data = config.data
-  if data.source not in SOURCES:
-    raise UserError(f'data.source={data.source!r} is unknown; choose one of {SOURCES}.')
-  if data.max_seq_length > config.model.max_position_embeddings:
-    raise UserError(f'data.max_seq_length={data.max_seq_length} exceeds '
-                    f'model.max_position_embeddings={config.model.max_position_embeddings}: '
-                    'lower the sequence length or raise the position table.')
-  if data.max_seq_length < 8:
-    raise UserError(f'data.max_seq_length={data.max_seq_length} is too short for '
-                    '[CLS] A [SEP] B [SEP]; use at least 8.')
-  if not 0.0 < data.mask_prob < 1.0:
-    raise UserError(f'data.mask_prob={data.mask_prob} must lie in (0, 1).')
-  for name in ('mask_token_prob', 'random_token_prob', 'short_seq_prob', 'single_segment_prob'):
-    _check_range(f'data.{name}', data[name], 0.0, 1.0)
-  if data.mask_token_prob + data.random_token_prob > 1.0 + 1e-9:
-    raise UserError(f'data.mask_token_prob + data.random_token_prob = '
-                    f'{data.mask_token_prob + data.random_token_prob} exceeds 1.')
-  _check_range('data.eval_fraction', data.eval_fraction, 0.0, 0.5)
-  num_predictions = max_predictions(config)
-  if not 1 <= num_predictions <= data.max_seq_length:
-    raise UserError(f'max_predictions_per_seq={num_predictions} must lie in '
-                    f'[1, data.max_seq_length={data.max_seq_length}].')
-  if data.shuffle_buffer < 1:
-    raise UserError(f'data.shuffle_buffer={data.shuffle_buffer} must be at least 1.')
-  if config.train.batch_size < 1:
-    raise UserError(f'train.batch_size={config.train.batch_size} must be positive.')
+def _check_pipeline_source(config: ml_collections.ConfigDict) -> None:
+  """The pure data rules (`validate.validate_data_options`), and a source this pipeline reads."""
+  validate.validate_data_options(config)
+  if config.data.source == 'synthetic':
+    raise UserError("data.source='synthetic' has no tf.data pipeline: the trainer makes its "
+                    'batches (data/synthetic.py). Choose one of '
+                    f"{tuple(s for s in validate.SOURCES if s != 'synthetic')} here.")
 
 
 def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
@@ -160,7 +128,7 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tok
       matches nothing, an empty corpus, a TFDS dataset without the text feature, a sequence
       length above the model's positions, a tokenizer larger than the model's vocabulary, ...
   """
-  _check_data_options(config)
+  _check_pipeline_source(config)
   data = config.data
   if data.source == 'prepared':
     tokenizer = _prepared_tokenizer(config, records.read_metadata(data.prepared_dir))
@@ -301,13 +269,6 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
 # ---- The dataset -------------------------------------------------------------------------------
 
 
-def per_host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
-  if config.train.batch_size % process_count:
-    raise UserError(f'train.batch_size={config.train.batch_size} is not divisible by the '
-                    f'{process_count} hosts: choose a multiple of {process_count}.')
-  return config.train.batch_size // process_count
-
-
 def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
                  process_count: int = 1) -> tf.data.Dataset:
   """Host `process_index`'s dataset of masked pre-training batches (see the module docstring).
@@ -323,7 +284,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
   """
   if split not in SPLITS:
     raise ValueError(f'split={split!r} must be one of {SPLITS}.')
-  batch_size = per_host_batch_size(config, process_count)
+  batch_size = validate.per_host_batch_size(config.train.batch_size, process_count)
   tokenizer = validate_data_config(config)
   data = config.data
   training = split == 'train'

@@ -18,6 +18,7 @@ import optax
 from absl import logging
 
 from electra_jax.errors import UserError
+from electra_jax import validate
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
@@ -86,9 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                     f'{task_model_lib.CLASSIFIER_HEADS}.')
   start = start or train_lib.load_starting_point(config)
   length = config.data.max_seq_length
-  if length > start.model_config.max_position_embeddings:
-    raise UserError(f'config.data.max_seq_length={length} exceeds the model\'s '
-                    f'{start.model_config.max_position_embeddings} positions.')
+  validate.check_sequence_fits(length, start.model_config)
 
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)

@@ -26,6 +26,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_jax.errors import UserError
+from electra_jax import validate
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import squad_data
 from electra_jax.finetune import squad_eval
@@ -122,9 +123,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     raise UserError(f'config.squad.beam_size={s.beam_size} must be in [1, '
                     f'data.max_seq_length={d.max_seq_length}].')
   start = start or train_lib.load_starting_point(config)
-  if d.max_seq_length > start.model_config.max_position_embeddings:
-    raise UserError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
-                    f'{start.model_config.max_position_embeddings} positions.')
+  validate.check_sequence_fits(d.max_seq_length, start.model_config)
 
   # ---- Data.
   featurize = lambda examples: squad_data.create_features(

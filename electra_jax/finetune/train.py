@@ -161,13 +161,10 @@ def resolve_hparams(config: ml_collections.ConfigDict, model_config: ml_collecti
 def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Up-front checks of the loop's fields; each error names the field and the fix."""
   t = config.train
-  sizes = mesh_lib.resolve_axis_sizes(config.mesh, num_devices)
-  data_parallel = sizes[0] * sizes[1]
+  sizes = validate.resolve_axis_sizes(config.mesh, num_devices)
   for field in ('batch_size', 'eval_batch_size'):
-    if t[field] < 1 or t[field] % data_parallel or t[field] % jax.process_count():
-      raise UserError(
-          f'config.train.{field}={t[field]} must be a positive multiple of the {data_parallel} '
-          f'data-parallel devices (mesh.data*mesh.fsdp) and of the {jax.process_count()} hosts.')
+    validate.per_host_batch_size(t[field], jax.process_count(), f'config.train.{field}')
+    validate.check_data_parallel_batch(f'config.train.{field}', t[field], sizes[0] * sizes[1])
   if not 0.0 <= t.warmup_fraction <= 1.0:
     raise UserError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
   if t.layerwise_lr_rule not in _HEAD_DEPTH_OVER_LAYERS:
