@@ -22,16 +22,15 @@ both networks, as the original does; `split_params` / `merge_params` convert bet
 standalone `Discriminator` / `Generator` trees.
 """
 
-import math
 from typing import Any
 
 import flax.linen as nn
-from flax.core import meta
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from electra_jax.errors import UserError
+from electra_jax import sharding
 from electra_jax import validate
 
 _REMAT_POLICIES = {
@@ -44,60 +43,6 @@ def compute_dtype(name: str) -> Any:
   """The jnp dtype of `config.model.dtype` (one of `validate.DTYPES`)."""
   validate.check_choice('config.model.dtype', name, validate.DTYPES)
   return getattr(jnp, name)
-
-
-def _divisible_logical_axes(shape, logical_axes, mesh, rules):
-  """`logical_axes` with None wherever the mapped mesh axes do not divide the dimension.
-
-  A small generator has a single attention head (and tiny tables), which a tensor axis of 2
-  cannot split; such a dimension is replicated instead of failing.
-  """
-  mesh_axes = nn.logical_to_mesh_axes(logical_axes, rules)
-  kept = []
-  for size, name, axes in zip(shape, logical_axes, mesh_axes):
-    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-    ways = math.prod(mesh.shape.get(axis, 1) for axis in axes)
-    kept.append(name if size % ways == 0 else None)
-  return tuple(kept)
-
-
-def _constrain(x, logical_axes):
-  """`nn.with_logical_constraint` that leaves indivisible dimensions unconstrained."""
-  rules, mesh = nn.get_logical_axis_rules(), meta.get_global_mesh()
-  if rules and mesh is not None:
-    logical_axes = _divisible_logical_axes(x.shape, logical_axes, mesh, rules)
-  return nn.with_logical_constraint(x, logical_axes)
-
-
-def param_shardings(abstract_params, mesh: jax.sharding.Mesh, rules):
-  """NamedShardings for boxed (abstract) params, replicating dimensions the mesh cannot divide.
-
-  Use instead of `nn.logical_to_mesh_sharding(nn.get_partition_spec(...))`, which fails when,
-  e.g., a one-head generator meets a tensor axis of 2. The result can be `jit`'s `out_shardings`
-  for `init_pretrainer_params`.
-  """
-
-  def sharding(leaf):
-    if not isinstance(leaf, nn.Partitioned):
-      return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    names = _divisible_logical_axes(leaf.value.shape, leaf.names, mesh, rules)
-    return jax.sharding.NamedSharding(mesh, nn.logical_to_mesh_axes(names, rules))
-
-  return jax.tree.map(sharding, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
-
-
-class _Partitioned(nn.LogicallyPartitioned):
-  """Logically partitioned param whose read-time constraint skips indivisible dimensions."""
-
-  def unbox(self, apply_constraint=True):
-    if apply_constraint and meta.global_mesh_defined():
-      return _constrain(self.value, self.names)
-    return self.value
-
-
-def _partitioned(init, names):
-  """Like `nn.with_logical_partitioning`, with `_Partitioned` boxes."""
-  return lambda *args, **kwargs: _Partitioned(init(*args, **kwargs), names)
 
 
 # The original builds `embeddings_project`, the discriminator's final dense(1) and every
@@ -126,9 +71,9 @@ class Dense(nn.Module):
     in_shape = x.shape[x.ndim - self.contract_dims:]
     kernel_init = (self.kernel_init if self.kernel_init is not None else
                    nn.initializers.truncated_normal(self.config.initializer_range))
-    kernel = self.param('kernel', _partitioned(kernel_init, self.kernel_axes),
+    kernel = self.param('kernel', sharding.partitioned(kernel_init, self.kernel_axes),
                         in_shape + features, jnp.float32)
-    bias = self.param('bias', _partitioned(nn.initializers.zeros_init(),
+    bias = self.param('bias', sharding.partitioned(nn.initializers.zeros_init(),
                                            self.kernel_axes[self.contract_dims:]),
                       features, jnp.float32)
     dtype = compute_dtype(self.config.dtype)
@@ -144,8 +89,8 @@ def _dense(config, features, kernel_axes, name, contract_dims=1, kernel_init=Non
 def _layer_norm(config, name):
   return nn.LayerNorm(
       epsilon=config.layer_norm_eps, dtype=compute_dtype(config.dtype), param_dtype=jnp.float32,
-      scale_init=_partitioned(nn.initializers.ones_init(), ('embed',)),
-      bias_init=_partitioned(nn.initializers.zeros_init(), ('embed',)), name=name)
+      scale_init=sharding.partitioned(nn.initializers.ones_init(), ('embed',)),
+      bias_init=sharding.partitioned(nn.initializers.zeros_init(), ('embed',)), name=name)
 
 
 def gelu(x):
@@ -165,7 +110,7 @@ class _LayerNormParams(nn.Module):
   @nn.compact
   def __call__(self):
     scale_init = nn.initializers.zeros_init() if self.zeros else nn.initializers.ones_init()
-    part = lambda init: _partitioned(init, ('embed',))
+    part = lambda init: sharding.partitioned(init, ('embed',))
     return {'scale': self.param('scale', part(scale_init), (self.size,), jnp.float32),
             'bias': self.param('bias', part(nn.initializers.zeros_init()), (self.size,),
                                jnp.float32)}
@@ -186,7 +131,7 @@ class EmbeddingTables(nn.Module):
     base_init = (nn.initializers.zeros_init() if self.zeros else
                  nn.initializers.truncated_normal(c.initializer_range))
     table = lambda name, rows, axes: self.param(
-        name, _partitioned(base_init, axes), (rows, c.embedding_size), jnp.float32)
+        name, sharding.partitioned(base_init, axes), (rows, c.embedding_size), jnp.float32)
     return {
         'word_embeddings': table('word_embeddings', c.vocab_size, ('vocab', 'embed')),
         'position_embeddings': table('position_embeddings', c.max_position_embeddings,
@@ -204,7 +149,7 @@ def embed(config, tables, input_ids, token_type_ids):
   # FSDP shards the tables' embedding axis. Gather them whole before the lookups, as FSDP does for
   # every weight; otherwise XLA looks up sharded rows and then replicates the activations to
   # re-split them by batch ("involuntary full rematerialization").
-  whole = {name: _constrain(tables[name], (None, None))
+  whole = {name: sharding.constrain(tables[name], (None, None))
            for name in ('word_embeddings', 'token_type_embeddings', 'position_embeddings')}
   with jax.named_scope('embeddings'):  # scopes name the ops in benchmarks/bench_train_step.py
     x = (jnp.take(whole['word_embeddings'], input_ids, axis=0)
@@ -216,7 +161,7 @@ def embed(config, tables, input_ids, token_type_ids):
     x = (x - mean) * jax.lax.rsqrt(var + config.layer_norm_eps)
     x = x * tables['LayerNorm']['scale'] + tables['LayerNorm']['bias']
   x = x.astype(compute_dtype(config.dtype))
-  return _constrain(x, ('batch', 'length', 'act_embed'))
+  return sharding.constrain(x, ('batch', 'length', 'act_embed'))
 
 
 class SelfAttention(nn.Module):
@@ -228,7 +173,7 @@ class SelfAttention(nn.Module):
     c = self.config
     head_dim = c.hidden_size // c.num_heads
     qkv = [
-        _constrain(
+        sharding.constrain(
             _dense(c, (c.num_heads, head_dim), ('embed', 'heads', 'kv'), name)(hidden),
             ('batch', 'length', 'act_heads', None)) for name in ('query', 'key', 'value')
     ]
@@ -244,7 +189,7 @@ class SelfAttention(nn.Module):
       probs = nn.Dropout(c.attention_dropout_prob)(jax.nn.softmax(logits, axis=-1),
                                                    deterministic=False)
       context = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
-    context = _constrain(context, ('batch', 'length', 'act_heads', None))
+    context = sharding.constrain(context, ('batch', 'length', 'act_heads', None))
     return _dense(c, c.hidden_size, ('heads', 'kv', 'embed'), 'output', contract_dims=2)(context)
 
 
@@ -258,12 +203,12 @@ class TransformerLayer(nn.Module):
     dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
     attended = SelfAttention(c, name='attention')(hidden, attention_mask, deterministic)
     hidden = _layer_norm(c, 'attention_LayerNorm')(dropout(attended) + hidden)
-    hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
+    hidden = sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
     inner = gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
-    inner = _constrain(inner, ('batch', 'length', 'act_mlp'))
+    inner = sharding.constrain(inner, ('batch', 'length', 'act_mlp'))
     out = _dense(c, c.hidden_size, ('mlp', 'embed'), 'output')(inner)
     hidden = _layer_norm(c, 'output_LayerNorm')(dropout(out) + hidden)
-    return _constrain(hidden, ('batch', 'length', 'act_embed'))
+    return sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
 
 
 class _ScannedLayer(TransformerLayer):
@@ -311,7 +256,7 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   if config.embedding_size != config.hidden_size:
     hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project',
                     kernel_init=GLOROT_UNIFORM)(hidden)
-  hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
+  hidden = sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
   return Encoder(config, name='encoder')(hidden, attention_mask, deterministic)
 
 
@@ -348,7 +293,7 @@ class OutputBias(nn.Module):
 
   @nn.compact
   def __call__(self):
-    return self.param('bias', _partitioned(nn.initializers.zeros_init(),
+    return self.param('bias', sharding.partitioned(nn.initializers.zeros_init(),
                                                            ('vocab',)),
                       (self.vocab_size,), jnp.float32)
 
@@ -396,7 +341,7 @@ class Generator(nn.Module):
                         embedding_tables['word_embeddings'].astype(dtype),
                         preferred_element_type=jnp.float32)
     logits = logits + OutputBias(c.vocab_size, name='generator_lm_head')()
-    return _constrain(logits, ('batch', None, 'act_vocab'))
+    return sharding.constrain(logits, ('batch', None, 'act_vocab'))
 
 
 class ElectraPretrainer(nn.Module):

@@ -12,7 +12,6 @@ import signal
 import time
 from typing import Any, Iterator
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -29,6 +28,7 @@ from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
+from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import validate
 from electra_jax.data import synthetic
@@ -139,8 +139,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # ---- Config and mesh: all checks before anything expensive.
   validate.validate_config(config, num_devices=len(devices), process_count=process_count)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-                for name, axes in config.mesh.logical_axis_rules)
+  rules = validate.logical_axis_rules(config.mesh)
   tf.io.gfile.makedirs(workdir)
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, save_every=config.train.checkpoint_every, keep=config.train.keep_checkpoints,
@@ -170,9 +169,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
   base_rng = jax.random.key(config.seed)
   init_rng, train_rng = jax.random.split(base_rng)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract_state, state_shardings = steps.state_shardings(init_fn, init_rng, mesh, rules)
-  batch_sharding = steps.batch_sharding(mesh)
+  abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
+  batch_sharding = sharding.batch_sharding(mesh, rules)
 
   # ---- Resume, or start fresh.
   restored = checkpointer.restore_latest(abstract_state, data_iterator=train_tf_iterator)
@@ -181,8 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     logging.info('Resumed from the checkpoint at step %d in %s.', start_step, workdir)
   else:
     start_step = 0
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      state = jax.jit(lambda rng: nn.unbox(init_fn(rng)), out_shardings=state_shardings)(init_rng)
+    state = sharding.init_state(init_fn, init_rng, mesh, rules, state_shardings)
     if config.init_from:
       from electra_jax import convert  # noqa: PLC0415 - only for continued pre-training
       state = state.replace(params=convert.initial_params(config, state.params))
@@ -214,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   counts = flops_lib.param_counts(config)
   logging.info('Parameters: %s', ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   logging.info('Mesh: %s', mesh_lib.describe(mesh))
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+  with sharding.mesh_scope(mesh, rules):
     compiled_train_step = train_step.lower(state, first_batch).compile()
   reporting.log_memory_analysis(compiled_train_step)
 
@@ -260,7 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   step = start_step
   try:
     while step < config.train.num_steps:
-      with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+      with sharding.mesh_scope(mesh, rules):
         state, stats = compiled_train_step(state, batch)
       step += 1
       loss = stats.pop('total_loss')

@@ -25,6 +25,7 @@ from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
@@ -169,7 +170,7 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   init_fn = steps.make_init_fn(model_lib.build_pretrainer(config), tx,
                                config.data.max_seq_length, 4)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
-  abstract, _ = steps.state_shardings(init_fn, jax.random.key(0), mesh, ())
+  abstract, _ = sharding.state_shardings(init_fn, jax.random.key(0), mesh, ())
   checkpointer = checkpoint_lib.Checkpointer(str(workdir), save_every=1, keep=1, keep_period=0)
   step, state = checkpointer.restore_latest(abstract)
   checkpointer.close()
@@ -197,15 +198,11 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   config.mesh.update(data=2, fsdp=2, tensor=2)
   config.init_from = str(hf_export)
   mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
-  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-                for name, axes in config.mesh.logical_axis_rules)
+  rules = validate.logical_axis_rules(config.mesh)
   model = model_lib.build_pretrainer(config)
-  shapes = jax.eval_shape(lambda: model_lib.init_pretrainer_params(
-      model, jax.random.key(0), 32, 4))
-  shardings = model_lib.param_shardings(shapes, mesh, rules)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    fresh = jax.jit(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
-        model, jax.random.key(0), 32, 4)), out_shardings=shardings)()
+  fresh, _, _ = sharding.create_sharded_state(
+      lambda rng: model_lib.init_pretrainer_params(model, rng, 32, 4), jax.random.key(0), mesh,
+      rules)
   params = convert.initial_params(config, fresh)
   expected = restore_params(run.workdir, 2)
   assert jax.tree.structure(params) == jax.tree.structure(expected)

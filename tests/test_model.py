@@ -9,6 +9,7 @@ import pytest
 from jax.sharding import Mesh
 
 from electra_jax import model as model_lib
+from electra_jax import sharding
 from electra_jax import validate
 
 VOCAB, LENGTH, PREDICTIONS = 100, 16, 4
@@ -169,8 +170,8 @@ def test_sharded_init_and_forward_on_a_mesh():
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
   init = lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS)
   # The generator has one head: a tensor axis of 2 cannot split it, so it must be replicated.
-  shardings = model_lib.param_shardings(jax.eval_shape(init), mesh, RULES)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+  shardings = sharding.param_shardings(jax.eval_shape(init), mesh, RULES)
+  with sharding.mesh_scope(mesh, RULES):
     params = jax.jit(init, out_shardings=shardings)()
     ids, types, mask, _ = make_inputs(batch=4)
     logits = jax.jit(lambda p: model.apply({'params': p}, ids, types, mask,

@@ -47,6 +47,7 @@ from electra_jax import mesh as mesh_lib
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
+from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import validate
 from electra_jax.finetune import model as task_model_lib
@@ -401,8 +402,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
 
   # ---- Mesh and the sharded state.
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-                for name, axes in config.mesh.logical_axis_rules)
+  rules = validate.logical_axis_rules(config.mesh)
   model = task.model
   length = task.train_arrays['input_ids'].shape[1]
   dummy = {k: jnp.ones((1, length), jnp.int32) for k in INPUT_KEYS}
@@ -418,13 +418,12 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
     return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                             opt_state=tx.init(params))
 
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract_state, state_shardings = steps.state_shardings(init_fn, param_rng, mesh, rules)
-    state = jax.jit(lambda rng: nn.unbox(init_fn(rng)), out_shardings=state_shardings)(param_rng)
+  state, abstract_state, state_shardings = sharding.create_sharded_state(init_fn, param_rng, mesh,
+                                                                         rules)
   if start.encoder_params is not None:
     state = state.replace(params=_merge_encoder(state.params, start.encoder_params,
                                                 start.model_config, state_shardings.params))
-  batch_sharding = steps.batch_sharding(mesh)
+  batch_sharding = sharding.batch_sharding(mesh, rules)
   replicated = NamedSharding(mesh, P())
   jit_train_step = jax.jit(
       functools.partial(train_step, model=model, tx=tx, loss_fn=task.loss_fn,
@@ -449,7 +448,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
       for begin in range(0, total, size):
         # The last batch is filled up with copies of its final row, dropped again below.
         rows = np.minimum(np.arange(begin, begin + size), total - 1)
-        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        with sharding.mesh_scope(mesh, rules):
           outputs = jit_predict_step(params, global_batch(arrays, rows))
         chunks.append(jax.tree.map(lambda x, n=min(size, total - begin): np.asarray(x)[:n],
                                    outputs))
@@ -486,7 +485,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
       epoch_losses, logged = [], 0  # device scalars; read only at log points
       for index in range(steps_per_epoch):
         rows = order[index * hparams.batch_size:(index + 1) * hparams.batch_size]
-        with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        with sharding.mesh_scope(mesh, rules):
           state, stats = jit_train_step(state, global_batch(task.train_arrays, rows),
                                         dropout_rng)
         step += 1
