@@ -47,7 +47,7 @@ from electra_jax.errors import UserError
 from electra_jax import export
 from electra_jax import hf
 from electra_jax import hf_tokenizer
-from electra_jax import model as model_lib
+from electra_jax import param_trees
 from electra_jax import tf1
 from electra_jax import validate
 from electra_jax import tokenizer as tokenizer_lib
@@ -180,7 +180,7 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
     params = _restore_params(state_dir)
   except Exception as error:  # noqa: BLE001 - as above (tensorstore, orbax, json)
     raise _unreadable_checkpoint(path, step, error) from error
-  networks = model_lib.split_params(model_lib.to_unscanned_layers(params),
+  networks = param_trees.split_params(param_trees.to_unscanned_layers(params),
                                     config.electra.embedding_sharing)
   gen_config = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                           config.electra.embedding_sharing)
@@ -269,14 +269,11 @@ def use_source_tokenizer(config: ml_collections.ConfigDict) -> None:
 
 # ---- Joint parameters for pre-training ----------------------------------------------------------
 
-def _path_name(path) -> str:
-  return '/'.join(str(getattr(key, 'key', key)) for key in path)
-
-
 def _check_same_shapes(params, reference, source: str) -> None:
   """Raises, naming the tensor and both shapes, unless `params` has exactly `reference`'s shapes."""
-  loaded = {_path_name(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(params)}
-  wanted = {_path_name(p): tuple(x.shape)
+  loaded = {param_trees.path_name(p): np.shape(x)
+            for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  wanted = {param_trees.path_name(p): tuple(x.shape)
             for p, x in jax.tree_util.tree_leaves_with_path(reference)}
   for name, shape in wanted.items():
     if name not in loaded:
@@ -305,7 +302,7 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
   sharing = config.electra.embedding_sharing
   # Each network on its own first, so that an error names the checkpoint's own tensor.
   networks = jax.eval_shape(
-      lambda p: model_lib.to_unscanned_layers(model_lib.split_params(p, sharing)), fresh)
+      lambda p: param_trees.to_unscanned_layers(param_trees.split_params(p, sharing)), fresh)
   loaded = {'discriminator': pretrained.disc_params}
   if pretrained.gen_params is not None:
     loaded['generator'] = pretrained.gen_params
@@ -314,8 +311,8 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
   if pretrained.gen_params is None:
     logging.warning('%s has no generator: the generator starts from its fresh initialisation.',
                     source)
-    fresh_generator = model_lib.to_unscanned_layers(
-        model_lib.split_params(fresh, sharing)['generator'])
+    fresh_generator = param_trees.to_unscanned_layers(
+        param_trees.split_params(fresh, sharing)['generator'])
   joint = export.joint_params(pretrained, config, fresh_generator)
   _check_same_shapes(joint, fresh, f'init_from={source!r}')
 
@@ -335,7 +332,7 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
 
 def _leaf_at(tree, path):
   for key in path:
-    tree = tree[getattr(key, 'key', key)]
+    tree = tree[param_trees.path_key(key)]
   return tree
 
 

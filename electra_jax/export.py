@@ -30,6 +30,7 @@ from electra_jax import hf
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import param_trees
 from electra_jax import steps
 from electra_jax import validate
 
@@ -174,10 +175,10 @@ def joint_params(pretrained, config: ml_collections.ConfigDict,
                                               config.electra.embedding_sharing)
       fresh_generator = _fresh_generator(gen_config, config.seed)
     gen_params = fresh_generator
-  joint = model_lib.merge_params(pretrained.disc_params, gen_params,
+  joint = param_trees.merge_params(pretrained.disc_params, gen_params,
                                  config.electra.embedding_sharing)
   if config.model.scan_layers:
-    joint = model_lib.to_scanned_layers(joint)
+    joint = param_trees.to_scanned_layers(joint)
   return joint
 
 

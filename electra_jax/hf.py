@@ -8,7 +8,7 @@ only for `pytorch_model.bin`.
 
 `load_pretrained` returns a model config (the `config.model` schema, unscanned, float32) with an
 extra field `architecture` ('discriminator' or 'generator'). To continue pre-training from a
-released pair, load both directories and join them with `electra_jax.model.merge_params`.
+released pair, load both directories and join them with `electra_jax.param_trees.merge_params`.
 """
 
 import json
@@ -26,6 +26,7 @@ import safetensors.numpy
 from electra_jax import errors
 from electra_jax.errors import MissingFileError, UserError
 from electra_jax import model as model_lib
+from electra_jax import param_trees
 from electra_jax import validate
 
 ARCHITECTURES = {'ElectraForPreTraining': 'discriminator', 'ElectraForMaskedLM': 'generator'}
@@ -214,7 +215,7 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
 def load_pretrained(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
   """Reads a Hugging Face ELECTRA directory -> (model config with `architecture`, params).
 
-  The params are float32 arrays in the unscanned layout (see `model.to_scanned_layers`).
+  The params are float32 arrays in the unscanned layout (see `param_trees.to_scanned_layers`).
   """
   config_file = os.path.join(path, 'config.json')
   if not os.path.exists(config_file):
@@ -258,7 +259,7 @@ def save_pretrained(path: str, model_config: ml_collections.ConfigDict, params: 
   (generator) loads it with no missing or unexpected weights. The kind comes from `architecture`,
   else `model_config.architecture`, else the params' head. Scanned or boxed params are fine.
   """
-  params = model_lib.to_unscanned_layers(params)
+  params = param_trees.to_unscanned_layers(params)
   if architecture is None:
     architecture = model_config.get('architecture') or (
         'discriminator' if 'discriminator_predictions' in params else 'generator')
@@ -272,7 +273,7 @@ def save_pretrained(path: str, model_config: ml_collections.ConfigDict, params: 
       value = np.asarray(_get(params, param_path), np.float32)
     except KeyError as e:
       raise ValueError(f"params have no {'/'.join(param_path)} (needed for {name}); pass a "
-                       f'standalone {architecture} tree (see model.split_params).') from e
+                       f'standalone {architecture} tree (see param_trees.split_params).') from e
     if value.shape != _get(expected_shapes, param_path):
       raise ValueError(f"param {'/'.join(param_path)} (tensor {name}) has shape {value.shape}, "
                        f'but the model config implies {_get(expected_shapes, param_path)}.')

@@ -25,6 +25,7 @@ from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import param_trees
 from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
@@ -256,7 +257,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   config.electra.update(embedding_sharing='none', generator_hidden_fraction=0.75)  # H_gen 48
   model = model_lib.build_pretrainer(config)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
-  parts = jax.tree.map(np.asarray, model_lib.split_params(joint, 'none'))
+  parts = jax.tree.map(np.asarray, param_trees.split_params(joint, 'none'))
   gen_config = model.gen_config
   assert (gen_config.hidden_size, gen_config.embedding_size) == (48, 48)
   assert 'embeddings_project' not in parts['generator']

@@ -12,6 +12,7 @@ from electra_jax import cli
 from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
+from electra_jax import param_trees
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
@@ -203,7 +204,7 @@ def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
   checkpoints = tmp_path / 'work' / 'sst2' / 'seed_0' / 'checkpoints'
   with ocp.CheckpointManager(str(checkpoints)) as manager:
     restored = manager.restore(1, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
-  params = model_lib.to_unscanned_layers(restored['params'])
+  params = param_trees.to_unscanned_layers(restored['params'])
   assert set(params) == {'embeddings', 'embeddings_project', 'encoder', 'classifier'}
   for (path, loaded), (_, original) in zip(
       _paths({k: params[k] for k in task_model_lib.ENCODER_NAMES}),

@@ -11,6 +11,7 @@ from electra_jax import cli
 from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import param_trees
 from electra_jax import validate
 
 
@@ -42,7 +43,7 @@ def test_param_counts_match_the_model(repo_root, embedding_size, sharing):
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), 64, 9)))
   counts = flops.param_counts(config)
   assert counts['total'] == count(joint)
-  parts = jax.eval_shape(lambda j: model_lib.split_params(j, sharing), joint)
+  parts = jax.eval_shape(lambda j: param_trees.split_params(j, sharing), joint)
   assert counts['discriminator'] == count(parts['discriminator'])
   assert counts['generator'] == count(parts['generator'])
   assert counts['shared'] == (0 if sharing == 'none' else count(joint['shared_embeddings']))

@@ -23,7 +23,6 @@ from electra_jax import export
 from electra_jax import inspect
 from electra_jax import model as model_lib
 from electra_jax import objective
-from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import masking
 from electra_jax.data import pretraining

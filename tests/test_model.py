@@ -9,6 +9,7 @@ import pytest
 from jax.sharding import Mesh
 
 from electra_jax import model as model_lib
+from electra_jax import param_trees
 from electra_jax import sharding
 from electra_jax import validate
 
@@ -226,14 +227,14 @@ def test_scan_layers_and_remat_give_the_same_logits_and_gradients():
   logits_and_grads = jax.jit(logits_and_grads, static_argnums=(1, 2))
   reference, reference_grads = logits_and_grads(params, False, 'none')
   for scan, remat in [(True, 'none'), (True, 'dots'), (False, 'full')]:
-    p = model_lib.to_scanned_layers(params) if scan else params
+    p = param_trees.to_scanned_layers(params) if scan else params
     logits, grads = logits_and_grads(p, scan, remat)
     np.testing.assert_allclose(logits, reference, atol=1e-5)
     jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, atol=1e-5),
-                 model_lib.to_unscanned_layers(grads), reference_grads)
-  stacked = model_lib.to_scanned_layers(params)['encoder']['layers']
+                 param_trees.to_unscanned_layers(grads), reference_grads)
+  stacked = param_trees.to_scanned_layers(params)['encoder']['layers']
   assert stacked['intermediate']['kernel'].shape == (2, 64, 128)
-  roundtrip = model_lib.to_unscanned_layers(model_lib.to_scanned_layers(params))
+  roundtrip = param_trees.to_unscanned_layers(param_trees.to_scanned_layers(params))
   jax.tree.map(np.testing.assert_array_equal, roundtrip, params)
 
 
@@ -281,7 +282,7 @@ def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
   if sharing == 'gdes':  # a trained delta, so that split really has to add it
     joint['embeddings_delta'] = jax.tree.map(lambda x: x + 0.01, joint['embeddings_delta'])
   ids, types, mask, positions = make_inputs()
-  parts = model_lib.split_params(joint, sharing)
+  parts = param_trees.split_params(joint, sharing)
   np.testing.assert_allclose(
       model_lib.Discriminator(config).apply({'params': parts['discriminator']}, ids, types, mask),
       model.apply({'params': joint}, ids, types, mask, method=model.discriminator_logits),
@@ -291,9 +292,9 @@ def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
                                             positions),
       model.apply({'params': joint}, ids, types, mask, positions, method=model.generator_logits),
       atol=1e-6)
-  merged = model_lib.merge_params(parts['discriminator'], parts['generator'], sharing)
+  merged = param_trees.merge_params(parts['discriminator'], parts['generator'], sharing)
   assert jax.tree.structure(merged) == jax.tree.structure(joint)
-  resplit = model_lib.split_params(merged, sharing)
+  resplit = param_trees.split_params(merged, sharing)
   jax.tree.map(np.testing.assert_array_equal, resplit['discriminator'], parts['discriminator'])
   if sharing == 'gdes':
     assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(merged['embeddings_delta']))

@@ -44,8 +44,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax.errors import UserError
 from electra_jax import mesh as mesh_lib
-from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import param_trees
 from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import steps
@@ -195,10 +195,6 @@ def non_default_switches(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 # ---- Layer-wise learning-rate decay -------------------------------------------------------------
 
-def _key(entry) -> str:
-  return str(getattr(entry, 'key', entry))
-
-
 def head_depth(num_layers: int, rule: str = 'original') -> int:
   """The task head's depth: L + 2 as in the original (`'original'`), L + 1 with `'no_gap'`."""
   return num_layers + _HEAD_DEPTH_OVER_LAYERS[rule]
@@ -212,21 +208,21 @@ def layer_depths(params: Any, num_layers: int, rule: str = 'original') -> Any:
   """
 
   def depth(path, leaf):
-    top = _key(path[0])
+    top = param_trees.path_key(path[0])
     if top in ('embeddings', 'embeddings_project'):
       return np.zeros((), np.int32)
     if top == 'encoder':
-      layer = _key(path[1])
+      layer = param_trees.path_key(path[1])
       if layer == 'layers':
         shape = (num_layers,) + (1,) * (len(leaf.shape) - 1)
         return (np.arange(num_layers, dtype=np.int32) + 1).reshape(shape)
       match = re.fullmatch(r'layer_(\d+)', layer)
       if not match:
-        raise ValueError(f'Unexpected encoder parameter {"/".join(map(_key, path))}.')
+        raise ValueError(f'Unexpected encoder parameter {param_trees.path_name(path)}.')
       return np.asarray(int(match.group(1)) + 1, np.int32)
     if top in task_model_lib.HEAD_NAMES:
       return np.asarray(head_depth(num_layers, rule), np.int32)
-    raise ValueError(f'Parameter {"/".join(map(_key, path))} belongs to neither the encoder nor '
+    raise ValueError(f'Parameter {param_trees.path_name(path)} belongs to neither the encoder nor '
                     f'a task head {task_model_lib.HEAD_NAMES}.')
 
   return jax.tree_util.tree_map_with_path(depth, params)
@@ -351,8 +347,8 @@ def _merge_encoder(params: dict[str, Any], encoder_params: dict[str, Any],
   dropped, and scanned/unscanned layer layouts are converted to the task model's. Each host
   holds the whole (numpy) tree, so `device_put` places it onto any sharding.
   """
-  convert = (model_lib.to_scanned_layers if model_config.scan_layers
-             else model_lib.to_unscanned_layers)
+  convert = (param_trees.to_scanned_layers if model_config.scan_layers
+             else param_trees.to_unscanned_layers)
   source = convert({k: v for k, v in encoder_params.items()
                     if k in task_model_lib.ENCODER_NAMES})
   expected_shapes = {k: jax.tree.map(np.shape, v) for k, v in params.items()
