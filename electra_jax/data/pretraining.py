@@ -15,16 +15,16 @@ int32 and `masked_lm_positions`, `masked_lm_ids` int32 / `masked_lm_weights` flo
   batches can be drawn (a fresh iterator always starts at the same batch).
 * Every random choice (file order, packing, shuffle, masks) derives from `config.seed` through
   stateless ops keyed on counters kept inside the pipeline, so the stream is fixed, and a
-  `tf.train.Checkpoint` of the iterator (`save_iterator_state`) restores it exactly.
+  `tf.train.Checkpoint` of the iterator restores it exactly (the trainer saves one per host in
+  every checkpoint: `checkpoint.TfIteratorHandler`).
 """
 
 import os
-import uuid
 
 import ml_collections
 import tensorflow as tf
 
-from electra_jax.errors import MissingFileError, UserError
+from electra_jax.errors import UserError
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import validate
 from electra_jax import wordpiece
@@ -325,52 +325,3 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
   options = tf.data.Options()
   options.deterministic = True
   return batches.with_options(options)
-
-
-# ---- Iterator state ----------------------------------------------------------------------------
-
-
-_LATEST_FILE = 'LATEST'  # names the complete state; replaced last, by a one-file rename
-
-
-def iterator_state_path(directory: str, process_index: int) -> str:
-  """The folder holding host `process_index`'s iterator states."""
-  return os.path.join(directory, f'data_iterator_process_{process_index}')
-
-
-def save_iterator_state(iterator, directory: str, process_index: int) -> str:
-  """Saves a tf.data iterator's position for host `process_index` under `directory`, atomically.
-
-  The state goes to a fresh prefix; then the small `LATEST` file naming it is written under a
-  temporary name and renamed over the old one. A one-file rename is atomic on local disks (and a
-  single object write on GCS, where folders cannot be renamed), so a reader sees either the old
-  complete state or the new one. Older states are deleted afterwards. Returns the state's prefix.
-  """
-  folder = iterator_state_path(directory, process_index)
-  tf.io.gfile.makedirs(folder)
-  name = f'state-{uuid.uuid4().hex}'
-  prefix = os.path.join(folder, name)
-  tf.train.Checkpoint(iterator=iterator).write(prefix)
-  latest = os.path.join(folder, _LATEST_FILE)
-  with tf.io.gfile.GFile(f'{latest}.tmp-{name}', 'w') as f:
-    f.write(name)
-  tf.io.gfile.rename(f'{latest}.tmp-{name}', latest, overwrite=True)
-  for old in tf.io.gfile.listdir(folder):
-    if old.startswith('state-') and not old.startswith(name):
-      tf.io.gfile.remove(os.path.join(folder, old))
-  return prefix
-
-
-def restore_iterator_state(iterator, directory: str, process_index: int) -> None:
-  """Restores what `save_iterator_state` saved into an iterator of the same dataset.
-
-  Raises:
-    FileNotFoundError: no state was saved for this host under `directory`.
-  """
-  latest = os.path.join(iterator_state_path(directory, process_index), _LATEST_FILE)
-  if not tf.io.gfile.exists(latest):
-    raise MissingFileError(f'No data-iterator state for host {process_index} in {directory!r} '
-                           f'(expected {latest}). Was it saved with save_iterator_state?')
-  with tf.io.gfile.GFile(latest) as f:
-    prefix = os.path.join(os.path.dirname(latest), f.read().strip())
-  tf.train.Checkpoint(iterator=iterator).read(prefix).assert_consumed()
