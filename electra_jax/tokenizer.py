@@ -27,6 +27,7 @@ import sentencepiece as spm
 import tensorflow as tf
 
 from electra_jax import cli
+from electra_jax import files
 from electra_jax.errors import UserError
 from electra_jax.data import corpus
 
@@ -258,7 +259,9 @@ def train_sentencepiece(texts: Iterable[str],
                     supported, vocab_size, supported)
     proto = train(supported)
   model_path = f'{model_prefix}.model'
-  corpus.write_atomically(model_path, proto)
+  if os.path.dirname(model_path):
+    tf.io.gfile.makedirs(os.path.dirname(model_path))
+  files.write_atomically(model_path, proto)
   return model_path
 
 

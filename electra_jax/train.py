@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax.errors import UserError
+from electra_jax import files
 from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
 from electra_jax import model as model_lib
@@ -315,8 +316,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _mark_completed(path: str, step: int):
   """`WORKDIR/COMPLETED` tells launch/tpu.sh watch (and people) that the run reached num_steps."""
   if jax.process_index() == 0:
-    with tf.io.gfile.GFile(path, 'w') as f:
-      f.write(json.dumps({'step': step, 'time': time.time()}) + '\n')
+    files.write_atomically(path, json.dumps({'step': step, 'time': time.time()}) + '\n')
 
 
 def eval_dataset_ready(config) -> bool:

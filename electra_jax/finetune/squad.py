@@ -15,17 +15,16 @@ plus `eval.json` into its directory.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-import tensorflow as tf
 from absl import logging
 
 from electra_jax.errors import UserError
+from electra_jax import files
 from electra_jax import validate
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import squad_data
@@ -173,8 +172,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if jax.process_index() == 0:
       predictions.predictions = answers  # predictions.json holds the answers scored here
       squad_postprocess.write_predictions(predictions, seed_dir)
-      with tf.io.gfile.GFile(f'{seed_dir}/eval.json', 'w') as f:
-        f.write(json.dumps(metrics, indent=2) + '\n')
+      files.write_json(f'{seed_dir}/eval.json', metrics)
     return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
             'history': result.history}
 

@@ -43,6 +43,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax.errors import UserError
+from electra_jax import files
 from electra_jax import mesh as mesh_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
@@ -573,7 +574,6 @@ def run_seeds(config: ml_collections.ConfigDict, task_dir: str,
     result = {'seed': int(seed), **run_seed(int(seed), seed_dir), 'config': fingerprint}
     if jax.process_index() == 0:
       tf.io.gfile.makedirs(seed_dir)
-      with tf.io.gfile.GFile(path, 'w') as f:
-        f.write(json.dumps(result, indent=2) + '\n')
+      files.write_json(path, result)
     results.append(result)
   return results
