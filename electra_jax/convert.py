@@ -257,9 +257,14 @@ def source_tokenizer(path: str) -> tokenizer_lib.Tokenizer | None:
   return wordpiece.WordPieceTokenizer(vocab) if vocab else None
 
 
-def use_source_tokenizer(config: ml_collections.ConfigDict) -> None:
-  """Points `config.tokenizer` at the tokenizer of `config.init_from` (continued pre-training)."""
-  tokenizer = source_tokenizer(config.init_from)
+def use_source_tokenizer(config: ml_collections.ConfigDict,
+                         pretrained: Pretrained | None = None) -> None:
+  """Points `config.tokenizer` at the tokenizer of `config.init_from` (continued pre-training).
+
+  `pretrained`: `config.init_from` already loaded; without it only the tokenizer is read.
+  """
+  tokenizer = pretrained.tokenizer if pretrained is not None else source_tokenizer(
+      config.init_from)
   if tokenizer is None:
     raise UserError(f'init_from={config.init_from!r} carries no tokenizer: pass the one it was '
                     'trained with as --config.tokenizer.path (and --config.tokenizer.type).')
@@ -289,15 +294,18 @@ def _check_same_shapes(params, reference, source: str) -> None:
                     'config.electra.embedding_sharing).')
 
 
-def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
+def initial_params(config: ml_collections.ConfigDict, fresh_params: Any,
+                   pretrained: Pretrained | None = None) -> Any:
   """Joint params for continued pre-training from `config.init_from`, placed as `fresh_params`.
 
   Every tensor must have the shape `config` gives it (`config.model` and, for the generator,
   `config.electra.generator_hidden_fraction`); an error names the first that does not. A
   checkpoint without a generator keeps the freshly initialised generator of `fresh_params`.
+  `pretrained`: `config.init_from` already loaded (default: load it here).
   """
   source = config.init_from
-  pretrained = load_checkpoint(source)
+  if pretrained is None:
+    pretrained = load_checkpoint(source)
   fresh = nn.meta.unbox(fresh_params)
   sharing = config.electra.embedding_sharing
   # Each network on its own first, so that an error names the checkpoint's own tensor.

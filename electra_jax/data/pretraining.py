@@ -270,7 +270,8 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
 
 
 def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
-                 process_count: int = 1) -> tf.data.Dataset:
+                 process_count: int = 1,
+                 tokenizer: tokenizer_lib.Tokenizer | None = None) -> tf.data.Dataset:
   """Host `process_index`'s dataset of masked pre-training batches (see the module docstring).
 
   Args:
@@ -278,6 +279,8 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
     split: 'train' (shuffled, endless) or 'eval' (held out, fixed order, repeated).
     process_index: this host, in [0, process_count).
     process_count: number of hosts; each reads a disjoint part of the data.
+    tokenizer: what `validate_data_config(config)` returned; None runs the checks (and loads the
+      tokenizer) here.
 
   Raises:
     ValueError: for bad configs or sources, before any data is read (see `validate_data_config`).
@@ -285,7 +288,8 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
   if split not in SPLITS:
     raise ValueError(f'split={split!r} must be one of {SPLITS}.')
   batch_size = validate.per_host_batch_size(config.train.batch_size, process_count)
-  tokenizer = validate_data_config(config)
+  if tokenizer is None:
+    tokenizer = validate_data_config(config)
   data = config.data
   training = split == 'train'
   split_id = SPLITS.index(split)
