@@ -14,6 +14,7 @@ released pair, load both directories and join them with `electra_jax.param_trees
 import json
 import math
 import os
+import re
 from typing import Any
 
 import flax.linen as nn
@@ -96,52 +97,37 @@ def hf_config_from_model_config(config: ml_collections.ConfigDict,
   }
 
 
+# Names the Hugging Face port gives differently from the original's graph.
+_HF_RENAMED = {'discriminator_predictions/dense_1': 'discriminator_predictions.dense_prediction',
+               'generator_predictions/output_bias': 'generator_lm_head.bias'}
+
+
+def _hf_name(scope: str) -> str:
+  if scope in _HF_RENAMED:
+    return _HF_RENAMED[scope]
+  name = re.sub(r'layer_(\d+)', r'layer.\1', scope).replace('/', '.')
+  return f'electra.{name}' if scope.startswith(('embeddings', 'encoder')) else name
+
+
 def _tensor_map(config, architecture):
   """[(HF name, our param path, HF shape, is_kernel)] for one network.
 
   A kernel is stored [out, in] by PyTorch; ours is [*in_dims, *out_dims] (attention kernels split
   heads), so it converts as transpose + reshape. Everything else only reshapes.
   """
-  v, e = config.vocab_size, config.embedding_size
-  h, f = config.hidden_size, config.intermediate_size
   entries = []
-
-  def linear(hf_prefix, path, out_size, in_size):
-    entries.append((f'{hf_prefix}.weight', path + ('kernel',), (out_size, in_size), True))
-    entries.append((f'{hf_prefix}.bias', path + ('bias',), (out_size,), False))
-
-  def layer_norm(hf_prefix, path, size):
-    entries.append((f'{hf_prefix}.weight', path + ('scale',), (size,), False))
-    entries.append((f'{hf_prefix}.bias', path + ('bias',), (size,), False))
-
-  emb = ('embeddings',)
-  entries += [
-      ('electra.embeddings.word_embeddings.weight', emb + ('word_embeddings',), (v, e), False),
-      ('electra.embeddings.position_embeddings.weight', emb + ('position_embeddings',),
-       (config.max_position_embeddings, e), False),
-      ('electra.embeddings.token_type_embeddings.weight', emb + ('token_type_embeddings',),
-       (config.type_vocab_size, e), False),
-  ]
-  layer_norm('electra.embeddings.LayerNorm', emb + ('LayerNorm',), e)
-  if e != h:
-    linear('electra.embeddings_project', ('embeddings_project',), h, e)
-  for i in range(config.num_layers):
-    hf, ours = f'electra.encoder.layer.{i}', ('encoder', f'layer_{i}')
-    for name in ('query', 'key', 'value'):
-      linear(f'{hf}.attention.self.{name}', ours + ('attention', name), h, h)
-    linear(f'{hf}.attention.output.dense', ours + ('attention', 'output'), h, h)
-    layer_norm(f'{hf}.attention.output.LayerNorm', ours + ('attention_LayerNorm',), h)
-    linear(f'{hf}.intermediate.dense', ours + ('intermediate',), f, h)
-    linear(f'{hf}.output.dense', ours + ('output',), h, f)
-    layer_norm(f'{hf}.output.LayerNorm', ours + ('output_LayerNorm',), h)
-  if architecture == 'discriminator':
-    linear('discriminator_predictions.dense', ('discriminator_predictions', 'dense'), h, h)
-    linear('discriminator_predictions.dense_prediction',
-           ('discriminator_predictions', 'dense_prediction'), 1, h)
-  else:
-    linear('generator_predictions.dense', ('generator_predictions', 'dense'), e, h)
-    layer_norm('generator_predictions.LayerNorm', ('generator_predictions', 'LayerNorm'), e)
-    entries.append(('generator_lm_head.bias', ('generator_lm_head', 'bias'), (v,), False))
+  for weight in param_trees.network_layout(config, architecture):
+    name = _hf_name(weight.scope)
+    if weight.kind in ('table', 'bias'):
+      entries.append((name if weight.kind == 'bias' else f'{name}.weight', weight.path,
+                      weight.shape, False))
+    elif weight.kind == 'dense':
+      in_size, out_size = weight.shape
+      entries.append((f'{name}.weight', weight.path + ('kernel',), (out_size, in_size), True))
+      entries.append((f'{name}.bias', weight.path + ('bias',), (out_size,), False))
+    else:  # layer_norm
+      entries.append((f'{name}.weight', weight.path + ('scale',), weight.shape, False))
+      entries.append((f'{name}.bias', weight.path + ('bias',), weight.shape, False))
   return entries
 
 

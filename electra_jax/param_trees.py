@@ -6,6 +6,7 @@ The jointly trained `ElectraPretrainer` holds the embedding tables once (`shared
 `to_unscanned_layers` between per-layer subtrees and `scan_layers`' stacked ones.
 """
 
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -101,3 +102,71 @@ def to_unscanned_layers(params):
     return {f'layer_{i}': jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)}
 
   return _map_encoders(nn.meta.unbox(params), unstack)
+
+
+# ---- The layout of one standalone network, in the original's terms ------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Weight:
+  """One weight (or weight + bias) of a standalone `Discriminator` / `Generator`.
+
+  Attributes:
+    kind: 'table' (an embedding table), 'dense' (kernel + bias), 'layer_norm' (scale + bias) or
+      'bias' (a lone bias vector).
+    scope: its name in the original's TF1 graph, below the network's scope, e.g.
+      'encoder/layer_0/attention/self/query'; each format derives its own names from it.
+    path: our param path: the module for 'dense' / 'layer_norm', the leaf for 'table' / 'bias'.
+    shape: [rows, E] for a table, [in, out] for a dense kernel, [size] otherwise.
+    heads: for attention kernels, where ours splits heads: 'out' (query/key/value: [H, n, d]) or
+      'in' (the attention output: [n, d, H]).
+  """
+  kind: str
+  scope: str
+  path: tuple[str, ...]
+  shape: tuple[int, ...]
+  heads: str | None = None
+
+
+def network_layout(config, architecture: str) -> list[Weight]:
+  """Every weight of one network ('discriminator' or 'generator') of `config`, in graph order.
+
+  The one walk over the layer structure that the Hugging Face and TF1 converters share.
+  """
+  v, e, h = config.vocab_size, config.embedding_size, config.hidden_size
+  f = config.intermediate_size
+  weights = [Weight('table', f'embeddings/{name}', ('embeddings', name), (rows, e))
+             for name, rows in (('word_embeddings', v),
+                                ('position_embeddings', config.max_position_embeddings),
+                                ('token_type_embeddings', config.type_vocab_size))]
+  weights.append(Weight('layer_norm', 'embeddings/LayerNorm', ('embeddings', 'LayerNorm'), (e,)))
+  if e != h:
+    weights.append(Weight('dense', 'embeddings_project', ('embeddings_project',), (e, h)))
+  for i in range(config.num_layers):
+    scope, ours = f'encoder/layer_{i}', ('encoder', f'layer_{i}')
+    for name in ('query', 'key', 'value'):
+      weights.append(Weight('dense', f'{scope}/attention/self/{name}', ours + ('attention', name),
+                            (h, h), heads='out'))
+    weights += [
+        Weight('dense', f'{scope}/attention/output/dense', ours + ('attention', 'output'), (h, h),
+               heads='in'),
+        Weight('layer_norm', f'{scope}/attention/output/LayerNorm', ours + ('attention_LayerNorm',),
+               (h,)),
+        Weight('dense', f'{scope}/intermediate/dense', ours + ('intermediate',), (h, f)),
+        Weight('dense', f'{scope}/output/dense', ours + ('output',), (f, h)),
+        Weight('layer_norm', f'{scope}/output/LayerNorm', ours + ('output_LayerNorm',), (h,)),
+    ]
+  if architecture == 'discriminator':
+    weights += [
+        Weight('dense', 'discriminator_predictions/dense', ('discriminator_predictions', 'dense'),
+               (h, h)),
+        Weight('dense', 'discriminator_predictions/dense_1',
+               ('discriminator_predictions', 'dense_prediction'), (h, 1)),
+    ]
+  else:
+    weights += [
+        Weight('dense', 'generator_predictions/dense', ('generator_predictions', 'dense'), (h, e)),
+        Weight('layer_norm', 'generator_predictions/LayerNorm',
+               ('generator_predictions', 'LayerNorm'), (e,)),
+        Weight('bias', 'generator_predictions/output_bias', ('generator_lm_head', 'bias'), (v,)),
+    ]
+  return weights
