@@ -185,7 +185,7 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     return state
   if os.path.exists(torch_bin):
     try:
-      import torch  # pylint: disable=g-import-not-at-top  (only this legacy format needs it)
+      import torch  # noqa: PLC0415  (only this legacy format needs it)
     except ImportError as e:
       raise ImportError(f'{torch_bin} is a PyTorch pickle and needs torch; install it or re-save '
                         'the checkpoint as model.safetensors.') from e

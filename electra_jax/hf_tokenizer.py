@@ -71,7 +71,7 @@ def export_tokenizer(tokenizer: tokenizer_lib.Tokenizer, directory: str, *,
 
 def sentencepiece_tokenizer_json(model_proto: bytes) -> dict:
   """A `tokenizers` `tokenizer.json` that tokenises exactly as the Unigram SentencePiece model."""
-  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2  # noqa: PLC0415
   proto = sentencepiece_model_pb2.ModelProto()
   proto.ParseFromString(model_proto)
   unigram = sentencepiece_model_pb2.TrainerSpec.UNIGRAM

@@ -220,7 +220,7 @@ def test_prepared_shards_match_on_the_fly_packing(config, builtin_tokenizer_path
   prepared_config.data.prepared_dir = out
   prepared_config.tokenizer.path = ''
   for split in ('train', 'eval'):
-    records = pretraining._prepared_records(prepared_config, split, False, 0, 1)  # pylint: disable=protected-access
+    records = pretraining._prepared_records(prepared_config, split, False, 0, 1)  # noqa: SLF001
     parsed = records.batch(1000).map(
         lambda s: prepare.records.parse_batch(s, 128, metadata['id_dtype'], 0))
     rows = [dict(input_ids=ids, token_type_ids=types) for batch in parsed.as_numpy_iterator()
@@ -267,7 +267,7 @@ def test_prepared_shards_with_a_wordpiece_vocabulary(config, tmp_path):
   prepared_config.tokenizer.path = ''
   tokenizer = pretraining.validate_data_config(prepared_config)
   assert tokenizer.files() == [str(out / 'vocab.txt')] and tokenizer.cls_id == 2
-  records = pretraining._prepared_records(prepared_config, 'train', False, 0, 1)  # pylint: disable=protected-access
+  records = pretraining._prepared_records(prepared_config, 'train', False, 0, 1)  # noqa: SLF001
   parsed = records.batch(1000).map(
       lambda s: prepare.records.parse_batch(s, 128, metadata['id_dtype'], tokenizer.pad_id))
   rows = [dict(input_ids=ids, token_type_ids=types) for batch in parsed.as_numpy_iterator()

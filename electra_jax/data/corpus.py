@@ -207,7 +207,7 @@ def default_cache_dir() -> str:
 
 
 def _build_documents(packages: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-  import pydoc_data.topics  # pylint: disable=g-import-not-at-top
+  import pydoc_data.topics  # noqa: PLC0415
 
   documents = []
   for topic in sorted(pydoc_data.topics.topics):

@@ -257,7 +257,7 @@ def read_tfds_examples(task: Union[str, GlueTask], split: str,
                        data_dir: Optional[str] = None,
                        download: bool = True) -> Iterator[GlueExample]:
   """Reads one split of TFDS `glue/<task>` (split names as in `task.splits`: 'dev', ...)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy, TFDS only)
+  import tensorflow_datasets as tfds  # noqa: PLC0415  (heavy, TFDS only)
 
   task = get_task(task) if isinstance(task, str) else task
   spec = _get_split(task, split)
