@@ -373,21 +373,50 @@ def _host_rows(rows: np.ndarray) -> np.ndarray:
   return rows[start:start + per_host]
 
 
-def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: StartingPoint, *,
-              seed: int, workdir: str, devices: Optional[list[jax.Device]] = None
-              ) -> FineTuneResult:
-  """Fine-tunes one seed in `workdir` (its checkpoints/, metrics.jsonl, TensorBoard events).
+@dataclasses.dataclass
+class _SeedRun:
+  """One seed's set-up: the mesh, the sharded state and the jitted steps."""
+  task: FineTuneTask
+  hparams: ml_collections.ConfigDict
+  seed: int
+  mesh: Any
+  rules: tuple
+  state: steps.TrainState
+  abstract_state: Any
+  train_step: Any  # jitted: (state, batch, dropout key) -> (state, stats); the state is donated
+  predict_step: Any  # jitted: (params, batch) -> outputs
+  batch_sharding: Any
+  schedule: Any
+  dropout_rng: jax.Array
+  steps_per_epoch: int
 
-  Args:
-    config: the fine-tuning config (configs/finetune/*.py).
-    task: the task, built by a driver.
-    start: `load_starting_point(config)`.
-    seed: fixes the head's initialisation, the data order and dropout.
-    workdir: this seed's directory; an earlier run's checkpoints there are replaced.
-    devices: the devices of the mesh (default: all).
-  """
-  jax.config.update('jax_threefry_partitionable', True)
-  devices = list(jax.devices() if devices is None else devices)
+  def global_batch(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, Any]:
+    local = _host_rows(rows)
+    return {k: jax.make_array_from_process_local_data(self.batch_sharding, v[local])
+            for k, v in arrays.items()}
+
+  def predictor(self, params) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """`predict(arrays)`: the model's numpy outputs for input arrays `[n, length]`, any n."""
+
+    def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+      arrays = {k: np.asarray(arrays[k]) for k in INPUT_KEYS}
+      total, size = len(arrays['input_ids']), self.hparams.eval_batch_size
+      chunks = []
+      for begin in range(0, total, size):
+        # The last batch is filled up with copies of its final row, dropped again below.
+        rows = np.minimum(np.arange(begin, begin + size), total - 1)
+        with sharding.mesh_scope(self.mesh, self.rules):
+          outputs = self.predict_step(params, self.global_batch(arrays, rows))
+        chunks.append(jax.tree.map(lambda x, n=min(size, total - begin): np.asarray(x)[:n],
+                                   outputs))
+      return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
+
+    return predict
+
+
+def _setup_seed(config: ml_collections.ConfigDict, task: FineTuneTask, start: StartingPoint,
+                seed: int, devices: list[jax.Device]) -> _SeedRun:
+  """Checks, hyperparameters, mesh, the sharded state (pre-trained encoder in place), steps."""
   validate_finetune_config(config, len(devices))
   hparams = resolve_hparams(config, start.model_config, task.num_epochs)
   num_examples = len(task.train_arrays['input_ids'])
@@ -395,9 +424,6 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   if steps_per_epoch < 1:
     raise UserError(f'{task.name}: {num_examples} training examples make no batch of '
                     f'config.train.batch_size={hparams.batch_size}; lower the batch size.')
-  num_steps = steps_per_epoch * hparams.num_epochs
-
-  # ---- Mesh and the sharded state.
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   rules = validate.logical_axis_rules(config.mesh)
   model = task.model
@@ -408,7 +434,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   param_rng, dropout_rng = jax.random.split(jax.random.key(seed))
   abstract_params = nn.meta.unbox(jax.eval_shape(init_params, param_rng))
   tx, schedule = make_optimizer(hparams, abstract_params, start.model_config.num_layers,
-                                num_steps)
+                                steps_per_epoch * hparams.num_epochs)
 
   def init_fn(rng):
     params = init_params(rng)
@@ -431,87 +457,98 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   jit_predict_step = jax.jit(functools.partial(predict_step, model=model),
                              in_shardings=(state_shardings.params, batch_sharding),
                              out_shardings=replicated)
-
-  def global_batch(arrays, rows):
-    local = _host_rows(rows)
-    return {k: jax.make_array_from_process_local_data(batch_sharding, v[local])
-            for k, v in arrays.items()}
-
-  def predict_with(params):
-    def predict(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-      arrays = {k: np.asarray(arrays[k]) for k in INPUT_KEYS}
-      total, size = len(arrays['input_ids']), hparams.eval_batch_size
-      chunks = []
-      for begin in range(0, total, size):
-        # The last batch is filled up with copies of its final row, dropped again below.
-        rows = np.minimum(np.arange(begin, begin + size), total - 1)
-        with sharding.mesh_scope(mesh, rules):
-          outputs = jit_predict_step(params, global_batch(arrays, rows))
-        chunks.append(jax.tree.map(lambda x, n=min(size, total - begin): np.asarray(x)[:n],
-                                   outputs))
-      return jax.tree.map(lambda *xs: np.concatenate(xs), *chunks)
-    return predict
-
-  # ---- Checkpoints: orbax keeps one, the reported epoch's (the last, or the best on dev).
-  select_best = hparams.select_best_epoch
-  tf.io.gfile.makedirs(workdir)
-  checkpoint_dir = checkpoint_lib.checkpoint_dir(workdir)
-  if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
-    tf.io.gfile.rmtree(checkpoint_dir)  # an interrupted earlier attempt of this seed
-  manager = ocp.CheckpointManager(
-      checkpoint_dir,
-      options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, best_mode='max',
-          best_fn=(lambda metrics: metrics[task.selection_metric]) if select_best else None),
-      item_handlers={'params': ocp.StandardCheckpointHandler(),
-                    'config': ocp.JsonCheckpointHandler(),
-                    'tokenizer': checkpoint_lib.FilesHandler()})
-  writer = reporting.MetricsWriter(workdir)
-
-  # ---- Train; evaluate on dev after the last epoch (after every one to select the best).
   logging.info('%s, seed %d: %s; %d examples, %d epochs x %d steps, batch %d, lr %.2e, '
                'layer-wise decay %.2f (%s size), mesh %s.', task.name, seed, start.description,
                num_examples, hparams.num_epochs, steps_per_epoch, hparams.batch_size,
                hparams.learning_rate, hparams.layerwise_lr_decay, hparams.model_size,
                mesh_lib.describe(mesh))
+  return _SeedRun(task, hparams, seed, mesh, rules, state, abstract_state, jit_train_step,
+                  jit_predict_step, batch_sharding, schedule, dropout_rng, steps_per_epoch)
+
+
+def _checkpoint_manager(workdir: str, selection_metric: Optional[str]) -> ocp.CheckpointManager:
+  """Orbax keeps one checkpoint: the reported epoch's (the last, or the best on dev when
+  `selection_metric` is given). An interrupted earlier attempt's checkpoints are removed."""
+  tf.io.gfile.makedirs(workdir)
+  checkpoint_dir = checkpoint_lib.checkpoint_dir(workdir)
+  if jax.process_index() == 0 and tf.io.gfile.exists(checkpoint_dir):
+    tf.io.gfile.rmtree(checkpoint_dir)
+  return ocp.CheckpointManager(
+      checkpoint_dir,
+      options=ocp.CheckpointManagerOptions(
+          max_to_keep=1, best_mode='max',
+          best_fn=(lambda metrics: metrics[selection_metric]) if selection_metric else None),
+      item_handlers={'params': ocp.StandardCheckpointHandler(),
+                    'config': ocp.JsonCheckpointHandler(),
+                    'tokenizer': checkpoint_lib.FilesHandler()})
+
+
+def _train_epoch(run: _SeedRun, epoch: int, step: int, writer: reporting.MetricsWriter
+                 ) -> tuple[int, float]:
+  """One pass over the training arrays in this seed's and epoch's order; (step, mean loss)."""
+  hparams, task = run.hparams, run.task
+  num_examples = len(task.train_arrays['input_ids'])
+  order = np.random.default_rng([run.seed, epoch]).permutation(num_examples)
+  epoch_losses, logged = [], 0  # device scalars; read only at log points
+  for index in range(run.steps_per_epoch):
+    rows = order[index * hparams.batch_size:(index + 1) * hparams.batch_size]
+    with sharding.mesh_scope(run.mesh, run.rules):
+      run.state, stats = run.train_step(run.state, run.global_batch(task.train_arrays, rows),
+                                        run.dropout_rng)
+    step += 1
+    epoch_losses.append(stats['loss'])
+    if step % hparams.log_every == 0 or index == run.steps_per_epoch - 1:
+      window = [float(x) for x in epoch_losses[logged:]]
+      logged = len(epoch_losses)
+      if not np.all(np.isfinite(window)):
+        raise FloatingPointError(
+            f'{task.name}: the loss became {window[-1]} by step {step}; lower '
+            'config.train.learning_rate.')
+      writer.write(step, {'loss': float(np.mean(window)),
+                          'grad_norm': float(stats['grad_norm']),
+                          'learning_rate': float(run.schedule(step - 1))})
+  return step, float(np.mean([float(x) for x in epoch_losses]))
+
+
+def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: StartingPoint, *,
+              seed: int, workdir: str, devices: Optional[list[jax.Device]] = None
+              ) -> FineTuneResult:
+  """Fine-tunes one seed in `workdir` (its checkpoints/, metrics.jsonl, TensorBoard events).
+
+  Trains every epoch; evaluates on dev after the last one (after every one to select the best).
+
+  Args:
+    config: the fine-tuning config (configs/finetune/*.py).
+    task: the task, built by a driver.
+    start: `load_starting_point(config)`.
+    seed: fixes the head's initialisation, the data order and dropout.
+    workdir: this seed's directory; an earlier run's checkpoints there are replaced.
+    devices: the devices of the mesh (default: all).
+  """
+  jax.config.update('jax_threefry_partitionable', True)
+  run = _setup_seed(config, task, start, seed, list(jax.devices() if devices is None else devices))
+  hparams, select_best = run.hparams, run.hparams.select_best_epoch
+  manager = _checkpoint_manager(workdir, task.selection_metric if select_best else None)
+  writer = reporting.MetricsWriter(workdir)
   history, step = [], 0
   started = time.perf_counter()
   try:
     for epoch in range(1, hparams.num_epochs + 1):
-      order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-      epoch_losses, logged = [], 0  # device scalars; read only at log points
-      for index in range(steps_per_epoch):
-        rows = order[index * hparams.batch_size:(index + 1) * hparams.batch_size]
-        with sharding.mesh_scope(mesh, rules):
-          state, stats = jit_train_step(state, global_batch(task.train_arrays, rows),
-                                        dropout_rng)
-        step += 1
-        epoch_losses.append(stats['loss'])
-        if step % hparams.log_every == 0 or index == steps_per_epoch - 1:
-          window = [float(x) for x in epoch_losses[logged:]]
-          logged = len(epoch_losses)
-          if not np.all(np.isfinite(window)):
-            raise FloatingPointError(
-                f'{task.name}: the loss became {window[-1]} by step {step}; lower '
-                'config.train.learning_rate.')
-          writer.write(step, {'loss': float(np.mean(window)),
-                              'grad_norm': float(stats['grad_norm']),
-                              'learning_rate': float(schedule(step - 1))})
-      record = {'epoch': epoch, 'step': step,
-                'train_loss': float(np.mean([float(x) for x in epoch_losses]))}
+      step, train_loss = _train_epoch(run, epoch, step, writer)
+      record = {'epoch': epoch, 'step': step, 'train_loss': train_loss}
       history.append(record)
       if not (select_best or epoch == hparams.num_epochs):
         logging.info('%s seed %d epoch %d/%d (%.0fs): train loss %.4f', task.name, seed, epoch,
                      hparams.num_epochs, time.perf_counter() - started, record['train_loss'])
         continue
-      metrics = {k: float(v) for k, v in task.evaluate(predict_with(state.params)).items()}
+      metrics = {k: float(v) for k, v in task.evaluate(run.predictor(run.state.params)).items()}
       if select_best and task.selection_metric not in metrics:
         raise KeyError(f'{task.name}: evaluate() returned {sorted(metrics)}, without the '
                        f'selection metric {task.selection_metric!r}.')
       record.update(metrics)
       writer.write(step, {f'dev_{k}': v for k, v in metrics.items()})
       manager.save(epoch, args=ocp.args.Composite(
-          params=ocp.args.StandardSave(state.params),
+          params=ocp.args.StandardSave(run.state.params),
           config=ocp.args.JsonSave({'task': task.name, 'seed': seed, 'epoch': epoch,
                                     'model': start.model_config.to_dict(),
                                     'finetune': config.to_dict()}),
@@ -527,15 +564,15 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
       logging.info('%s seed %d: best epoch %d (%s %.4f).', task.name, seed, reported,
                    task.selection_metric, history[reported - 1][task.selection_metric])
       params = manager.restore(reported, args=ocp.args.Composite(
-          params=ocp.args.StandardRestore(abstract_state.params)))['params']
+          params=ocp.args.StandardRestore(run.abstract_state.params)))['params']
     else:
-      reported, params = hparams.num_epochs, state.params
+      reported, params = hparams.num_epochs, run.state.params
   finally:
     manager.close()
     writer.close()
-  del state  # only the reported epoch's parameters are used from here on
+  run.state = None  # only the reported epoch's parameters are used from here on
   return FineTuneResult(reported_epoch=reported, reported_metrics=history[reported - 1],
-                        history=history, predict=predict_with(params))
+                        history=history, predict=run.predictor(params))
 
 
 # ---- Seeds -------------------------------------------------------------------------------------
