@@ -42,6 +42,7 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import convert
 from electra_jax.errors import UserError
 from electra_jax import files
 from electra_jax import mesh as mesh_lib
@@ -50,6 +51,7 @@ from electra_jax import param_trees
 from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import steps
+from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import validate
 from electra_jax.finetune import model as task_model_lib
 
@@ -94,9 +96,7 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
   tests and baselines, not for real scores). The tokenizer is `config.tokenizer.path` when
   given, else the checkpoint's; from scratch with no path, the built-in corpus's model.
   """
-  from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - heavy (TF ops)
   if config.init_from:
-    from electra_jax import convert  # noqa: PLC0415 - only when loading weights
     pretrained = convert.load_checkpoint(config.init_from,
                                          step=None if config.init_step < 0 else config.init_step)
     model_config = ml_collections.ConfigDict(pretrained.disc_config.to_dict())
