@@ -3,7 +3,6 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import Mesh
@@ -12,6 +11,7 @@ from electra_jax import model as model_lib
 from electra_jax import param_trees
 from electra_jax import sharding
 from electra_jax import validate
+from model_configs import tiny_model_config  # tests/model_configs.py
 
 VOCAB, LENGTH, PREDICTIONS = 100, 16, 4
 PARAM_AXES = {'vocab', 'embed', 'mlp', 'heads', 'kv', 'layers', None}
@@ -21,12 +21,8 @@ RULES = (('batch', ('data', 'fsdp')), ('length', None), ('act_embed', None),
 
 
 def tiny_config(embedding_size=32, hidden_size=64, **overrides):
-  return ml_collections.ConfigDict(dict(
-      vocab_size=VOCAB, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=2,
-      num_heads=2, intermediate_size=128, max_position_embeddings=32, type_vocab_size=2,
-      hidden_dropout_prob=0.1, attention_dropout_prob=0.1, initializer_range=0.02,
-      layer_norm_eps=1e-12, dtype='float32', param_dtype='float32', scan_layers=False,
-      remat='none') | overrides)
+  return tiny_model_config(**{'vocab_size': VOCAB, 'embedding_size': embedding_size,
+                              'hidden_size': hidden_size, **overrides})
 
 
 def make_inputs(batch=2, seed=0):

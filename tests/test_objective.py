@@ -14,17 +14,13 @@ from sklearn.metrics import roc_auc_score
 from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import validate
+from model_configs import tiny_model_config  # tests/model_configs.py
 
 VOCAB, LENGTH, PREDICTIONS, MASK_ID = 100, 16, 4, 3
 
 
 def tiny_config(**overrides):
-  return ml_collections.ConfigDict(dict(
-      vocab_size=VOCAB, embedding_size=32, hidden_size=64, num_layers=1, num_heads=2,
-      intermediate_size=128, max_position_embeddings=32, type_vocab_size=2,
-      hidden_dropout_prob=0.1, attention_dropout_prob=0.1, initializer_range=0.02,
-      layer_norm_eps=1e-12, dtype='float32', param_dtype='float32', scan_layers=False,
-      remat='none') | overrides)
+  return tiny_model_config(**{'vocab_size': VOCAB, 'num_layers': 1, **overrides})
 
 
 def electra_config(**overrides):
