@@ -371,33 +371,35 @@ def _define_flags() -> None:
                                   'come from the source.', lock_config=False)
 
 
-def _tokenizer_from_flag(path: str) -> tokenizer_lib.Tokenizer:
+def _tokenizer_from_flag(path: str, lower_case: bool) -> tokenizer_lib.Tokenizer:
   kind = 'sentencepiece' if path.endswith('.model') else 'wordpiece'
   return tokenizer_lib.load_tokenizer(ml_collections.ConfigDict(dict(
-      type=kind, path=path, lower_case=FLAGS.lower_case, strip_accents=FLAGS.lower_case)))
+      type=kind, path=path, lower_case=lower_case, strip_accents=lower_case)))
 
 
-def _convert() -> None:
-  export.check_destination(FLAGS.dst, FLAGS.overwrite)  # before any loading
+def convert_from_flags(values: flags.FlagValues) -> None:
+  """The CLI's work, from its parsed flag `values` (no global state)."""
+  export.check_destination(values.dst, values.overwrite)  # before any loading
   pretrained = load_checkpoint(
-      FLAGS.src, step=FLAGS.step, kind=FLAGS['from'].value, generator_path=FLAGS.src_generator,
-      num_heads=FLAGS.num_heads, generator_num_heads=FLAGS.generator_num_heads)
-  if FLAGS.tokenizer_path:
-    pretrained.tokenizer = _tokenizer_from_flag(FLAGS.tokenizer_path)
+      values.src, step=values.step, kind=values['from'].value, generator_path=values.src_generator,
+      num_heads=values.num_heads, generator_num_heads=values.generator_num_heads)
+  if values.tokenizer_path:
+    pretrained.tokenizer = _tokenizer_from_flag(values.tokenizer_path, values.lower_case)
     pretrained.tokenizer_files = pretrained.tokenizer.files()
   if pretrained.tokenizer is None:
-    print(f'Note: {FLAGS.src} carries no tokenizer (give one with --tokenizer_path).')
-  if FLAGS.to == 'hf':
-    for directory in export.write_hf(pretrained, FLAGS.dst, overwrite=FLAGS.overwrite):
+    print(f'Note: {values.src} carries no tokenizer (give one with --tokenizer_path).')
+  if values.to == 'hf':
+    for directory in export.write_hf(pretrained, values.dst, overwrite=values.overwrite):
       print(f'Wrote {directory}')
     return
-  config = export.write_workdir(pretrained, FLAGS.dst, FLAGS.config or default_config.get_config(),
-                                overwrite=FLAGS.overwrite)
-  print(f'Wrote {FLAGS.dst} (step 0; {config.model.num_layers} layers, hidden '
+  config = export.write_workdir(pretrained, values.dst,
+                                values.config or default_config.get_config(),
+                                overwrite=values.overwrite)
+  print(f'Wrote {values.dst} (step 0; {config.model.num_layers} layers, hidden '
         f'{config.model.hidden_size}, vocab {config.model.vocab_size}).\n'
-        f'Start a new run from its weights: --config.init_from={FLAGS.dst}\n'
-        f'Or resume it as the run itself: --workdir={FLAGS.dst} with a config whose model and '
-        f'electra sections equal {FLAGS.dst}/checkpoints/0/config')
+        f'Start a new run from its weights: --config.init_from={values.dst}\n'
+        f'Or resume it as the run itself: --workdir={values.dst} with a config whose model and '
+        f'electra sections equal {values.dst}/checkpoints/0/config')
   if pretrained.tokenizer is not None:
     print(f'  and --config.tokenizer.type={config.tokenizer.type} '
           f'--config.tokenizer.path={config.tokenizer.path}')
@@ -406,7 +408,7 @@ def _convert() -> None:
 def main(argv: Sequence[str]) -> None:
   cli.no_arguments(argv)
   logging.set_verbosity(logging.WARNING)  # orbax narrates every file at INFO
-  _convert()
+  convert_from_flags(FLAGS)
 
 
 def run():
