@@ -4,29 +4,14 @@ starting point (pre-trained discriminator or scratch) -> hyperparameters -> mesh
 epochs of jitted train steps -> dev evaluation after the last epoch -> its checkpoint (orbax) ->
 the final parameters back for the task driver's predictions.
 
-Evaluation protocol: as the original (`run_finetuning.py` evaluates each trial once, after
-training), the reported model is the one after the last epoch. `train.select_best_epoch=True`
-evaluates on dev after every epoch and keeps the best (orbax's `best_fn`); that reads higher than
-the paper's protocol, so results.json says so (`non_default_switches`).
-
 A task driver (`glue.py`, `squad.py`) builds a `FineTuneTask`: the task model, a pure loss, the
 training arrays and an `evaluate(predict)` callback. The loop knows nothing else about the task.
-
-Layer-wise learning-rate decay, as the original's `_get_layer_lrs` (`model/optimization.py`):
-embeddings (and the E->H projection) have depth 0, encoder layer i depth i + 1, the task head
-depth L + 2, and a parameter at depth d gets `lr * decay ** (L + 2 - d)`: the head trains at the
-full rate, the top layer at `decay**2`, the embeddings at `decay**(L + 2)`. The published scores
-were made that way. `train.layerwise_lr_rule='no_gap'` puts the head at depth L + 1 instead
-(`decay ** (L + 1 - d)`: every encoder weight 1/decay faster). The scale multiplies the whole
-AdamW update, weight decay included, as the original applies its per-layer rate to both.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import re
 import time
 from typing import Any, Callable, Optional
 
@@ -42,229 +27,18 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import convert
 from electra_jax.errors import UserError
-from electra_jax import files
 from electra_jax import mesh as mesh_lib
-from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
 from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import steps
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import validate
+from electra_jax.finetune import layerwise
 from electra_jax.finetune import model as task_model_lib
+from electra_jax.finetune import start as start_lib
 
 INPUT_KEYS = ('input_ids', 'token_type_ids', 'attention_mask')
-MODEL_SIZES = ('small', 'base', 'large')
-# The reference fine-tuning rates per model size (ELECTRA.md): (learning rate, layer-wise decay).
-_SIZE_HPARAMS = {'small': (1e-4, 0.8), 'base': (1e-4, 0.8), 'large': (5e-5, 0.9)}
-# Compute settings that the fine-tuning config may choose for a loaded architecture.
-_COMPUTE_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat')
-# `train.layerwise_lr_rule` -> the task head's depth above the top encoder layer's (L).
-_HEAD_DEPTH_OVER_LAYERS = {'original': 2, 'no_gap': 1}
-# Switches that change what a reported number means, with the original's setting, which is the
-# default in configs/finetune/ (tests/test_finetune_train.py checks they agree). A task's
-# results.json lists every one that a run sets otherwise (`non_default_switches`).
-PROTOCOL_SWITCHES = {
-    'train.select_best_epoch': False,  # run_finetuning.py: evaluate once, after training
-    'train.bias_correction': False,  # optimization.AdamWeightDecayOptimizer
-    'train.layerwise_lr_rule': 'original',  # optimization._get_layer_lrs
-    'task.classifier_head': 'electra',  # classification_tasks.py (GLUE)
-    'task.double_unordered': True,  # configure_finetuning.double_unordered (GLUE)
-    'task.qa_head': 'joint',  # qa_tasks.py: joint_prediction, answerable_classifier (SQuAD)
-    'squad.null_score': 'classifier',  # qa_metrics.py: the classifier's logit alone (SQuAD)
-}
-
-
-# ---- Starting point ---------------------------------------------------------------------------
-
-@dataclasses.dataclass
-class StartingPoint:
-  """The encoder to fine-tune: its config, its weights (None = random init) and the tokenizer."""
-  model_config: ml_collections.ConfigDict
-  encoder_params: Optional[dict[str, Any]]  # standalone Discriminator tree (numpy) or None
-  tokenizer: Any
-  tokenizer_files: list[str]
-  description: str
-
-
-def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
-  """Reads `config.init_from` (workdir, HF directory or TF1 prefix) through the converter.
-
-  With `init_from=''` the model is `config.model`, randomly initialised ("from scratch": for
-  tests and baselines, not for real scores). The tokenizer is `config.tokenizer.path` when
-  given, else the checkpoint's; from scratch with no path, the built-in corpus's model.
-  """
-  if config.init_from:
-    pretrained = convert.load_checkpoint(config.init_from,
-                                         step=None if config.init_step < 0 else config.init_step)
-    model_config = ml_collections.ConfigDict(pretrained.disc_config.to_dict())
-    params = jax.tree.map(np.asarray, nn.meta.unbox(pretrained.disc_params))
-    tokenizer, files = pretrained.tokenizer, list(pretrained.tokenizer_files or [])
-    description = f'pre-trained discriminator from {config.init_from}'
-    for field in _COMPUTE_FIELDS:
-      model_config[field] = config.model[field]
-  else:
-    model_config = ml_collections.ConfigDict(config.model.to_dict())
-    params, tokenizer, files = None, None, []
-    description = 'random initialisation (from scratch)'
-  if config.train.dropout_prob >= 0:
-    model_config.hidden_dropout_prob = config.train.dropout_prob
-    model_config.attention_dropout_prob = config.train.dropout_prob
-  validate.validate_model_config(model_config)
-
-  if config.tokenizer.path:
-    tokenizer = tokenizer_lib.load_tokenizer(config.tokenizer)
-    files = tokenizer.files()
-  elif tokenizer is None and not config.init_from:
-    tokenizer = tokenizer_lib.load_tokenizer(
-        config.tokenizer, tokenizer_lib.builtin_tokenizer_path(config))
-    files = tokenizer.files()
-  elif tokenizer is None:
-    raise UserError(f'{config.init_from} carries no tokenizer: pass the one it was pre-trained '
-                    'with as --config.tokenizer.path (and --config.tokenizer.type).')
-  if tokenizer.vocab_size > model_config.vocab_size:
-    raise UserError(
-        f'The tokenizer has {tokenizer.vocab_size} pieces but the model only '
-        f'{model_config.vocab_size} word embeddings: use the tokenizer the model was '
-        'pre-trained with (or, from scratch, raise config.model.vocab_size).')
-  return StartingPoint(model_config, params, tokenizer, files, description)
-
-
-def model_size(config: ml_collections.ConfigDict, model_config: ml_collections.ConfigDict) -> str:
-  """`config.model_size`, or guessed from the width: >= 1024 large, >= 768 base, else small."""
-  if config.model_size:
-    if config.model_size not in MODEL_SIZES:
-      raise UserError(f'config.model_size={config.model_size!r}; use one of {MODEL_SIZES} '
-                      "or '' to derive it from the model.")
-    return config.model_size
-  if model_config.hidden_size >= 1024:
-    return 'large'
-  return 'base' if model_config.hidden_size >= 768 else 'small'
-
-
-def resolve_hparams(config: ml_collections.ConfigDict, model_config: ml_collections.ConfigDict,
-                    default_epochs: int) -> ml_collections.ConfigDict:
-  """`config.train` with the per-size / per-task defaults (-1 fields) filled in."""
-  hparams = ml_collections.ConfigDict(config.train.to_dict())
-  size = model_size(config, model_config)
-  learning_rate, decay = _SIZE_HPARAMS[size]
-  if hparams.learning_rate < 0:
-    hparams.learning_rate = learning_rate
-  if hparams.layerwise_lr_decay < 0:
-    hparams.layerwise_lr_decay = decay
-  if hparams.num_epochs < 0:
-    hparams.num_epochs = default_epochs
-  hparams.model_size = size
-  return hparams
-
-
-def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Up-front checks of the loop's fields; each error names the field and the fix."""
-  t = config.train
-  sizes = validate.resolve_axis_sizes(config.mesh, num_devices)
-  for field in ('batch_size', 'eval_batch_size'):
-    validate.per_host_batch_size(t[field], jax.process_count(), f'config.train.{field}')
-    validate.check_data_parallel_batch(f'config.train.{field}', t[field], sizes[0] * sizes[1])
-  if not 0.0 <= t.warmup_fraction <= 1.0:
-    raise UserError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
-  if t.layerwise_lr_rule not in _HEAD_DEPTH_OVER_LAYERS:
-    raise UserError(f'config.train.layerwise_lr_rule={t.layerwise_lr_rule!r}; use one of '
-                    f'{sorted(_HEAD_DEPTH_OVER_LAYERS)}.')
-  if t.layerwise_lr_decay == 0 or t.layerwise_lr_decay > 1:
-    raise UserError(f'config.train.layerwise_lr_decay={t.layerwise_lr_decay}: use a value in '
-                    '(0, 1] (1 = no decay), or -1 for the per-size default.')
-  if t.num_epochs == 0 or t.learning_rate == 0:
-    raise UserError('config.train.num_epochs and learning_rate must be positive (or -1 for '
-                    'the task / size default).')
-  if not config.seeds:
-    raise UserError('config.seeds is empty: give at least one seed, e.g. --config.seeds=0,1,2.')
-  if len(set(config.seeds)) != len(config.seeds):
-    raise UserError(f'config.seeds={tuple(config.seeds)} repeats a seed.')
-
-
-def non_default_switches(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """{'section.field': value} for each of `PROTOCOL_SWITCHES` the config sets otherwise."""
-  changed = {}
-  for path, original in PROTOCOL_SWITCHES.items():
-    section, field = path.split('.')
-    if field in config.get(section, {}) and config[section][field] != original:
-      changed[path] = config[section][field]
-  return changed
-
-
-# ---- Layer-wise learning-rate decay -------------------------------------------------------------
-
-def head_depth(num_layers: int, rule: str = 'original') -> int:
-  """The task head's depth: L + 2 as in the original (`'original'`), L + 1 with `'no_gap'`."""
-  return num_layers + _HEAD_DEPTH_OVER_LAYERS[rule]
-
-
-def layer_depths(params: Any, num_layers: int, rule: str = 'original') -> Any:
-  """The depth of every parameter (see the module docstring), as a tree of int arrays.
-
-  Scanned layers (`encoder/layers/...`, stacked on a leading axis of size L) get an int array
-  `[L, 1, ...]` that broadcasts over each leaf, so every layer keeps its own depth.
-  """
-
-  def depth(path, leaf):
-    top = param_trees.path_key(path[0])
-    if top in ('embeddings', 'embeddings_project'):
-      return np.zeros((), np.int32)
-    if top == 'encoder':
-      layer = param_trees.path_key(path[1])
-      if layer == 'layers':
-        shape = (num_layers,) + (1,) * (len(leaf.shape) - 1)
-        return (np.arange(num_layers, dtype=np.int32) + 1).reshape(shape)
-      match = re.fullmatch(r'layer_(\d+)', layer)
-      if not match:
-        raise ValueError(f'Unexpected encoder parameter {param_trees.path_name(path)}.')
-      return np.asarray(int(match.group(1)) + 1, np.int32)
-    if top in task_model_lib.HEAD_NAMES:
-      return np.asarray(head_depth(num_layers, rule), np.int32)
-    raise ValueError(f'Parameter {param_trees.path_name(path)} belongs to neither the encoder nor '
-                    f'a task head {task_model_lib.HEAD_NAMES}.')
-
-  return jax.tree_util.tree_map_with_path(depth, params)
-
-
-def layerwise_lr_scales(params: Any, num_layers: int, decay: float,
-                        rule: str = 'original') -> Any:
-  """`decay ** (head depth - depth)` per parameter (float32; `[L, 1, ...]` for scanned layers)."""
-  top = head_depth(num_layers, rule)
-  return jax.tree.map(lambda d: np.asarray(np.float64(decay) ** (top - d), np.float32),
-                      layer_depths(params, num_layers, rule))
-
-
-def scale_by_tree(scales: Any) -> optax.GradientTransformation:
-  """Multiplies each update by its own constant (broadcast) factor.
-
-  optax.multi_transform labels whole leaves, which cannot give each layer of a scanned
-  (stacked) parameter its own rate; a per-leaf factor array can.
-  """
-
-  def update_fn(updates, state, params=None):
-    del params
-    return jax.tree.map(lambda u, s: u * jnp.asarray(s, u.dtype), updates, scales), state
-
-  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
-
-
-def make_optimizer(hparams: ml_collections.ConfigDict, params: Any, num_layers: int,
-                   num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The reference AdamW (optimizer.py) with 10% warm-up, linear decay and layer-wise rates.
-
-  The warm-up length is `warmup_fraction * num_steps` unrounded, as the original computes it.
-  """
-  schedule_config = ml_collections.ConfigDict(dict(
-      learning_rate=hparams.learning_rate, num_steps=num_steps,
-      warmup_steps=hparams.warmup_fraction * num_steps))
-  schedule = optimizer_lib.learning_rate_schedule(schedule_config)
-  scales = layerwise_lr_scales(params, num_layers, hparams.layerwise_lr_decay,
-                               hparams.layerwise_lr_rule)
-  tx = optax.chain(optimizer_lib.make_optimizer(hparams, schedule), scale_by_tree(scales))
-  return tx, schedule
 
 
 # ---- Steps (pure) -------------------------------------------------------------------------------
@@ -414,11 +188,11 @@ class _SeedRun:
     return predict
 
 
-def _setup_seed(config: ml_collections.ConfigDict, task: FineTuneTask, start: StartingPoint,
+def _setup_seed(config: ml_collections.ConfigDict, task: FineTuneTask, start: start_lib.StartingPoint,
                 seed: int, devices: list[jax.Device]) -> _SeedRun:
   """Checks, hyperparameters, mesh, the sharded state (pre-trained encoder in place), steps."""
-  validate_finetune_config(config, len(devices))
-  hparams = resolve_hparams(config, start.model_config, task.num_epochs)
+  start_lib.validate_finetune_config(config, len(devices))
+  hparams = start_lib.resolve_hparams(config, start.model_config, task.num_epochs)
   num_examples = len(task.train_arrays['input_ids'])
   steps_per_epoch = num_examples // hparams.batch_size
   if steps_per_epoch < 1:
@@ -433,7 +207,7 @@ def _setup_seed(config: ml_collections.ConfigDict, task: FineTuneTask, start: St
                                        deterministic=True)['params']
   param_rng, dropout_rng = jax.random.split(jax.random.key(seed))
   abstract_params = nn.meta.unbox(jax.eval_shape(init_params, param_rng))
-  tx, schedule = make_optimizer(hparams, abstract_params, start.model_config.num_layers,
+  tx, schedule = layerwise.make_optimizer(hparams, abstract_params, start.model_config.num_layers,
                                 steps_per_epoch * hparams.num_epochs)
 
   def init_fn(rng):
@@ -510,7 +284,7 @@ def _train_epoch(run: _SeedRun, epoch: int, step: int, writer: reporting.Metrics
   return step, float(np.mean([float(x) for x in epoch_losses]))
 
 
-def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: StartingPoint, *,
+def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: start_lib.StartingPoint, *,
               seed: int, workdir: str, devices: Optional[list[jax.Device]] = None
               ) -> FineTuneResult:
   """Fine-tunes one seed in `workdir` (its checkpoints/, metrics.jsonl, TensorBoard events).
@@ -520,7 +294,7 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   Args:
     config: the fine-tuning config (configs/finetune/*.py).
     task: the task, built by a driver.
-    start: `load_starting_point(config)`.
+    start: `start.load_starting_point(config)`.
     seed: fixes the head's initialisation, the data order and dropout.
     workdir: this seed's directory; an earlier run's checkpoints there are replaced.
     devices: the devices of the mesh (default: all).
@@ -573,44 +347,3 @@ def fine_tune(config: ml_collections.ConfigDict, task: FineTuneTask, start: Star
   run.state = None  # only the reported epoch's parameters are used from here on
   return FineTuneResult(reported_epoch=reported, reported_metrics=history[reported - 1],
                         history=history, predict=run.predictor(params))
-
-
-# ---- Seeds -------------------------------------------------------------------------------------
-
-def _fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config as JSON, less the seed list: what makes two seeds' results comparable."""
-  settings = json.loads(json.dumps(config.to_dict(), default=str))
-  settings.pop('seeds', None)
-  return settings
-
-
-def run_seeds(config: ml_collections.ConfigDict, task_dir: str,
-              run_seed: Callable[[int, str], dict[str, Any]]) -> list[dict[str, Any]]:
-  """Runs `run_seed(seed, seed_dir)` for each of `config.seeds`, keeping each result as JSON.
-
-  A seed whose `seed_<n>/result.json` was written with the same config is not run again, so an
-  interrupted multi-seed job resumes at the first unfinished seed.
-
-  Returns:
-    [{'seed', **run_seed's result, 'config'}] in `config.seeds` order.
-  """
-  fingerprint = _fingerprint(config)
-  results = []
-  for seed in config.seeds:
-    seed_dir = f'{task_dir.rstrip("/")}/seed_{seed}'
-    path = f'{seed_dir}/result.json'
-    if tf.io.gfile.exists(path):
-      with tf.io.gfile.GFile(path) as f:
-        saved = json.load(f)
-      if saved.get('config') != fingerprint:
-        raise UserError(f'{seed_dir} holds the result of a different configuration; use a new '
-                        '--workdir (or restore the earlier settings to add seeds to it).')
-      logging.info('Seed %d: reusing the finished run in %s.', seed, seed_dir)
-      results.append(saved)
-      continue
-    result = {'seed': int(seed), **run_seed(int(seed), seed_dir), 'config': fingerprint}
-    if jax.process_index() == 0:
-      tf.io.gfile.makedirs(seed_dir)
-      files.write_json(path, result)
-    results.append(result)
-  return results
