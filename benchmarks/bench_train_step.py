@@ -203,9 +203,9 @@ def torch_peer_step(config, batches):
   """A callable running one ELECTRA train step built from `transformers` in PyTorch (fp32)."""
   import torch
   import transformers
-  from electra_jax import model as model_lib
+  from electra_jax import validate
 
-  disc, gen = config.model, model_lib.generator_config(
+  disc, gen = config.model, validate.generator_config(
       config.model, config.electra.generator_hidden_fraction)
 
   def hf_config(m):

@@ -11,7 +11,6 @@ import functools
 import time
 from typing import Any
 
-import flax.linen as nn
 import jax
 import ml_collections
 
@@ -30,7 +29,8 @@ class Step:
 
   def context(self):
     """Mesh + logical axis rules, as every call into the model needs."""
-    return _Both(jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules))
+    from electra_jax import sharding  # noqa: PLC0415
+    return sharding.mesh_scope(self.mesh, self.rules)
 
   def lower(self):
     with self.context():
@@ -46,43 +46,31 @@ class Step:
     return (time.perf_counter() - start) / num_steps
 
 
-class _Both:
-  def __init__(self, *contexts):
-    self._contexts = contexts
-
-  def __enter__(self):
-    for c in self._contexts:
-      c.__enter__()
-
-  def __exit__(self, *exc):
-    for c in reversed(self._contexts):
-      c.__exit__(*exc)
-
-
 def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = True) -> Step:
   """The train step of `config` (data.source forced to synthetic), its state and batches."""
-  from electra_jax import flops as flops_lib  # noqa: PLC0415
   from electra_jax import mesh as mesh_lib  # noqa: PLC0415
+  from electra_jax import model as model_lib  # noqa: PLC0415
   from electra_jax import optimizer as optimizer_lib  # noqa: PLC0415
+  from electra_jax import sharding  # noqa: PLC0415
   from electra_jax import steps  # noqa: PLC0415
+  from electra_jax import validate  # noqa: PLC0415
   from electra_jax.data import synthetic  # noqa: PLC0415
 
   jax.config.update('jax_threefry_partitionable', True)
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.source = 'synthetic'
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = tuple((n, tuple(a) if isinstance(a, list) else a)
-                for n, a in config.mesh.logical_axis_rules)
-  model = steps.build_model(config)
+  rules = validate.logical_axis_rules(config.mesh)
+  model = model_lib.build_pretrainer(config)
   tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = flops_lib.max_predictions_per_seq(config)
+  max_predictions = validate.max_predictions(config)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
   rng = jax.random.key(0)
   iterator = synthetic.SyntheticIterator(config, max_predictions=max_predictions)
   host_batches = [next(iterator) for _ in range(2)]
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract, shardings = steps.state_shardings(init_fn, rng, mesh, rules)
-    batch_sharding = steps.batch_sharding(mesh)
+  abstract, shardings = sharding.state_shardings(init_fn, rng, mesh, rules)
+  batch_sharding = sharding.batch_sharding(mesh, rules)
+  with sharding.mesh_scope(mesh, rules):
     batches = [{k: jax.make_array_from_process_local_data(batch_sharding, v)
                 for k, v in b.items()} for b in host_batches]
     step_fn = jax.jit(functools.partial(steps.train_step, model=model, tx=tx, config=config,
@@ -91,7 +79,7 @@ def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = T
                       donate_argnums=(0,))
     if not compile_now:
       return Step(config, mesh, rules, step_fn, abstract, batches, host_batches)
-    state = jax.jit(lambda r: nn.unbox(init_fn(r)), out_shardings=shardings)(rng)
+    state = sharding.init_state(init_fn, rng, mesh, rules, shardings)
     start = time.perf_counter()
     step_fn = step_fn.lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - start

@@ -47,8 +47,9 @@ from electra_jax.errors import UserError
 from electra_jax import export
 from electra_jax import hf
 from electra_jax import hf_tokenizer
-from electra_jax import model as model_lib
+from electra_jax import param_trees
 from electra_jax import tf1
+from electra_jax import validate
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import wordpiece
 from electra_jax.configs import default as default_config
@@ -179,9 +180,9 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
     params = _restore_params(state_dir)
   except Exception as error:  # noqa: BLE001 - as above (tensorstore, orbax, json)
     raise _unreadable_checkpoint(path, step, error) from error
-  networks = model_lib.split_params(model_lib.to_unscanned_layers(params),
+  networks = param_trees.split_params(param_trees.to_unscanned_layers(params),
                                     config.electra.embedding_sharing)
-  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
+  gen_config = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                           config.electra.embedding_sharing)
   tokenizer = _tokenizer_from_files(run_config.get('tokenizer', {}), files)
   logging.info('Loaded step %d of %s.', step, path)
@@ -256,9 +257,14 @@ def source_tokenizer(path: str) -> tokenizer_lib.Tokenizer | None:
   return wordpiece.WordPieceTokenizer(vocab) if vocab else None
 
 
-def use_source_tokenizer(config: ml_collections.ConfigDict) -> None:
-  """Points `config.tokenizer` at the tokenizer of `config.init_from` (continued pre-training)."""
-  tokenizer = source_tokenizer(config.init_from)
+def use_source_tokenizer(config: ml_collections.ConfigDict,
+                         pretrained: Pretrained | None = None) -> None:
+  """Points `config.tokenizer` at the tokenizer of `config.init_from` (continued pre-training).
+
+  `pretrained`: `config.init_from` already loaded; without it only the tokenizer is read.
+  """
+  tokenizer = pretrained.tokenizer if pretrained is not None else source_tokenizer(
+      config.init_from)
   if tokenizer is None:
     raise UserError(f'init_from={config.init_from!r} carries no tokenizer: pass the one it was '
                     'trained with as --config.tokenizer.path (and --config.tokenizer.type).')
@@ -268,14 +274,11 @@ def use_source_tokenizer(config: ml_collections.ConfigDict) -> None:
 
 # ---- Joint parameters for pre-training ----------------------------------------------------------
 
-def _path_name(path) -> str:
-  return '/'.join(str(getattr(key, 'key', key)) for key in path)
-
-
 def _check_same_shapes(params, reference, source: str) -> None:
   """Raises, naming the tensor and both shapes, unless `params` has exactly `reference`'s shapes."""
-  loaded = {_path_name(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(params)}
-  wanted = {_path_name(p): tuple(x.shape)
+  loaded = {param_trees.path_name(p): np.shape(x)
+            for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  wanted = {param_trees.path_name(p): tuple(x.shape)
             for p, x in jax.tree_util.tree_leaves_with_path(reference)}
   for name, shape in wanted.items():
     if name not in loaded:
@@ -291,20 +294,23 @@ def _check_same_shapes(params, reference, source: str) -> None:
                     'config.electra.embedding_sharing).')
 
 
-def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
+def initial_params(config: ml_collections.ConfigDict, fresh_params: Any,
+                   pretrained: Pretrained | None = None) -> Any:
   """Joint params for continued pre-training from `config.init_from`, placed as `fresh_params`.
 
   Every tensor must have the shape `config` gives it (`config.model` and, for the generator,
   `config.electra.generator_hidden_fraction`); an error names the first that does not. A
   checkpoint without a generator keeps the freshly initialised generator of `fresh_params`.
+  `pretrained`: `config.init_from` already loaded (default: load it here).
   """
   source = config.init_from
-  pretrained = load_checkpoint(source)
+  if pretrained is None:
+    pretrained = load_checkpoint(source)
   fresh = nn.meta.unbox(fresh_params)
   sharing = config.electra.embedding_sharing
   # Each network on its own first, so that an error names the checkpoint's own tensor.
   networks = jax.eval_shape(
-      lambda p: model_lib.to_unscanned_layers(model_lib.split_params(p, sharing)), fresh)
+      lambda p: param_trees.to_unscanned_layers(param_trees.split_params(p, sharing)), fresh)
   loaded = {'discriminator': pretrained.disc_params}
   if pretrained.gen_params is not None:
     loaded['generator'] = pretrained.gen_params
@@ -313,8 +319,8 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
   if pretrained.gen_params is None:
     logging.warning('%s has no generator: the generator starts from its fresh initialisation.',
                     source)
-    fresh_generator = model_lib.to_unscanned_layers(
-        model_lib.split_params(fresh, sharing)['generator'])
+    fresh_generator = param_trees.to_unscanned_layers(
+        param_trees.split_params(fresh, sharing)['generator'])
   joint = export.joint_params(pretrained, config, fresh_generator)
   _check_same_shapes(joint, fresh, f'init_from={source!r}')
 
@@ -334,7 +340,7 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any) -> Any:
 
 def _leaf_at(tree, path):
   for key in path:
-    tree = tree[getattr(key, 'key', key)]
+    tree = tree[param_trees.path_key(key)]
   return tree
 
 
@@ -365,33 +371,35 @@ def _define_flags() -> None:
                                   'come from the source.', lock_config=False)
 
 
-def _tokenizer_from_flag(path: str) -> tokenizer_lib.Tokenizer:
+def _tokenizer_from_flag(path: str, lower_case: bool) -> tokenizer_lib.Tokenizer:
   kind = 'sentencepiece' if path.endswith('.model') else 'wordpiece'
   return tokenizer_lib.load_tokenizer(ml_collections.ConfigDict(dict(
-      type=kind, path=path, lower_case=FLAGS.lower_case, strip_accents=FLAGS.lower_case)))
+      type=kind, path=path, lower_case=lower_case, strip_accents=lower_case)))
 
 
-def _convert() -> None:
-  export.check_destination(FLAGS.dst, FLAGS.overwrite)  # before any loading
+def convert_from_flags(values: flags.FlagValues) -> None:
+  """The CLI's work, from its parsed flag `values` (no global state)."""
+  export.check_destination(values.dst, values.overwrite)  # before any loading
   pretrained = load_checkpoint(
-      FLAGS.src, step=FLAGS.step, kind=FLAGS['from'].value, generator_path=FLAGS.src_generator,
-      num_heads=FLAGS.num_heads, generator_num_heads=FLAGS.generator_num_heads)
-  if FLAGS.tokenizer_path:
-    pretrained.tokenizer = _tokenizer_from_flag(FLAGS.tokenizer_path)
+      values.src, step=values.step, kind=values['from'].value, generator_path=values.src_generator,
+      num_heads=values.num_heads, generator_num_heads=values.generator_num_heads)
+  if values.tokenizer_path:
+    pretrained.tokenizer = _tokenizer_from_flag(values.tokenizer_path, values.lower_case)
     pretrained.tokenizer_files = pretrained.tokenizer.files()
   if pretrained.tokenizer is None:
-    print(f'Note: {FLAGS.src} carries no tokenizer (give one with --tokenizer_path).')
-  if FLAGS.to == 'hf':
-    for directory in export.write_hf(pretrained, FLAGS.dst, overwrite=FLAGS.overwrite):
+    print(f'Note: {values.src} carries no tokenizer (give one with --tokenizer_path).')
+  if values.to == 'hf':
+    for directory in export.write_hf(pretrained, values.dst, overwrite=values.overwrite):
       print(f'Wrote {directory}')
     return
-  config = export.write_workdir(pretrained, FLAGS.dst, FLAGS.config or default_config.get_config(),
-                                overwrite=FLAGS.overwrite)
-  print(f'Wrote {FLAGS.dst} (step 0; {config.model.num_layers} layers, hidden '
+  config = export.write_workdir(pretrained, values.dst,
+                                values.config or default_config.get_config(),
+                                overwrite=values.overwrite)
+  print(f'Wrote {values.dst} (step 0; {config.model.num_layers} layers, hidden '
         f'{config.model.hidden_size}, vocab {config.model.vocab_size}).\n'
-        f'Start a new run from its weights: --config.init_from={FLAGS.dst}\n'
-        f'Or resume it as the run itself: --workdir={FLAGS.dst} with a config whose model and '
-        f'electra sections equal {FLAGS.dst}/checkpoints/0/config')
+        f'Start a new run from its weights: --config.init_from={values.dst}\n'
+        f'Or resume it as the run itself: --workdir={values.dst} with a config whose model and '
+        f'electra sections equal {values.dst}/checkpoints/0/config')
   if pretrained.tokenizer is not None:
     print(f'  and --config.tokenizer.type={config.tokenizer.type} '
           f'--config.tokenizer.path={config.tokenizer.path}')
@@ -400,7 +408,7 @@ def _convert() -> None:
 def main(argv: Sequence[str]) -> None:
   cli.no_arguments(argv)
   logging.set_verbosity(logging.WARNING)  # orbax narrates every file at INFO
-  _convert()
+  convert_from_flags(FLAGS)
 
 
 def run():

@@ -30,7 +30,9 @@ from electra_jax import hf
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import param_trees
 from electra_jax import steps
+from electra_jax import validate
 
 SIZE_FIELDS = ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers', 'num_heads',
                'intermediate_size', 'max_position_embeddings', 'type_vocab_size')
@@ -116,7 +118,7 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
   """
   fraction = gen_config.hidden_size / disc_config.hidden_size  # round(H * H_gen / H) == H_gen
   try:
-    derived = model_lib.generator_config(disc_config, fraction, embedding_sharing)
+    derived = validate.generator_config(disc_config, fraction, embedding_sharing)
   except ValueError as e:
     raise UserError(f'The generator (hidden {gen_config.hidden_size}) cannot be paired with '
                     f'the discriminator (hidden {disc_config.hidden_size}): {e}') from e
@@ -168,15 +170,15 @@ def joint_params(pretrained, config: ml_collections.ConfigDict,
   gen_params = pretrained.gen_params
   if gen_params is None:
     if fresh_generator is None:
-      gen_config = model_lib.generator_config(config.model,
+      gen_config = validate.generator_config(config.model,
                                               config.electra.generator_hidden_fraction,
                                               config.electra.embedding_sharing)
       fresh_generator = _fresh_generator(gen_config, config.seed)
     gen_params = fresh_generator
-  joint = model_lib.merge_params(pretrained.disc_params, gen_params,
+  joint = param_trees.merge_params(pretrained.disc_params, gen_params,
                                  config.electra.embedding_sharing)
   if config.model.scan_layers:
-    joint = model_lib.to_scanned_layers(joint)
+    joint = param_trees.to_scanned_layers(joint)
   return joint
 
 

@@ -10,15 +10,7 @@ projection runs only at the `max_predictions_per_seq` masked positions of each s
 
 import ml_collections
 
-from electra_jax.errors import UserError
-from electra_jax import model as model_lib
-
-
-def max_predictions_per_seq(config: ml_collections.ConfigDict) -> int:
-  """`data.max_predictions_per_seq`, or the reference int((mask_prob + 0.005) * length) if -1."""
-  if config.data.max_predictions_per_seq > 0:
-    return config.data.max_predictions_per_seq
-  return int((config.data.mask_prob + 0.005) * config.data.max_seq_length)
+from electra_jax import validate
 
 
 def _embedding_table_params(m) -> int:
@@ -43,7 +35,7 @@ def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
       trained parameters (for 'gdes' the zero-initialised delta tables count too).
   """
   disc = config.model
-  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction,
+  gen = validate.generator_config(disc, config.electra.generator_hidden_fraction,
                                    config.electra.embedding_sharing)
   tables = _embedding_table_params(disc)
   disc_head = (disc.hidden_size + 1) * disc.hidden_size + disc.hidden_size + 1
@@ -52,9 +44,6 @@ def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
   discriminator = tables + _encoder_params(disc) + disc_head
   generator = _embedding_table_params(gen) + _encoder_params(gen) + gen_head
   sharing = config.electra.embedding_sharing
-  if sharing not in model_lib.EMBEDDING_SHARING:
-    raise UserError(f'electra.embedding_sharing={sharing!r}; use one of '
-                    f'{model_lib.EMBEDDING_SHARING}.')
   shared = 0 if sharing == 'none' else tables
   total = discriminator + generator - (tables if sharing == 'shared' else 0)
   return {'discriminator': discriminator, 'generator': generator, 'shared': shared,
@@ -73,12 +62,12 @@ def _encoder_forward_flops_per_token(m, seq_length: int) -> float:
 def forward_flops_per_token(config: ml_collections.ConfigDict) -> dict[str, float]:
   """Forward-pass FLOPs per token, split into 'discriminator' and 'generator'."""
   disc = config.model
-  gen = model_lib.generator_config(disc, config.electra.generator_hidden_fraction,
+  gen = validate.generator_config(disc, config.electra.generator_hidden_fraction,
                                    config.electra.embedding_sharing)
   length = config.data.max_seq_length
   disc_flops = (_encoder_forward_flops_per_token(disc, length)
                 + 2 * disc.hidden_size * disc.hidden_size + 2 * disc.hidden_size)
-  masked_fraction = max_predictions_per_seq(config) / length
+  masked_fraction = validate.max_predictions(config) / length
   gen_head = 2 * gen.hidden_size * gen.embedding_size + 2 * gen.embedding_size * gen.vocab_size
   gen_flops = _encoder_forward_flops_per_token(gen, length) + masked_fraction * gen_head
   return {'discriminator': float(disc_flops), 'generator': float(gen_flops)}

@@ -8,12 +8,13 @@ only for `pytorch_model.bin`.
 
 `load_pretrained` returns a model config (the `config.model` schema, unscanned, float32) with an
 extra field `architecture` ('discriminator' or 'generator'). To continue pre-training from a
-released pair, load both directories and join them with `electra_jax.model.merge_params`.
+released pair, load both directories and join them with `electra_jax.param_trees.merge_params`.
 """
 
 import json
 import math
 import os
+import re
 from typing import Any
 
 import flax.linen as nn
@@ -26,6 +27,8 @@ import safetensors.numpy
 from electra_jax import errors
 from electra_jax.errors import MissingFileError, UserError
 from electra_jax import model as model_lib
+from electra_jax import param_trees
+from electra_jax import validate
 
 ARCHITECTURES = {'ElectraForPreTraining': 'discriminator', 'ElectraForMaskedLM': 'generator'}
 _HF_NAMES = {kind: name for name, kind in ARCHITECTURES.items()}
@@ -62,7 +65,7 @@ def model_config_from_hf(hf_config: dict[str, Any]) -> ml_collections.ConfigDict
       layer_norm_eps=hf_config.get('layer_norm_eps', 1e-12),
       dtype='float32', param_dtype='float32', scan_layers=False, remat='none',
       architecture=kinds[0]))
-  model_lib.validate_model_config(config)
+  validate.validate_model_config(config)
   return config
 
 
@@ -94,52 +97,37 @@ def hf_config_from_model_config(config: ml_collections.ConfigDict,
   }
 
 
+# Names the Hugging Face port gives differently from the original's graph.
+_HF_RENAMED = {'discriminator_predictions/dense_1': 'discriminator_predictions.dense_prediction',
+               'generator_predictions/output_bias': 'generator_lm_head.bias'}
+
+
+def _hf_name(scope: str) -> str:
+  if scope in _HF_RENAMED:
+    return _HF_RENAMED[scope]
+  name = re.sub(r'layer_(\d+)', r'layer.\1', scope).replace('/', '.')
+  return f'electra.{name}' if scope.startswith(('embeddings', 'encoder')) else name
+
+
 def _tensor_map(config, architecture):
   """[(HF name, our param path, HF shape, is_kernel)] for one network.
 
   A kernel is stored [out, in] by PyTorch; ours is [*in_dims, *out_dims] (attention kernels split
   heads), so it converts as transpose + reshape. Everything else only reshapes.
   """
-  v, e = config.vocab_size, config.embedding_size
-  h, f = config.hidden_size, config.intermediate_size
   entries = []
-
-  def linear(hf_prefix, path, out_size, in_size):
-    entries.append((f'{hf_prefix}.weight', path + ('kernel',), (out_size, in_size), True))
-    entries.append((f'{hf_prefix}.bias', path + ('bias',), (out_size,), False))
-
-  def layer_norm(hf_prefix, path, size):
-    entries.append((f'{hf_prefix}.weight', path + ('scale',), (size,), False))
-    entries.append((f'{hf_prefix}.bias', path + ('bias',), (size,), False))
-
-  emb = ('embeddings',)
-  entries += [
-      ('electra.embeddings.word_embeddings.weight', emb + ('word_embeddings',), (v, e), False),
-      ('electra.embeddings.position_embeddings.weight', emb + ('position_embeddings',),
-       (config.max_position_embeddings, e), False),
-      ('electra.embeddings.token_type_embeddings.weight', emb + ('token_type_embeddings',),
-       (config.type_vocab_size, e), False),
-  ]
-  layer_norm('electra.embeddings.LayerNorm', emb + ('LayerNorm',), e)
-  if e != h:
-    linear('electra.embeddings_project', ('embeddings_project',), h, e)
-  for i in range(config.num_layers):
-    hf, ours = f'electra.encoder.layer.{i}', ('encoder', f'layer_{i}')
-    for name in ('query', 'key', 'value'):
-      linear(f'{hf}.attention.self.{name}', ours + ('attention', name), h, h)
-    linear(f'{hf}.attention.output.dense', ours + ('attention', 'output'), h, h)
-    layer_norm(f'{hf}.attention.output.LayerNorm', ours + ('attention_LayerNorm',), h)
-    linear(f'{hf}.intermediate.dense', ours + ('intermediate',), f, h)
-    linear(f'{hf}.output.dense', ours + ('output',), h, f)
-    layer_norm(f'{hf}.output.LayerNorm', ours + ('output_LayerNorm',), h)
-  if architecture == 'discriminator':
-    linear('discriminator_predictions.dense', ('discriminator_predictions', 'dense'), h, h)
-    linear('discriminator_predictions.dense_prediction',
-           ('discriminator_predictions', 'dense_prediction'), 1, h)
-  else:
-    linear('generator_predictions.dense', ('generator_predictions', 'dense'), e, h)
-    layer_norm('generator_predictions.LayerNorm', ('generator_predictions', 'LayerNorm'), e)
-    entries.append(('generator_lm_head.bias', ('generator_lm_head', 'bias'), (v,), False))
+  for weight in param_trees.network_layout(config, architecture):
+    name = _hf_name(weight.scope)
+    if weight.kind in ('table', 'bias'):
+      entries.append((name if weight.kind == 'bias' else f'{name}.weight', weight.path,
+                      weight.shape, False))
+    elif weight.kind == 'dense':
+      in_size, out_size = weight.shape
+      entries.append((f'{name}.weight', weight.path + ('kernel',), (out_size, in_size), True))
+      entries.append((f'{name}.bias', weight.path + ('bias',), (out_size,), False))
+    else:  # layer_norm
+      entries.append((f'{name}.weight', weight.path + ('scale',), weight.shape, False))
+      entries.append((f'{name}.bias', weight.path + ('bias',), weight.shape, False))
   return entries
 
 
@@ -197,7 +185,7 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     return state
   if os.path.exists(torch_bin):
     try:
-      import torch  # pylint: disable=g-import-not-at-top  (only this legacy format needs it)
+      import torch  # noqa: PLC0415  (only this legacy format needs it)
     except ImportError as e:
       raise ImportError(f'{torch_bin} is a PyTorch pickle and needs torch; install it or re-save '
                         'the checkpoint as model.safetensors.') from e
@@ -213,7 +201,7 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
 def load_pretrained(path: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
   """Reads a Hugging Face ELECTRA directory -> (model config with `architecture`, params).
 
-  The params are float32 arrays in the unscanned layout (see `model.to_scanned_layers`).
+  The params are float32 arrays in the unscanned layout (see `param_trees.to_scanned_layers`).
   """
   config_file = os.path.join(path, 'config.json')
   if not os.path.exists(config_file):
@@ -257,13 +245,13 @@ def save_pretrained(path: str, model_config: ml_collections.ConfigDict, params: 
   (generator) loads it with no missing or unexpected weights. The kind comes from `architecture`,
   else `model_config.architecture`, else the params' head. Scanned or boxed params are fine.
   """
-  params = model_lib.to_unscanned_layers(params)
+  params = param_trees.to_unscanned_layers(params)
   if architecture is None:
     architecture = model_config.get('architecture') or (
         'discriminator' if 'discriminator_predictions' in params else 'generator')
   if architecture not in _HF_NAMES:
     raise ValueError(f"architecture={architecture!r}; use 'discriminator' or 'generator'.")
-  model_lib.validate_model_config(model_config)
+  validate.validate_model_config(model_config)
   expected_shapes = _param_shapes(model_config, architecture)
   state = {}
   for name, param_path, hf_shape, is_kernel in _tensor_map(model_config, architecture):
@@ -271,7 +259,7 @@ def save_pretrained(path: str, model_config: ml_collections.ConfigDict, params: 
       value = np.asarray(_get(params, param_path), np.float32)
     except KeyError as e:
       raise ValueError(f"params have no {'/'.join(param_path)} (needed for {name}); pass a "
-                       f'standalone {architecture} tree (see model.split_params).') from e
+                       f'standalone {architecture} tree (see param_trees.split_params).') from e
     if value.shape != _get(expected_shapes, param_path):
       raise ValueError(f"param {'/'.join(param_path)} (tensor {name}) has shape {value.shape}, "
                        f'but the model config implies {_get(expected_shapes, param_path)}.')

@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_jax.errors import UserError
+from electra_jax import files
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import wordpiece
 
@@ -35,11 +36,6 @@ _SPECIAL_TOKEN_KEYS = dict(pad_token=tokenizer_lib.PAD_PIECE, unk_token=tokenize
 # ELECTRA reads segment ids: ask transformers to return them (it omits them for generic tokenizers).
 _MODEL_INPUT_NAMES = ['input_ids', 'token_type_ids', 'attention_mask']
 _META = '\u2581'  # SentencePiece's "▁", which stands for a space
-
-
-def _write_json(path: str, value) -> None:
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(json.dumps(value, indent=2, ensure_ascii=False) + '\n')
 
 
 def _copy(source: str, destination: str) -> None:
@@ -60,7 +56,7 @@ def export_tokenizer(tokenizer: tokenizer_lib.Tokenizer, directory: str, *,
     model = os.path.join(directory, SENTENCEPIECE_FILE)
     _copy(tokenizer.files()[0], model)
     fast = os.path.join(directory, 'tokenizer.json')
-    _write_json(fast, sentencepiece_tokenizer_json(tokenizer.model_proto))
+    files.write_json(fast, sentencepiece_tokenizer_json(tokenizer.model_proto))
     config = dict(tokenizer_class='PreTrainedTokenizerFast', vocab_file=SENTENCEPIECE_FILE,
                   model_max_length=model_max_length, **_SPECIAL_TOKEN_KEYS)
     written = [model, fast]
@@ -69,13 +65,13 @@ def export_tokenizer(tokenizer: tokenizer_lib.Tokenizer, directory: str, *,
                     'only WordPiece and SentencePiece tokenizers are supported.')
   config['model_input_names'] = _MODEL_INPUT_NAMES
   config_path = os.path.join(directory, 'tokenizer_config.json')
-  _write_json(config_path, config)
+  files.write_json(config_path, config)
   return written + [config_path]
 
 
 def sentencepiece_tokenizer_json(model_proto: bytes) -> dict:
   """A `tokenizers` `tokenizer.json` that tokenises exactly as the Unigram SentencePiece model."""
-  from sentencepiece import sentencepiece_model_pb2  # pylint: disable=g-import-not-at-top
+  from sentencepiece import sentencepiece_model_pb2  # noqa: PLC0415
   proto = sentencepiece_model_pb2.ModelProto()
   proto.ParseFromString(model_proto)
   unigram = sentencepiece_model_pb2.TrainerSpec.UNIGRAM

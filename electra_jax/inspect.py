@@ -37,6 +37,7 @@ from absl import logging
 
 from electra_jax import cli
 from electra_jax import convert
+from electra_jax import files
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective
@@ -432,19 +433,6 @@ def check_output_file(path: str, overwrite: bool) -> None:
     raise UserError(f'cannot write --html={path}: {error.strerror or error}.') from error
 
 
-def write_file(path: str, text: str) -> None:
-  """Writes next to `path` and renames, so an interrupted write never leaves half a page."""
-  temp = f'{path}.tmp-{os.getpid()}'
-  try:
-    with open(temp, 'w', encoding='utf-8') as f:
-      f.write(text)
-    os.replace(temp, path)
-  except OSError as error:
-    if os.path.exists(temp):
-      os.remove(temp)
-    raise UserError(f'cannot write --html={path}: {error}') from error
-
-
 # ---- CLI -----------------------------------------------------------------------------------------
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -510,9 +498,9 @@ def _inspect_from_flags(values: flags.FlagValues) -> None:
                                    source=checkpoint.name))
   if values.html:
     tokenizer = checkpoint.tokenizer
-    write_file(values.html, render_html(
-        inspections, source=checkpoint.name, special_ids=tokenizer.special_ids(),
-        wordpiece_vocabulary=isinstance(tokenizer, wordpiece.WordPieceTokenizer)))
+    page = render_html(inspections, source=checkpoint.name, special_ids=tokenizer.special_ids(),
+                       wordpiece_vocabulary=isinstance(tokenizer, wordpiece.WordPieceTokenizer))
+    files.write_atomically(values.html, page, what=f'--html={values.html}')
     print(f'\nWrote {values.html}')
   sys.stdout.flush()
 

@@ -7,7 +7,6 @@ inner, within-slice (ICI) part, so that only the gradient all-reduce crosses the
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import jax
@@ -17,34 +16,9 @@ from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 
 from electra_jax.errors import UserError
+from electra_jax import validate
 
-AXES = ('data', 'fsdp', 'tensor')
-
-
-def resolve_axis_sizes(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
-  """Returns (data, fsdp, tensor) sizes with `-1` filled in; raises on a mismatch.
-
-  Errors name the field and the fix, so a bad mesh is caught before anything is compiled.
-  """
-  sizes = [int(mesh_config[name]) for name in AXES]
-  for name, size in zip(AXES, sizes):
-    if size == 0 or size < -1:
-      raise UserError(f'config.mesh.{name}={size}: use a positive size, or -1 for "the rest".')
-  unknown = [name for name, size in zip(AXES, sizes) if size == -1]
-  if len(unknown) > 1:
-    raise UserError(f'config.mesh: only one axis may be -1, got {unknown}. Set all but one.')
-  known = math.prod(s for s in sizes if s != -1)
-  if unknown:
-    if num_devices % known:
-      raise UserError(
-          f'config.mesh: the fixed axes multiply to {known}, which does not divide the '
-          f'{num_devices} devices. Choose sizes whose product divides {num_devices}.')
-    sizes[AXES.index(unknown[0])] = num_devices // known
-  elif known != num_devices:
-    raise UserError(
-        f'config.mesh: data*fsdp*tensor = {known} but there are {num_devices} devices. '
-        f'Make the product {num_devices}, or set one axis to -1.')
-  return tuple(sizes)
+AXES = validate.MESH_AXES
 
 
 def _num_slices(devices: Sequence[jax.Device]) -> int:
@@ -55,7 +29,7 @@ def make_mesh(mesh_config: ml_collections.ConfigDict,
               devices: Sequence[jax.Device] | None = None) -> Mesh:
   """Builds the (data, fsdp, tensor) mesh over `devices` (default: all devices)."""
   devices = list(jax.devices() if devices is None else devices)
-  sizes = resolve_axis_sizes(mesh_config, len(devices))
+  sizes = validate.resolve_axis_sizes(mesh_config, len(devices))
   num_slices = _num_slices(devices)
   if num_slices > 1:
     dcn_data = int(mesh_config.get('dcn_data', -1))

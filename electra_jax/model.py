@@ -18,126 +18,31 @@ skips). Parameters are float32 and carry logical axis names ('vocab', 'embed', '
 and the returned logits are float32.
 
 The jointly trained `ElectraPretrainer` holds the embedding tables once (`shared_embeddings`) for
-both networks, as the original does; `split_params` / `merge_params` convert between its tree and
-standalone `Discriminator` / `Generator` trees.
+both networks, as the original does; `param_trees.split_params` / `merge_params` convert between
+its tree and standalone `Discriminator` / `Generator` trees.
 """
 
-import math
 from typing import Any
 
 import flax.linen as nn
-from flax.core import meta
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from electra_jax.errors import UserError
+from electra_jax import sharding
+from electra_jax import validate
 
-EMBEDDING_SHARING = ('shared', 'gdes', 'none')
 _REMAT_POLICIES = {
     'full': None,  # save nothing, recompute the whole layer
     'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep dense outputs
 }
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def compute_dtype(name: str) -> Any:
-  if name not in _DTYPES:
-    raise UserError(f'model dtype {name!r} is not supported; use one of {sorted(_DTYPES)}.')
-  return _DTYPES[name]
-
-
-def validate_model_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the field when a model config cannot build a network."""
-  if config.hidden_size % config.num_heads:
-    raise UserError(f'model.hidden_size={config.hidden_size} is not divisible by '
-                    f'model.num_heads={config.num_heads}; pick heads that divide it.')
-  if config.remat not in ('none', *_REMAT_POLICIES):
-    raise UserError(f"model.remat={config.remat!r}; use 'none', 'full' or 'dots'.")
-  compute_dtype(config.dtype)
-  if config.param_dtype != 'float32':
-    raise UserError(f"model.param_dtype={config.param_dtype!r}; parameters stay 'float32'.")
-
-
-def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: float,
-                     embedding_sharing: str = 'shared') -> ml_collections.ConfigDict:
-  """The original's generator size (`get_generator_config` in `run_pretraining.py`).
-
-  H_gen = int(round(H * fraction)), the same layer count, heads max(1, H_gen // 64), FFN
-  4 H_gen. With `embedding_sharing='none'` (the original's `untied_generator_embeddings`) the
-  generator has its own tables of its own width, E_gen = H_gen, and so no projection;
-  otherwise it shares the discriminator's E-wide tables.
-  """
-  if not 0.0 < hidden_fraction <= 1.0:
-    raise UserError(f'electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1].')
-  if embedding_sharing not in EMBEDDING_SHARING:
-    raise UserError(f'electra.embedding_sharing={embedding_sharing!r}; use one of '
-                    f'{EMBEDDING_SHARING}.')
-  gen = ml_collections.ConfigDict(disc_config.to_dict())
-  gen.hidden_size = int(round(disc_config.hidden_size * hidden_fraction))
-  if gen.hidden_size < 1:
-    raise UserError(f'generator hidden size round({disc_config.hidden_size} * '
-                    f'{hidden_fraction}) is 0; raise electra.generator_hidden_fraction.')
-  gen.num_heads = max(1, gen.hidden_size // 64)
-  gen.intermediate_size = 4 * gen.hidden_size
-  if embedding_sharing == 'none':
-    gen.embedding_size = gen.hidden_size
-  validate_model_config(gen)
-  return gen
-
-
-def _divisible_logical_axes(shape, logical_axes, mesh, rules):
-  """`logical_axes` with None wherever the mapped mesh axes do not divide the dimension.
-
-  A small generator has a single attention head (and tiny tables), which a tensor axis of 2
-  cannot split; such a dimension is replicated instead of failing.
-  """
-  mesh_axes = nn.logical_to_mesh_axes(logical_axes, rules)
-  kept = []
-  for size, name, axes in zip(shape, logical_axes, mesh_axes):
-    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-    ways = math.prod(mesh.shape.get(axis, 1) for axis in axes)
-    kept.append(name if size % ways == 0 else None)
-  return tuple(kept)
-
-
-def _constrain(x, logical_axes):
-  """`nn.with_logical_constraint` that leaves indivisible dimensions unconstrained."""
-  rules, mesh = nn.get_logical_axis_rules(), meta.get_global_mesh()
-  if rules and mesh is not None:
-    logical_axes = _divisible_logical_axes(x.shape, logical_axes, mesh, rules)
-  return nn.with_logical_constraint(x, logical_axes)
-
-
-def param_shardings(abstract_params, mesh: jax.sharding.Mesh, rules):
-  """NamedShardings for boxed (abstract) params, replicating dimensions the mesh cannot divide.
-
-  Use instead of `nn.logical_to_mesh_sharding(nn.get_partition_spec(...))`, which fails when,
-  e.g., a one-head generator meets a tensor axis of 2. The result can be `jit`'s `out_shardings`
-  for `init_pretrainer_params`.
-  """
-
-  def sharding(leaf):
-    if not isinstance(leaf, nn.Partitioned):
-      return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    names = _divisible_logical_axes(leaf.value.shape, leaf.names, mesh, rules)
-    return jax.sharding.NamedSharding(mesh, nn.logical_to_mesh_axes(names, rules))
-
-  return jax.tree.map(sharding, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
-
-
-class _Partitioned(nn.LogicallyPartitioned):
-  """Logically partitioned param whose read-time constraint skips indivisible dimensions."""
-
-  def unbox(self, apply_constraint=True):
-    if apply_constraint and meta.global_mesh_defined():
-      return _constrain(self.value, self.names)
-    return self.value
-
-
-def _partitioned(init, names):
-  """Like `nn.with_logical_partitioning`, with `_Partitioned` boxes."""
-  return lambda *args, **kwargs: _Partitioned(init(*args, **kwargs), names)
+  """The jnp dtype of `config.model.dtype` (one of `validate.DTYPES`)."""
+  validate.check_choice('config.model.dtype', name, validate.DTYPES)
+  return getattr(jnp, name)
 
 
 # The original builds `embeddings_project`, the discriminator's final dense(1) and every
@@ -166,9 +71,9 @@ class Dense(nn.Module):
     in_shape = x.shape[x.ndim - self.contract_dims:]
     kernel_init = (self.kernel_init if self.kernel_init is not None else
                    nn.initializers.truncated_normal(self.config.initializer_range))
-    kernel = self.param('kernel', _partitioned(kernel_init, self.kernel_axes),
+    kernel = self.param('kernel', sharding.partitioned(kernel_init, self.kernel_axes),
                         in_shape + features, jnp.float32)
-    bias = self.param('bias', _partitioned(nn.initializers.zeros_init(),
+    bias = self.param('bias', sharding.partitioned(nn.initializers.zeros_init(),
                                            self.kernel_axes[self.contract_dims:]),
                       features, jnp.float32)
     dtype = compute_dtype(self.config.dtype)
@@ -184,11 +89,11 @@ def _dense(config, features, kernel_axes, name, contract_dims=1, kernel_init=Non
 def _layer_norm(config, name):
   return nn.LayerNorm(
       epsilon=config.layer_norm_eps, dtype=compute_dtype(config.dtype), param_dtype=jnp.float32,
-      scale_init=_partitioned(nn.initializers.ones_init(), ('embed',)),
-      bias_init=_partitioned(nn.initializers.zeros_init(), ('embed',)), name=name)
+      scale_init=sharding.partitioned(nn.initializers.ones_init(), ('embed',)),
+      bias_init=sharding.partitioned(nn.initializers.zeros_init(), ('embed',)), name=name)
 
 
-def _gelu(x):
+def gelu(x):
   """BERT/ELECTRA's exact GELU, x * Phi(x), written with erf.
 
   `nn.gelu(approximate=False)` computes the same function through erfc, which XLA's CPU backend
@@ -205,7 +110,7 @@ class _LayerNormParams(nn.Module):
   @nn.compact
   def __call__(self):
     scale_init = nn.initializers.zeros_init() if self.zeros else nn.initializers.ones_init()
-    part = lambda init: _partitioned(init, ('embed',))
+    part = lambda init: sharding.partitioned(init, ('embed',))
     return {'scale': self.param('scale', part(scale_init), (self.size,), jnp.float32),
             'bias': self.param('bias', part(nn.initializers.zeros_init()), (self.size,),
                                jnp.float32)}
@@ -226,7 +131,7 @@ class EmbeddingTables(nn.Module):
     base_init = (nn.initializers.zeros_init() if self.zeros else
                  nn.initializers.truncated_normal(c.initializer_range))
     table = lambda name, rows, axes: self.param(
-        name, _partitioned(base_init, axes), (rows, c.embedding_size), jnp.float32)
+        name, sharding.partitioned(base_init, axes), (rows, c.embedding_size), jnp.float32)
     return {
         'word_embeddings': table('word_embeddings', c.vocab_size, ('vocab', 'embed')),
         'position_embeddings': table('position_embeddings', c.max_position_embeddings,
@@ -240,13 +145,11 @@ class EmbeddingTables(nn.Module):
 def embed(config, tables, input_ids, token_type_ids):
   """Sum of the three lookups, then LayerNorm in float32: [batch, length] -> [batch, length, E]."""
   length = input_ids.shape[1]
-  if length > config.max_position_embeddings:
-    raise UserError(f'sequence length {length} exceeds model.max_position_embeddings='
-                    f'{config.max_position_embeddings}.')
+  validate.check_sequence_fits(length, config, 'the input sequence length')
   # FSDP shards the tables' embedding axis. Gather them whole before the lookups, as FSDP does for
   # every weight; otherwise XLA looks up sharded rows and then replicates the activations to
   # re-split them by batch ("involuntary full rematerialization").
-  whole = {name: _constrain(tables[name], (None, None))
+  whole = {name: sharding.constrain(tables[name], (None, None))
            for name in ('word_embeddings', 'token_type_embeddings', 'position_embeddings')}
   with jax.named_scope('embeddings'):  # scopes name the ops in benchmarks/bench_train_step.py
     x = (jnp.take(whole['word_embeddings'], input_ids, axis=0)
@@ -258,7 +161,7 @@ def embed(config, tables, input_ids, token_type_ids):
     x = (x - mean) * jax.lax.rsqrt(var + config.layer_norm_eps)
     x = x * tables['LayerNorm']['scale'] + tables['LayerNorm']['bias']
   x = x.astype(compute_dtype(config.dtype))
-  return _constrain(x, ('batch', 'length', 'act_embed'))
+  return sharding.constrain(x, ('batch', 'length', 'act_embed'))
 
 
 class SelfAttention(nn.Module):
@@ -270,7 +173,7 @@ class SelfAttention(nn.Module):
     c = self.config
     head_dim = c.hidden_size // c.num_heads
     qkv = [
-        _constrain(
+        sharding.constrain(
             _dense(c, (c.num_heads, head_dim), ('embed', 'heads', 'kv'), name)(hidden),
             ('batch', 'length', 'act_heads', None)) for name in ('query', 'key', 'value')
     ]
@@ -286,7 +189,7 @@ class SelfAttention(nn.Module):
       probs = nn.Dropout(c.attention_dropout_prob)(jax.nn.softmax(logits, axis=-1),
                                                    deterministic=False)
       context = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
-    context = _constrain(context, ('batch', 'length', 'act_heads', None))
+    context = sharding.constrain(context, ('batch', 'length', 'act_heads', None))
     return _dense(c, c.hidden_size, ('heads', 'kv', 'embed'), 'output', contract_dims=2)(context)
 
 
@@ -300,12 +203,12 @@ class TransformerLayer(nn.Module):
     dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
     attended = SelfAttention(c, name='attention')(hidden, attention_mask, deterministic)
     hidden = _layer_norm(c, 'attention_LayerNorm')(dropout(attended) + hidden)
-    hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
-    inner = _gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
-    inner = _constrain(inner, ('batch', 'length', 'act_mlp'))
+    hidden = sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
+    inner = gelu(_dense(c, c.intermediate_size, ('embed', 'mlp'), 'intermediate')(hidden))
+    inner = sharding.constrain(inner, ('batch', 'length', 'act_mlp'))
     out = _dense(c, c.hidden_size, ('mlp', 'embed'), 'output')(inner)
     hidden = _layer_norm(c, 'output_LayerNorm')(dropout(out) + hidden)
-    return _constrain(hidden, ('batch', 'length', 'act_embed'))
+    return sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
 
 
 class _ScannedLayer(TransformerLayer):
@@ -347,13 +250,13 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   `tables = EmbeddingTables(c, name='embeddings')(); hidden = encode(self, c, tables, ...)` shares
   the discriminator's parameter layout (fine-tuning heads live next to it).
   """
-  validate_model_config(config)
+  validate.validate_model_config(config)
   hidden = embed(config, tables, input_ids, token_type_ids)
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
     hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project',
                     kernel_init=GLOROT_UNIFORM)(hidden)
-  hidden = _constrain(hidden, ('batch', 'length', 'act_embed'))
+  hidden = sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
   return Encoder(config, name='encoder')(hidden, attention_mask, deterministic)
 
 
@@ -368,7 +271,7 @@ class DiscriminatorHead(nn.Module):
   @nn.compact
   def __call__(self, hidden):
     c = self.config
-    hidden = _gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
+    hidden = gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
     logits = _dense(c, 1, ('mlp', None), 'dense_prediction', kernel_init=GLOROT_UNIFORM)(hidden)
     return logits[..., 0].astype(jnp.float32)
 
@@ -380,7 +283,7 @@ class GeneratorHead(nn.Module):
   @nn.compact
   def __call__(self, hidden):
     c = self.config
-    hidden = _gelu(_dense(c, c.embedding_size, ('embed', None), 'dense')(hidden))
+    hidden = gelu(_dense(c, c.embedding_size, ('embed', None), 'dense')(hidden))
     return _layer_norm(c, 'LayerNorm')(hidden)
 
 
@@ -390,7 +293,7 @@ class OutputBias(nn.Module):
 
   @nn.compact
   def __call__(self):
-    return self.param('bias', _partitioned(nn.initializers.zeros_init(),
+    return self.param('bias', sharding.partitioned(nn.initializers.zeros_init(),
                                                            ('vocab',)),
                       (self.vocab_size,), jnp.float32)
 
@@ -438,7 +341,7 @@ class Generator(nn.Module):
                         embedding_tables['word_embeddings'].astype(dtype),
                         preferred_element_type=jnp.float32)
     logits = logits + OutputBias(c.vocab_size, name='generator_lm_head')()
-    return _constrain(logits, ('batch', None, 'act_vocab'))
+    return sharding.constrain(logits, ('batch', None, 'act_vocab'))
 
 
 class ElectraPretrainer(nn.Module):
@@ -460,9 +363,8 @@ class ElectraPretrainer(nn.Module):
   embedding_sharing: str = 'shared'
 
   def setup(self):
-    if self.embedding_sharing not in EMBEDDING_SHARING:
-      raise UserError(f'electra.embedding_sharing={self.embedding_sharing!r}; use one of '
-                      f'{EMBEDDING_SHARING}.')
+    validate.check_choice('config.electra.embedding_sharing', self.embedding_sharing,
+                          validate.EMBEDDING_SHARING)
     if self.embedding_sharing != 'none':
       for field in ('vocab_size', 'embedding_size', 'max_position_embeddings', 'type_vocab_size'):
         if self.disc_config[field] != self.gen_config[field]:
@@ -507,10 +409,10 @@ class ElectraPretrainer(nn.Module):
 
 def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
   """The pretrainer from a full config (`config.model` is the discriminator)."""
-  validate_model_config(config.model)
+  validate.validate_model_config(config.model)
   return ElectraPretrainer(
       disc_config=config.model,
-      gen_config=generator_config(config.model, config.electra.generator_hidden_fraction,
+      gen_config=validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                   config.electra.embedding_sharing),
       embedding_sharing=config.electra.embedding_sharing)
 
@@ -525,82 +427,3 @@ def init_pretrainer_params(model: ElectraPretrainer, rng: jax.Array, max_seq_len
   ids = jnp.ones((1, max_seq_length), jnp.int32)
   positions = jnp.zeros((1, max_predictions), jnp.int32)
   return model.init({'params': rng}, ids, ids * 0, ids, positions, deterministic=True)['params']
-
-
-def split_params(joint_params, embedding_sharing: str) -> dict[str, Any]:
-  """Joint pretrainer params -> {'discriminator': ..., 'generator': ...}, standalone trees.
-
-  Each tree is what `Discriminator(disc_config)` / `Generator(gen_config)` apply (with its own
-  `embeddings`), and what `electra_jax.hf.save_pretrained` writes. With 'shared' both get a copy of
-  the shared tables; with 'gdes' the discriminator's tables are materialised as shared + delta.
-  Boxed (`nn.Partitioned`) inputs are unboxed; the result holds plain arrays.
-  """
-  if embedding_sharing not in EMBEDDING_SHARING:
-    raise UserError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
-  joint = nn.meta.unbox(joint_params)
-  discriminator, generator = dict(joint['discriminator']), dict(joint['generator'])
-  if embedding_sharing != 'none':
-    shared = joint['shared_embeddings']
-    generator['embeddings'] = shared
-    discriminator['embeddings'] = (
-        jax.tree.map(jnp.add, shared, joint['embeddings_delta'])
-        if embedding_sharing == 'gdes' else shared)
-  return {'discriminator': discriminator, 'generator': generator}
-
-
-def merge_params(disc_params, gen_params, embedding_sharing: str) -> dict[str, Any]:
-  """Standalone discriminator + generator params -> joint pretrainer params (inverse of split).
-
-  For continued pre-training from released checkpoints. With 'shared' / 'gdes' the shared tables
-  are the discriminator's (the generator's own tables are dropped, so check their shapes agree);
-  the GDES delta starts at zero. With 'none' each network keeps its own tables.
-  """
-  if embedding_sharing not in EMBEDDING_SHARING:
-    raise UserError(f'embedding_sharing={embedding_sharing!r}; use one of {EMBEDDING_SHARING}.')
-  discriminator, generator = dict(nn.meta.unbox(disc_params)), dict(nn.meta.unbox(gen_params))
-  if embedding_sharing == 'none':
-    return {'discriminator': discriminator, 'generator': generator}
-  shared = discriminator.pop('embeddings')
-  gen_tables = generator.pop('embeddings')
-  disc_shapes = jax.tree.map(jnp.shape, shared)
-  gen_shapes = jax.tree.map(jnp.shape, gen_tables)
-  if disc_shapes != gen_shapes:
-    raise UserError(f'cannot share embeddings: discriminator tables {disc_shapes} differ from '
-                    f"generator tables {gen_shapes}; use embedding_sharing='none'.")
-  joint = {'discriminator': discriminator, 'generator': generator, 'shared_embeddings': shared}
-  if embedding_sharing == 'gdes':
-    joint['embeddings_delta'] = jax.tree.map(jnp.zeros_like, shared)
-  return joint
-
-
-def _map_encoders(params, convert):
-  """Applies `convert` to every `encoder` subtree of a (possibly joint) param tree."""
-  if not isinstance(params, dict):
-    return params
-  return {k: convert(v) if k == 'encoder' else _map_encoders(v, convert)
-          for k, v in params.items()}
-
-
-def to_scanned_layers(params):
-  """encoder/layer_{i}/... -> encoder/layers/... stacked on a leading axis (for scan_layers)."""
-
-  def stack(encoder):
-    if 'layers' in encoder:
-      return encoder
-    layers = [encoder[f'layer_{i}'] for i in range(len(encoder))]
-    return {'layers': jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
-
-  return _map_encoders(nn.meta.unbox(params), stack)
-
-
-def to_unscanned_layers(params):
-  """encoder/layers/... (scanned) -> encoder/layer_{i}/... (one subtree per layer)."""
-
-  def unstack(encoder):
-    if 'layers' not in encoder:
-      return encoder
-    stacked = encoder['layers']
-    num_layers = jax.tree.leaves(stacked)[0].shape[0]
-    return {f'layer_{i}': jax.tree.map(lambda x, i=i: x[i], stacked) for i in range(num_layers)}
-
-  return _map_encoders(nn.meta.unbox(params), unstack)

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from electra_jax import param_trees
+
 
 def learning_rate_schedule(train_config: ml_collections.ConfigDict) -> optax.Schedule:
   """The original's schedule: `lr * (1 - t/T) * min(1, t/W)` (`model/optimization.py`).
@@ -34,7 +36,7 @@ def decay_mask(params: Any) -> Any:
   """
 
   def wants_decay(path, _):
-    name = str(getattr(path[-1], 'key', path[-1]))
+    name = param_trees.path_key(path[-1])
     return not (name.endswith('bias') or name == 'scale')
 
   return jax.tree_util.tree_map_with_path(wants_decay, params)

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from electra_jax import cli
+from electra_jax import files
 from electra_jax.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
@@ -202,25 +203,8 @@ def plot_curves(workdirs: Sequence[str], out: str, *, dpi: int = 100) -> dict[st
 
   buffer = io.BytesIO()
   figure.savefig(buffer, format='png', dpi=dpi)
-  _write_bytes(out, buffer.getvalue())
+  files.write_atomically(out, buffer.getvalue())
   return report
-
-
-def _write_bytes(path: str, data: bytes) -> None:
-  """Local files are written next to `path` and renamed, so a reader never sees half a PNG."""
-  if '://' in path:
-    with _open(path, 'wb') as f:
-      f.write(data)
-    return
-  temp = f'{path}.tmp-{os.getpid()}'
-  try:
-    with open(temp, 'wb') as f:
-      f.write(data)
-    os.replace(temp, path)
-  except OSError as error:
-    if os.path.exists(temp):
-      os.remove(temp)
-    raise UserError(f'cannot write {path}: {error}') from error
 
 
 # ---- CLI -----------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The jitted pieces of pre-training: sharded state creation, the train step and the eval step.
+"""The jitted pieces of pre-training: the train state, the train step and the eval step.
 
 Everything here is a pure function of arrays; `train.py` wraps them in `jax.jit` with explicit
-shardings and runs the loop.
+shardings (`sharding.py` creates the state sharded) and runs the loop.
 """
 
 from __future__ import annotations
@@ -9,12 +9,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from electra_jax import model as model_lib
 from electra_jax import objective
@@ -30,30 +27,7 @@ class TrainState:
   opt_state: Any
 
 
-def build_model(config: ml_collections.ConfigDict) -> model_lib.ElectraPretrainer:
-  gen_config = model_lib.generator_config(config.model, config.electra.generator_hidden_fraction,
-                                          config.electra.embedding_sharing)
-  return model_lib.ElectraPretrainer(config.model, gen_config, config.electra.embedding_sharing)
-
-
-# ---- State, created directly sharded ---------------------------------------------------------
-
-def state_shardings(init_fn: Callable[[jax.Array], TrainState], rng: jax.Array, mesh: Mesh,
-                    rules) -> tuple[Any, Any]:
-  """(abstract unboxed state, NamedShardings) from the logical axis names of the parameters.
-
-  `init_fn` returns a state whose params (and so optimizer slots) are still `nn.Partitioned`
-  boxes: eval_shape reads their logical names without allocating anything.
-  """
-  boxed = jax.eval_shape(init_fn, rng)
-  # Not nn.logical_to_mesh_sharding: this replicates dimensions the mesh cannot divide (e.g. a
-  # one-head generator on tensor=2) instead of failing.
-  shardings = model_lib.param_shardings(boxed, mesh, rules)
-  unboxed = jax.eval_shape(lambda r: nn.unbox(init_fn(r)), rng)
-  abstract = jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(
-      leaf.shape, leaf.dtype, sharding=sharding), unboxed, shardings)
-  return abstract, shardings
-
+# ---- State ------------------------------------------------------------------------------------
 
 def make_init_fn(model: model_lib.ElectraPretrainer, tx: optax.GradientTransformation,
                  max_seq_length: int, max_predictions: int) -> Callable[[jax.Array], TrainState]:
@@ -61,11 +35,6 @@ def make_init_fn(model: model_lib.ElectraPretrainer, tx: optax.GradientTransform
     params = model_lib.init_pretrainer_params(model, rng, max_seq_length, max_predictions)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
   return init_fn
-
-
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Examples are split over every data-parallel axis; the length axis stays whole."""
-  return NamedSharding(mesh, P(('data', 'fsdp')))
 
 
 # ---- Train step --------------------------------------------------------------------------------

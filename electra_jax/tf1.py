@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from electra_jax import param_trees
 from electra_jax.errors import UserError
 
 DISC_SCOPE, GEN_SCOPE = 'electra', 'generator'
@@ -72,46 +73,28 @@ def _infer_config(shapes: dict[str, tuple[int, ...]], scope: str, embeddings_sco
 
 def _tensor_map(config, scope: str, embeddings_scope: str, architecture: str):
   """[(TF1 name, our param path, TF1 shape, our shape)] for one network."""
-  v, e, h = config.vocab_size, config.embedding_size, config.hidden_size
-  f, n = config.intermediate_size, config.num_heads
-  d = h // n
+  n = config.num_heads
+  d = config.hidden_size // n
   entries = []
-
-  def dense(tf_scope, path, in_size, out_size, ours_kernel=None, ours_bias=None):
-    entries.append((f'{tf_scope}/kernel', path + ('kernel',), (in_size, out_size),
-                    ours_kernel or (in_size, out_size)))
-    entries.append((f'{tf_scope}/bias', path + ('bias',), (out_size,), ours_bias or (out_size,)))
-
-  def layer_norm(tf_scope, path, size):
-    entries.append((f'{tf_scope}/gamma', path + ('scale',), (size,), (size,)))
-    entries.append((f'{tf_scope}/beta', path + ('bias',), (size,), (size,)))
-
-  emb = f'{embeddings_scope}/embeddings'
-  tables = (('word_embeddings', v), ('position_embeddings', config.max_position_embeddings),
-            ('token_type_embeddings', config.type_vocab_size))
-  for name, rows in tables:
-    entries.append((f'{emb}/{name}', ('embeddings', name), (rows, e), (rows, e)))
-  layer_norm(f'{emb}/LayerNorm', ('embeddings', 'LayerNorm'), e)
-  if e != h:
-    dense(f'{scope}/embeddings_project', ('embeddings_project',), e, h)
-  for i in range(config.num_layers):
-    tf_layer, ours = f'{scope}/encoder/layer_{i}', ('encoder', f'layer_{i}')
-    for name in ('query', 'key', 'value'):
-      dense(f'{tf_layer}/attention/self/{name}', ours + ('attention', name), h, h,
-            (h, n, d), (n, d))  # heads split out of the output axis
-    dense(f'{tf_layer}/attention/output/dense', ours + ('attention', 'output'), h, h, (n, d, h))
-    layer_norm(f'{tf_layer}/attention/output/LayerNorm', ours + ('attention_LayerNorm',), h)
-    dense(f'{tf_layer}/intermediate/dense', ours + ('intermediate',), h, f)
-    dense(f'{tf_layer}/output/dense', ours + ('output',), f, h)
-    layer_norm(f'{tf_layer}/output/LayerNorm', ours + ('output_LayerNorm',), h)
-  if architecture == 'discriminator':
-    dense('discriminator_predictions/dense', ('discriminator_predictions', 'dense'), h, h)
-    dense('discriminator_predictions/dense_1', ('discriminator_predictions', 'dense_prediction'),
-          h, 1)
-  else:
-    dense('generator_predictions/dense', ('generator_predictions', 'dense'), h, e)
-    layer_norm('generator_predictions/LayerNorm', ('generator_predictions', 'LayerNorm'), e)
-    entries.append(('generator_predictions/output_bias', ('generator_lm_head', 'bias'), (v,), (v,)))
+  for weight in param_trees.network_layout(config, architecture):
+    if weight.scope.startswith('embeddings/'):
+      name = f'{embeddings_scope}/{weight.scope}'
+    elif weight.scope.startswith(('embeddings_project', 'encoder/')):
+      name = f'{scope}/{weight.scope}'
+    else:
+      name = weight.scope
+    if weight.kind in ('table', 'bias'):
+      entries.append((name, weight.path, weight.shape, weight.shape))
+    elif weight.kind == 'dense':
+      in_size, out_size = weight.shape
+      ours_kernel, ours_bias = {'out': ((in_size, n, d), (n, d)),  # heads split out of the output
+                                'in': ((n, d, out_size), (out_size,)),
+                                None: (weight.shape, (out_size,))}[weight.heads]
+      entries.append((f'{name}/kernel', weight.path + ('kernel',), weight.shape, ours_kernel))
+      entries.append((f'{name}/bias', weight.path + ('bias',), (out_size,), ours_bias))
+    else:  # layer_norm: TF1's gamma / beta
+      entries.append((f'{name}/gamma', weight.path + ('scale',), weight.shape, weight.shape))
+      entries.append((f'{name}/beta', weight.path + ('bias',), weight.shape, weight.shape))
   return entries
 
 

@@ -27,6 +27,7 @@ import sentencepiece as spm
 import tensorflow as tf
 
 from electra_jax import cli
+from electra_jax import files
 from electra_jax.errors import UserError
 from electra_jax.data import corpus
 
@@ -134,7 +135,7 @@ class SentencePieceTokenizer(Tokenizer):
 
   def tf_tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:
     if self._tf_tokenizer is None:
-      import tensorflow_text as tf_text  # pylint: disable=g-import-not-at-top
+      import tensorflow_text as tf_text  # noqa: PLC0415
       # Created eagerly even when first called while tracing a tf.data function, so the one
       # resource is shared by every dataset (and thread) that uses this tokenizer.
       with tf.init_scope():
@@ -160,7 +161,7 @@ def _load_sentencepiece(path: str, tokenizer_config: ml_collections.ConfigDict) 
 
 
 def _load_wordpiece(path: str, tokenizer_config: ml_collections.ConfigDict) -> Tokenizer:
-  from electra_jax import wordpiece  # pylint: disable=g-import-not-at-top  (imports this module)
+  from electra_jax import wordpiece  # noqa: PLC0415  (imports this module)
   return wordpiece.WordPieceTokenizer(path, lower_case=tokenizer_config.get('lower_case', True),
                                       strip_accents=tokenizer_config.get('strip_accents', True))
 
@@ -258,7 +259,9 @@ def train_sentencepiece(texts: Iterable[str],
                     supported, vocab_size, supported)
     proto = train(supported)
   model_path = f'{model_prefix}.model'
-  corpus.write_atomically(model_path, proto)
+  if os.path.dirname(model_path):
+    tf.io.gfile.makedirs(os.path.dirname(model_path))
+  files.write_atomically(model_path, proto)
   return model_path
 
 
@@ -328,7 +331,7 @@ def _texts_from_flags() -> Iterable[str]:
     return corpus.builtin_corpus(FLAGS.builtin_packages).texts()
   if FLAGS.source == 'files':
     return corpus.iter_files_texts(corpus.expand_file_patterns(FLAGS.files, '--files'), max_chars)
-  from electra_jax.data import sources  # pylint: disable=g-import-not-at-top
+  from electra_jax.data import sources  # noqa: PLC0415
   return sources.iter_tfds_texts(FLAGS.tfds_name, FLAGS.tfds_split, FLAGS.tfds_text_feature,
                                  FLAGS.tfds_data_dir, limit=FLAGS.max_sentences)
 

@@ -6,13 +6,13 @@ Side effects (files, logging, checkpoints, signals) live here; the math is in `s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import signal
 import time
 from typing import Any, Iterator
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -22,15 +22,19 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import convert
 from electra_jax.errors import UserError
+from electra_jax import files
 from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
+from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
+from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import validate
-from electra_jax.data import synthetic
+from electra_jax.data import inputs as inputs_lib
 
 COMPLETED_MARKER = 'COMPLETED'
 # Sections whose change makes an existing workdir's checkpoints a different model.
@@ -74,32 +78,10 @@ class PreemptionWatcher:
 
 # ---- Data -----------------------------------------------------------------------------------
 
-def _resolve_tokenizer_path(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Sets config.tokenizer.path: init_from's tokenizer, else the workdir's built-in model.
-
-  Only resolves the path; `pretraining.validate_data_config` loads (and checks) the tokenizer.
-  """
-  from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - heavy (TF ops)
-  if not config.tokenizer.path and config.init_from:
-    from electra_jax import convert  # noqa: PLC0415 - the weights' tokenizer must read the data
-    convert.use_source_tokenizer(config)
-  if not config.tokenizer.path and config.data.source == 'builtin':
-    kept = f'{workdir}/tokenizer/builtin.model'
-    if not tf.io.gfile.exists(kept):
-      source = tokenizer_lib.builtin_tokenizer_path(config)
-      checkpoint_lib.copy_file(source, kept)
-    config.tokenizer.path = kept
-
-
 def _to_global(batch: dict[str, Any], sharding) -> dict[str, jax.Array]:
   """Host-local numpy rows -> global jax.Arrays sharded over the data-parallel axes."""
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
           for k in steps.BATCH_KEYS}
-
-
-def _numpy_batches(dataset_iterator) -> Iterator[dict[str, np.ndarray]]:
-  for element in dataset_iterator:
-    yield {k: v.numpy() for k, v in element.items()}
 
 
 # ---- Workdir guard --------------------------------------------------------------------------
@@ -116,7 +98,226 @@ def _check_same_run(saved_config: dict, config: ml_collections.ConfigDict, workd
           f'{changed}. Use a new --workdir, or restore the original values to resume.')
 
 
-# ---- The loop -------------------------------------------------------------------------------
+# ---- Set-up ----------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Run:
+  """What the loop needs, made once by `setup`: mesh, inputs, state, compiled steps, writers."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: Any
+  rules: tuple
+  checkpointer: checkpoint_lib.Checkpointer
+  inputs: inputs_lib.HostInputs
+  schedule: Any  # step -> learning rate
+  train_step: Any  # compiled: (state, batch) -> (state, stats); the state is donated
+  eval_step: Any  # jitted: (params, batch, batch index) -> stats
+  batch_sharding: Any
+  state: steps.TrainState
+  start_step: int
+  host_batches: Iterator[dict[str, np.ndarray]]
+  first_batch: dict[str, jax.Array]
+  throughput: reporting.Throughput
+  writer: reporting.MetricsWriter
+
+  def save(self, step: int, force: bool = False):
+    self.checkpointer.save(step, self.state, data_iterator=self.inputs.checkpoint_iterator,
+                           config=self.config.to_dict(),
+                           tokenizer_files=self.inputs.tokenizer_files, force=force)
+
+  def next_batch(self) -> dict[str, jax.Array]:
+    return _to_global(next(self.host_batches), self.batch_sharding)
+
+  def close(self):
+    self.checkpointer.close()
+    self.writer.close()
+
+
+def _initial_state(config, checkpointer, inputs, init_fn, init_rng, mesh, rules, pretrained,
+                   workdir) -> tuple[int, steps.TrainState, Any]:
+  """(step, state, its shardings): the latest checkpoint's, else fresh (from `init_from` when
+  given)."""
+  abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
+  restored = checkpointer.restore_latest(abstract_state, data_iterator=inputs.checkpoint_iterator)
+  if restored is not None:
+    logging.info('Resumed from the checkpoint at step %d in %s.', restored[0], workdir)
+    return (*restored, state_shardings)
+  state = sharding.init_state(init_fn, init_rng, mesh, rules, state_shardings)
+  if config.init_from:
+    if pretrained is None:  # checkpoints were listed at start-up, but none restored
+      pretrained = convert.load_checkpoint(config.init_from)
+    state = state.replace(params=convert.initial_params(config, state.params, pretrained))
+  return 0, state, state_shardings
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str,
+          devices: list[jax.Device]) -> Run | None:
+  """Checks, mesh, inputs, state (resumed or fresh) and the compiled steps; None when `workdir`
+  is already trained to `train.num_steps`. `config` is the run's private copy: the tokenizer
+  choice is recorded in it."""
+  process_index, process_count = jax.process_index(), jax.process_count()
+  # ---- Config and mesh: all checks before anything expensive.
+  validate.validate_config(config, num_devices=len(devices), process_count=process_count)
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
+  rules = validate.logical_axis_rules(config.mesh)
+  tf.io.gfile.makedirs(workdir)
+  checkpointer = checkpoint_lib.Checkpointer(
+      workdir, save_every=config.train.checkpoint_every, keep=config.train.keep_checkpoints,
+      keep_period=config.train.keep_period)
+  existing_steps = checkpointer.all_steps()
+  if existing_steps:
+    _check_same_run(checkpointer.restore_config(existing_steps[-1]), config, workdir)
+
+  # ---- Input pipeline (per host); a fresh start from init_from reads that checkpoint once.
+  pretrained = (convert.load_checkpoint(config.init_from)
+                if config.init_from and not existing_steps else None)
+  tokenizer = inputs_lib.resolve_tokenizer(config, workdir, pretrained)
+  inputs = inputs_lib.HostInputs(config, tokenizer, process_index, process_count)
+
+  # ---- Model, optimizer and the sharded train state, resumed or fresh.
+  model = model_lib.build_pretrainer(config)
+  schedule = optimizer_lib.learning_rate_schedule(config.train)
+  tx = optimizer_lib.make_optimizer(config.train, schedule)
+  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length,
+                               validate.max_predictions(config))
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  start_step, state, state_shardings = _initial_state(
+      config, checkpointer, inputs, init_fn, init_rng, mesh, rules, pretrained, workdir)
+  del pretrained  # the host copy of the weights
+  completed_path = f'{workdir}/{COMPLETED_MARKER}'
+  if start_step >= config.train.num_steps:
+    logging.info('%s is already trained to step %d (train.num_steps=%d): nothing to do.',
+                 workdir, start_step, config.train.num_steps)
+    checkpointer.close()
+    _mark_completed(completed_path, start_step)  # a kill may have come between save and marker
+    return None
+  if process_index == 0 and tf.io.gfile.exists(completed_path):
+    tf.io.gfile.remove(completed_path)  # training continues past an earlier end
+
+  # ---- Compile ahead of time, and say what the run looks like.
+  batch_sharding = sharding.batch_sharding(mesh, rules)
+  train_step = jax.jit(
+      functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=train_rng),
+      in_shardings=(state_shardings, batch_sharding),
+      out_shardings=(state_shardings, None), donate_argnums=(0,))
+  eval_step = jax.jit(
+      functools.partial(steps.eval_step, model=model, config=config, base_rng=train_rng),
+      in_shardings=(state_shardings.params, batch_sharding, None))
+  host_batches = inputs.train_batches(start_step)
+  first_batch = _to_global(next(host_batches), batch_sharding)
+  counts = flops_lib.param_counts(config)
+  logging.info('Parameters: %s', ', '.join(f'{k} {v:,}' for k, v in counts.items()))
+  logging.info('Mesh: %s', mesh_lib.describe(mesh))
+  with sharding.mesh_scope(mesh, rules):
+    compiled_train_step = train_step.lower(state, first_batch).compile()
+  reporting.log_memory_analysis(compiled_train_step)
+
+  tokens_per_step = config.train.batch_size * config.data.max_seq_length
+  throughput = reporting.Throughput(
+      tokens_per_step=tokens_per_step,
+      flops_per_step=flops_lib.train_flops_per_token(config) * tokens_per_step,
+      num_devices=len(devices),
+      peak_tflops=reporting.peak_tflops_per_device(devices[0],
+                                                   config.train.peak_tflops_per_device))
+  return Run(config, workdir, mesh, rules, checkpointer, inputs, schedule, compiled_train_step,
+             eval_step, batch_sharding, state, start_step, host_batches, first_batch, throughput,
+             reporting.MetricsWriter(workdir))
+
+
+# ---- Evaluation ------------------------------------------------------------------------------
+
+_add_stats = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
+
+
+def evaluate(run: Run, step: int, token_reference: dict[str, Any]) -> dict[str, float]:
+  """Eval metrics over `train.eval_steps` fixed batches, written and logged.
+
+  `token_reference`: recent training stats (per-token-id counts) for the token-only baseline.
+  """
+  totals = None
+  eval_iterator = run.inputs.eval_batches()
+  for index in range(run.config.train.eval_steps):
+    batch = _to_global(next(eval_iterator), run.batch_sharding)
+    batch_stats = run.eval_step(run.state.params, batch, jnp.int32(index))
+    totals = batch_stats if totals is None else _add_stats(totals, batch_stats)
+  summary = objective.summarize(jax.device_get(totals), jax.device_get(token_reference))
+  metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
+  run.writer.write(step, metrics)
+  logging.info(reporting.eval_line(step, metrics))
+  return metrics
+
+
+# ---- The loop --------------------------------------------------------------------------------
+
+def _token_reference(last_token_counts, window) -> dict[str, Any]:
+  """The last complete log window's per-token-id counts, plus the steps since (when eval and log
+  are not aligned)."""
+  reference = [c for c in (last_token_counts, window) if c is not None]
+  return functools.reduce(
+      _add_stats, [{k: c[k] for k in objective.TOKEN_COUNT_KEYS} for c in reference])
+
+
+def train_loop(run: Run, preemption: PreemptionWatcher,
+               stop_after: int | None = None) -> dict[str, float]:
+  """Steps from `run.start_step` to `train.num_steps` (or a stop); returns the last metrics."""
+  t = run.config.train
+  logging.info('Training steps %d -> %d.', run.start_step, t.num_steps)
+  last_metrics: dict[str, float] = {}
+  window = None  # summed stats since the last log line
+  # Per-token-id counts of the last complete log window: the out-of-sample reference that the
+  # token-only AUC baseline ranks token ids by (recent, so it follows the generator).
+  last_token_counts = None
+  pending_loss = None  # (step, loss) checked one step late, so the host never waits on the device
+  batch = run.first_batch
+  run.throughput.start(run.start_step)
+  step = run.start_step
+  while step < t.num_steps:
+    with sharding.mesh_scope(run.mesh, run.rules):
+      run.state, stats = run.train_step(run.state, batch)
+    step += 1
+    loss = stats.pop('total_loss')
+    grad_norm, param_norm = stats.pop('grad_norm'), stats.pop('param_norm')
+    window = stats if window is None else _add_stats(window, stats)
+    if pending_loss is not None:
+      _check_finite(*pending_loss)
+    pending_loss = (step, loss)
+
+    if step % t.log_every == 0 or step == t.num_steps:
+      _check_finite(*pending_loss)
+      metrics = {k: float(v) for k, v in objective.summarize(jax.device_get(window)).items()}
+      metrics.update(loss=float(loss), grad_norm=float(grad_norm),
+                     param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)))
+      metrics.update(run.throughput.measure(step))
+      run.writer.write(step, metrics)
+      logging.info(reporting.progress_line(step, t.num_steps, metrics))
+      last_token_counts = {k: window[k] for k in objective.TOKEN_COUNT_KEYS}
+      last_metrics, window = metrics, None
+    if run.inputs.has_eval and (step % t.eval_every == 0 or step == t.num_steps):
+      last_metrics = {**last_metrics,
+                      **evaluate(run, step, _token_reference(last_token_counts, window))}
+      run.throughput.start(step)  # eval time is not train time
+    if step % t.checkpoint_every == 0:
+      _check_finite(*pending_loss)  # never checkpoint a poisoned state
+      run.save(step)
+    stop_now = stop_after is not None and step - run.start_step >= stop_after
+    if (preemption.should_stop(step) or stop_now) and step < t.num_steps:
+      _check_finite(*pending_loss)
+      run.save(step, force=True)
+      run.checkpointer.wait()
+      logging.warning('Preempted: checkpoint saved at step %d. Rerun the same command to resume.',
+                      step)
+      return last_metrics
+    if step < t.num_steps:
+      # Drawn only after any checkpoint of this step, so the saved iterator has produced exactly
+      # `step` batches; still overlaps the step in flight, which was dispatched asynchronously.
+      wait_start = time.perf_counter()
+      batch = run.next_batch()
+      run.throughput.add_data_wait(time.perf_counter() - wait_start)
+  run.save(step, force=True)
+  run.checkpointer.wait()
+  _mark_completed(f'{run.workdir}/{COMPLETED_MARKER}', step)
+  return last_metrics
+
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        devices: list[jax.Device] | None = None,
@@ -132,197 +333,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   jax.config.update('jax_threefry_partitionable', True)  # random bits independent of the mesh
   config = ml_collections.ConfigDict(config.to_dict())  # a private, mutable copy
-  process_index, process_count = jax.process_index(), jax.process_count()
-  devices = list(jax.devices() if devices is None else devices)
-
-  # ---- Config and mesh: all checks before anything expensive.
-  validate.validate_config(config, num_devices=len(devices), process_count=process_count)
-  mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-                for name, axes in config.mesh.logical_axis_rules)
-  tf.io.gfile.makedirs(workdir)
-  checkpointer = checkpoint_lib.Checkpointer(
-      workdir, save_every=config.train.checkpoint_every, keep=config.train.keep_checkpoints,
-      keep_period=config.train.keep_period)
-  existing_steps = checkpointer.all_steps()
-  if existing_steps:
-    _check_same_run(checkpointer.restore_config(existing_steps[-1]), config, workdir)
-
-  # ---- Input pipeline (per host).
-  max_predictions = flops_lib.max_predictions_per_seq(config)
-  if config.data.source == 'synthetic':
-    tokenizer_files = []
-    train_tf_iterator = None
-  else:
-    from electra_jax.data import pretraining  # noqa: PLC0415 - TF graph setup, only if needed
-    _resolve_tokenizer_path(config, workdir)
-    tokenizer_files = pretraining.validate_data_config(config).files()
-    train_tf_iterator = iter(pretraining.make_dataset(config, 'train', process_index,
-                                                      process_count))
-    eval_dataset = (pretraining.make_dataset(config, 'eval', process_index, process_count)
-                    if config.train.eval_every else None)
-
-  # ---- Model, optimizer and the sharded train state.
-  model = steps.build_model(config)
-  schedule = optimizer_lib.learning_rate_schedule(config.train)
-  tx = optimizer_lib.make_optimizer(config.train, schedule)
-  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
-  base_rng = jax.random.key(config.seed)
-  init_rng, train_rng = jax.random.split(base_rng)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    abstract_state, state_shardings = steps.state_shardings(init_fn, init_rng, mesh, rules)
-  batch_sharding = steps.batch_sharding(mesh)
-
-  # ---- Resume, or start fresh.
-  restored = checkpointer.restore_latest(abstract_state, data_iterator=train_tf_iterator)
-  if restored is not None:
-    start_step, state = restored
-    logging.info('Resumed from the checkpoint at step %d in %s.', start_step, workdir)
-  else:
-    start_step = 0
-    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-      state = jax.jit(lambda rng: nn.unbox(init_fn(rng)), out_shardings=state_shardings)(init_rng)
-    if config.init_from:
-      from electra_jax import convert  # noqa: PLC0415 - only for continued pre-training
-      state = state.replace(params=convert.initial_params(config, state.params))
-  completed_path = f'{workdir}/{COMPLETED_MARKER}'
-  if start_step >= config.train.num_steps:
-    logging.info('%s is already trained to step %d (train.num_steps=%d): nothing to do.',
-                 workdir, start_step, config.train.num_steps)
-    checkpointer.close()
-    _mark_completed(completed_path, start_step)  # a kill may have come between save and marker
+  run = setup(config, workdir, list(jax.devices() if devices is None else devices))
+  if run is None:
     return {}
-  if process_index == 0 and tf.io.gfile.exists(completed_path):
-    tf.io.gfile.remove(completed_path)  # training continues past an earlier end
-
-  if config.data.source == 'synthetic':
-    host_batches = synthetic.SyntheticIterator(config, process_index, process_count, start_step,
-                                               max_predictions)
-  else:
-    host_batches = _numpy_batches(train_tf_iterator)
-
-  # ---- Compile ahead of time, and say what the run looks like.
-  train_step = jax.jit(
-      functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=train_rng),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, None), donate_argnums=(0,))
-  eval_step = jax.jit(
-      functools.partial(steps.eval_step, model=model, config=config, base_rng=train_rng),
-      in_shardings=(state_shardings.params, batch_sharding, None))
-  first_batch = _to_global(next(host_batches), batch_sharding)
-  counts = flops_lib.param_counts(config)
-  logging.info('Parameters: %s', ', '.join(f'{k} {v:,}' for k, v in counts.items()))
-  logging.info('Mesh: %s', mesh_lib.describe(mesh))
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    compiled_train_step = train_step.lower(state, first_batch).compile()
-  reporting.log_memory_analysis(compiled_train_step)
-
-  tokens_per_step = config.train.batch_size * config.data.max_seq_length
-  throughput = reporting.Throughput(
-      tokens_per_step=tokens_per_step,
-      flops_per_step=flops_lib.train_flops_per_token(config) * tokens_per_step,
-      num_devices=len(devices),
-      peak_tflops=reporting.peak_tflops_per_device(devices[0],
-                                                   config.train.peak_tflops_per_device))
-  writer = reporting.MetricsWriter(workdir)
   preemption = PreemptionWatcher()
-  add_stats = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
-
-  def save(step: int, force: bool = False):
-    checkpointer.save(step, state, data_iterator=train_tf_iterator, config=config.to_dict(),
-                      tokenizer_files=tokenizer_files, force=force)
-
-  def evaluate(step: int, token_reference: dict[str, Any]) -> dict[str, float]:
-    """Eval metrics; `token_reference`: recent training stats for the token-only baseline."""
-    totals = None
-    eval_iterator = _numpy_batches(iter(eval_dataset))
-    for index in range(config.train.eval_steps):
-      batch_stats = eval_step(state.params, _to_global(next(eval_iterator), batch_sharding),
-                              jnp.int32(index))
-      totals = batch_stats if totals is None else add_stats(totals, batch_stats)
-    summary = objective.summarize(jax.device_get(totals), jax.device_get(token_reference))
-    metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
-    writer.write(step, metrics)
-    logging.info(reporting.eval_line(step, metrics))
-    return metrics
-
-  # ---- Train.
-  logging.info('Training steps %d -> %d.', start_step, config.train.num_steps)
-  last_metrics: dict[str, float] = {}
-  window = None  # summed stats since the last log line
-  # Per-token-id counts of the last complete log window: the out-of-sample reference that the
-  # token-only AUC baseline ranks token ids by (recent, so it follows the generator).
-  last_token_counts = None
-  pending_loss = None  # (step, loss) checked one step late, so the host never waits on the device
-  batch = first_batch
-  throughput.start(start_step)
-  step = start_step
   try:
-    while step < config.train.num_steps:
-      with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        state, stats = compiled_train_step(state, batch)
-      step += 1
-      loss = stats.pop('total_loss')
-      grad_norm, param_norm = stats.pop('grad_norm'), stats.pop('param_norm')
-      window = stats if window is None else add_stats(window, stats)
-      if pending_loss is not None:
-        _check_finite(*pending_loss)
-      pending_loss = (step, loss)
-
-      if step % config.train.log_every == 0 or step == config.train.num_steps:
-        _check_finite(*pending_loss)
-        metrics = {k: float(v) for k, v in objective.summarize(jax.device_get(window)).items()}
-        metrics.update(loss=float(loss), grad_norm=float(grad_norm),
-                       param_norm=float(param_norm), learning_rate=float(schedule(step - 1)))
-        metrics.update(throughput.measure(step))
-        writer.write(step, metrics)
-        logging.info(reporting.progress_line(step, config.train.num_steps, metrics))
-        last_token_counts = {k: window[k] for k in objective.TOKEN_COUNT_KEYS}
-        last_metrics, window = metrics, None
-      if eval_dataset_ready(config) and (step % config.train.eval_every == 0
-                                         or step == config.train.num_steps):
-        # The last complete log window, plus the steps since (when eval and log are not aligned).
-        reference = [c for c in (last_token_counts, window) if c is not None]
-        token_reference = functools.reduce(
-            add_stats, [{k: c[k] for k in objective.TOKEN_COUNT_KEYS} for c in reference])
-        last_metrics = {**last_metrics, **evaluate(step, token_reference)}
-        throughput.start(step)  # eval time is not train time
-      if step % config.train.checkpoint_every == 0:
-        _check_finite(*pending_loss)  # never checkpoint a poisoned state
-        save(step)
-      stop_now = stop_after is not None and step - start_step >= stop_after
-      if (preemption.should_stop(step) or stop_now) and step < config.train.num_steps:
-        _check_finite(*pending_loss)
-        save(step, force=True)
-        checkpointer.wait()
-        logging.warning('Preempted: checkpoint saved at step %d. Rerun the same command to resume.',
-                        step)
-        return last_metrics
-      if step < config.train.num_steps:
-        # Drawn only after any checkpoint of this step, so the saved iterator has produced exactly
-        # `step` batches; still overlaps the step in flight, which was dispatched asynchronously.
-        wait_start = time.perf_counter()
-        batch = _to_global(next(host_batches), batch_sharding)
-        throughput.add_data_wait(time.perf_counter() - wait_start)
-    save(step, force=True)
-    checkpointer.wait()
-    _mark_completed(completed_path, step)
-    return last_metrics
+    return train_loop(run, preemption, stop_after)
   finally:
     preemption.close()
-    checkpointer.close()
-    writer.close()
+    run.close()
 
 
 def _mark_completed(path: str, step: int):
   """`WORKDIR/COMPLETED` tells launch/tpu.sh watch (and people) that the run reached num_steps."""
   if jax.process_index() == 0:
-    with tf.io.gfile.GFile(path, 'w') as f:
-      f.write(json.dumps({'step': step, 'time': time.time()}) + '\n')
-
-
-def eval_dataset_ready(config) -> bool:
-  return config.train.eval_every > 0 and config.data.source != 'synthetic'
+    files.write_atomically(path, json.dumps({'step': step, 'time': time.time()}) + '\n')
 
 
 def _check_finite(step: int, loss: jax.Array):

@@ -87,9 +87,8 @@ class WordPieceTokenizer(tokenizer_lib.Tokenizer):
   def _ops(self):
     """(basic tokenizer, wordpiece tokenizer), created once, eagerly, and shared by all datasets."""
     if self._tf_ops is None:
-      # pylint: disable=g-import-not-at-top
-      import tensorflow_text as tf_text
-      from tensorflow_text.python.ops import bert_tokenizer
+      import tensorflow_text as tf_text  # noqa: PLC0415
+      from tensorflow_text.python.ops import bert_tokenizer  # noqa: PLC0415
       with tf.init_scope():
         pieces = list(self._ids)
         table = tf.lookup.StaticVocabularyTable(
@@ -107,7 +106,7 @@ class WordPieceTokenizer(tokenizer_lib.Tokenizer):
 
   def normalize(self, text: tf.Tensor) -> tf.Tensor:
     """Steps 1-2 of the module docstring on a string tensor of any shape (character-wise)."""
-    import tensorflow_text as tf_text  # pylint: disable=g-import-not-at-top
+    import tensorflow_text as tf_text  # noqa: PLC0415
     text = tf.strings.regex_replace(text, _DELETED_CHARS, '')
     text = tf.strings.regex_replace(text, _UNICODE_SPACES, ' ')
     if self.lower_case:

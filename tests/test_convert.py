@@ -25,6 +25,8 @@ from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import param_trees
+from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
@@ -113,7 +115,7 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
   assert pair['token_type_ids'] == [0] * (len(first) + 2) + [1] * (len(second) + 1)
 
   # Our logits come from the trained joint params, straight from the workdir.
-  model = steps.build_model(run.config)
+  model = model_lib.build_pretrainer(run.config)
   params = restore_params(run.workdir, run.config.train.num_steps)
   ids, types, mask = _padded_pair_batch(ours_tokenizer, 24)
   positions = np.array([[1, 3, 5, 20], [2, 4, 6, 8]], np.int32)
@@ -159,16 +161,17 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
     assert np.array_equal(a, b)
   for field in export.SIZE_FIELDS:
     assert config.model[field] == run.config.model[field], field
-  assert model_lib.generator_config(config.model, config.electra.generator_hidden_fraction
+  assert validate.generator_config(config.model, config.electra.generator_hidden_fraction
                                     ).hidden_size == 32
   assert config.tokenizer.path == str(workdir / 'tokenizer' / 'spiece.model')
   assert config.data.max_seq_length == 48  # clamped to the model's positions
   # The converted workdir resumes the way train.py resumes a run: step 0, the same params.
   validate.validate_config(config, num_devices=1)
   tx = optimizer_lib.make_optimizer(config.train)
-  init_fn = steps.make_init_fn(steps.build_model(config), tx, config.data.max_seq_length, 4)
+  init_fn = steps.make_init_fn(model_lib.build_pretrainer(config), tx,
+                               config.data.max_seq_length, 4)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
-  abstract, _ = steps.state_shardings(init_fn, jax.random.key(0), mesh, ())
+  abstract, _ = sharding.state_shardings(init_fn, jax.random.key(0), mesh, ())
   checkpointer = checkpoint_lib.Checkpointer(str(workdir), save_every=1, keep=1, keep_period=0)
   step, state = checkpointer.restore_latest(abstract)
   checkpointer.close()
@@ -196,15 +199,11 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   config.mesh.update(data=2, fsdp=2, tensor=2)
   config.init_from = str(hf_export)
   mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
-  rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-                for name, axes in config.mesh.logical_axis_rules)
-  model = steps.build_model(config)
-  shapes = jax.eval_shape(lambda: model_lib.init_pretrainer_params(
-      model, jax.random.key(0), 32, 4))
-  shardings = model_lib.param_shardings(shapes, mesh, rules)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    fresh = jax.jit(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
-        model, jax.random.key(0), 32, 4)), out_shardings=shardings)()
+  rules = validate.logical_axis_rules(config.mesh)
+  model = model_lib.build_pretrainer(config)
+  fresh, _, _ = sharding.create_sharded_state(
+      lambda rng: model_lib.init_pretrainer_params(model, rng, 32, 4), jax.random.key(0), mesh,
+      rules)
   params = convert.initial_params(config, fresh)
   expected = restore_params(run.workdir, 2)
   assert jax.tree.structure(params) == jax.tree.structure(expected)
@@ -224,7 +223,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   # Sizes that differ from the checkpoint's: the error names the tensor and both shapes.
   config.model.vocab_size = 300
   other = jax.eval_shape(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
-      steps.build_model(config), jax.random.key(0), 32, 4)))
+      model_lib.build_pretrainer(config), jax.random.key(0), 32, 4)))
   with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
                      r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
     convert.initial_params(config, other)
@@ -256,9 +255,9 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   computes our logits."""
   config = tiny_config(repo_root)
   config.electra.update(embedding_sharing='none', generator_hidden_fraction=0.75)  # H_gen 48
-  model = steps.build_model(config)
+  model = model_lib.build_pretrainer(config)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
-  parts = jax.tree.map(np.asarray, model_lib.split_params(joint, 'none'))
+  parts = jax.tree.map(np.asarray, param_trees.split_params(joint, 'none'))
   gen_config = model.gen_config
   assert (gen_config.hidden_size, gen_config.embedding_size) == (48, 48)
   assert 'embeddings_project' not in parts['generator']
@@ -300,7 +299,7 @@ def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
   gen.update(hidden_size=61, num_heads=1, intermediate_size=244)
   assert int(448 * (61 / 448)) == 60  # the plain ratio rounds down
   fraction = export.generator_fraction(base, gen)
-  assert model_lib.generator_config(base, fraction).to_dict() == gen.to_dict()
+  assert validate.generator_config(base, fraction).to_dict() == gen.to_dict()
   gen.num_heads = 8
   with pytest.raises(ValueError, match=r'reference size rule.*num_heads 8 \(the rule gives 1\)'):
     export.generator_fraction(base, gen)

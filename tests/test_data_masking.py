@@ -39,13 +39,6 @@ def _mask(batch, seed, options):
   return {k: v.numpy() for k, v in out.items()}
 
 
-def test_max_predictions_matches_the_original_formula():
-  assert masking.max_predictions_for(0.15, 128) == 19
-  assert masking.max_predictions_for(0.15, 512) == 79
-  assert masking.max_predictions_for(0.25, 512) == 130
-  assert masking.max_predictions_for(0.15, 128, configured=20) == 20
-
-
 def test_slot_layout_counts_and_specials():
   batch = _packed_batch()
   out = _mask(batch, 0, _options())

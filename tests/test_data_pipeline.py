@@ -4,10 +4,13 @@ import gzip
 import os
 
 import numpy as np
+from etils import epath
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from electra_jax import checkpoint as checkpoint_lib
+from electra_jax import validate
 from electra_jax.configs import tiny
 from electra_jax.data import corpus
 from electra_jax.data import prepare
@@ -86,7 +89,7 @@ def test_tiny_config_as_shipped_yields_the_batch_contract(cache_dir):
   config.tokenizer.cache_dir = cache_dir
   batch = _take(pretraining.make_dataset(config, 'train'), 1)[0]
   assert set(batch) == KEYS
-  k = pretraining.max_predictions(config)
+  k = validate.max_predictions(config)
   assert k == 19
   for key in ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids'):
     assert batch[key].shape == (32, 128) and batch[key].dtype == np.int32
@@ -107,26 +110,21 @@ def test_stream_is_fixed_by_the_seed(config):
 
 
 def test_resume_after_save_and_restore_sees_the_same_batches(config, tmp_path):
+  """Through the trainer's own orbax handler for the iterator (checkpoint.TfIteratorHandler)."""
+  handler = checkpoint_lib.TfIteratorHandler()
+  saved_dir, empty_dir = tmp_path / 'data', tmp_path / 'empty'
+  saved_dir.mkdir()
+  empty_dir.mkdir()
   iterator = iter(pretraining.make_dataset(config, 'train'))
   _take(iterator, 4)
-  first_prefix = pretraining.save_iterator_state(iterator, str(tmp_path), process_index=1)
+  handler.save(epath.Path(saved_dir), checkpoint_lib.TfIteratorSave(iterator))
   expected = _take(iterator, 4)
-  assert sorted(os.listdir(tmp_path)) == ['data_iterator_process_1']
-  second_prefix = pretraining.save_iterator_state(iterator, str(tmp_path), process_index=1)
-  folder = os.listdir(tmp_path / 'data_iterator_process_1')
-  # Only the newest state and its LATEST pointer remain: no temp files, no stale state.
-  assert 'LATEST' in folder and not [n for n in folder if 'tmp' in n]
-  assert {n.split('.')[0] for n in folder} == {'LATEST', os.path.basename(second_prefix)}
-  assert os.path.basename(first_prefix) not in {n.split('.')[0] for n in folder}
+  assert sorted(os.listdir(saved_dir)) == ['process_0']  # one folder per host
 
   restored = iter(pretraining.make_dataset(config, 'train'))
-  with pytest.raises(FileNotFoundError, match='host 0'):
-    pretraining.restore_iterator_state(restored, str(tmp_path), process_index=0)
-  fresh_dir = tmp_path / 'again'
-  saved = iter(pretraining.make_dataset(config, 'train'))
-  _take(saved, 4)
-  pretraining.save_iterator_state(saved, str(fresh_dir), 0)
-  pretraining.restore_iterator_state(restored, str(fresh_dir), 0)
+  with pytest.raises(FileNotFoundError, match='process 0'):
+    handler.restore(epath.Path(empty_dir), checkpoint_lib.TfIteratorRestore(restored))
+  handler.restore(epath.Path(saved_dir), checkpoint_lib.TfIteratorRestore(restored))
   _assert_same(expected, _take(restored, 4))
 
 
@@ -222,7 +220,7 @@ def test_prepared_shards_match_on_the_fly_packing(config, builtin_tokenizer_path
   prepared_config.data.prepared_dir = out
   prepared_config.tokenizer.path = ''
   for split in ('train', 'eval'):
-    records = pretraining._prepared_records(prepared_config, split, False, 0, 1)  # pylint: disable=protected-access
+    records = pretraining._prepared_records(prepared_config, split, False, 0, 1)  # noqa: SLF001
     parsed = records.batch(1000).map(
         lambda s: prepare.records.parse_batch(s, 128, metadata['id_dtype'], 0))
     rows = [dict(input_ids=ids, token_type_ids=types) for batch in parsed.as_numpy_iterator()
@@ -269,7 +267,7 @@ def test_prepared_shards_with_a_wordpiece_vocabulary(config, tmp_path):
   prepared_config.tokenizer.path = ''
   tokenizer = pretraining.validate_data_config(prepared_config)
   assert tokenizer.files() == [str(out / 'vocab.txt')] and tokenizer.cls_id == 2
-  records = pretraining._prepared_records(prepared_config, 'train', False, 0, 1)  # pylint: disable=protected-access
+  records = pretraining._prepared_records(prepared_config, 'train', False, 0, 1)  # noqa: SLF001
   parsed = records.batch(1000).map(
       lambda s: prepare.records.parse_batch(s, 128, metadata['id_dtype'], tokenizer.pad_id))
   rows = [dict(input_ids=ids, token_type_ids=types) for batch in parsed.as_numpy_iterator()

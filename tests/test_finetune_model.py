@@ -9,22 +9,17 @@ them Glorot-uniform: U(-limit, limit), limit = sqrt(6 / (fan_in + fan_out)).
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from electra_jax.finetune import model as task_model_lib
+from model_configs import tiny_model_config  # tests/model_configs.py
 
 H, LENGTH = 64, 12
 
 
 def encoder_config(**overrides):
-  return ml_collections.ConfigDict(dict(
-      vocab_size=50, embedding_size=32, hidden_size=H, num_layers=2, num_heads=2,
-      intermediate_size=128, max_position_embeddings=32, type_vocab_size=2,
-      hidden_dropout_prob=0.1, attention_dropout_prob=0.1, initializer_range=0.02,
-      layer_norm_eps=1e-12, dtype='float32', param_dtype='float32', scan_layers=False,
-      remat='none') | overrides)
+  return tiny_model_config(**{'vocab_size': 50, 'hidden_size': H, **overrides})
 
 
 def inputs(batch=3, seed=0):

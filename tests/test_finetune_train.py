@@ -12,11 +12,15 @@ from electra_jax import cli
 from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
+from electra_jax import param_trees
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
+from electra_jax.finetune import layerwise
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
+from electra_jax.finetune import seeds as seeds_lib
+from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train
 
 DECAY = 0.8
@@ -75,7 +79,7 @@ def _paths(tree):
 @pytest.mark.parametrize('head', ['classification', 'span'])
 def test_layerwise_scales_are_the_originals(repo_root, head):
   params = task_params(tiny_model_config(repo_root), head)
-  scales = train.layerwise_lr_scales(params, num_layers=2, decay=DECAY)
+  scales = layerwise.layerwise_lr_scales(params, num_layers=2, decay=DECAY)
   seen = set()
   for path, scale in _paths(scales):
     assert scale.dtype == np.float32
@@ -88,7 +92,7 @@ def test_layerwise_scales_are_the_originals(repo_root, head):
   heads = {name for name, scale in seen if scale == 1.0}
   assert heads == ({'classifier'} if head == 'classification' else {'squad_head'})
   # The switch: the head one step above the top layer, every exponent one smaller.
-  no_gap = train.layerwise_lr_scales(params, num_layers=2, decay=DECAY, rule='no_gap')
+  no_gap = layerwise.layerwise_lr_scales(params, num_layers=2, decay=DECAY, rule='no_gap')
   for (path, scale), (_, original) in zip(_paths(no_gap), _paths(scales)):
     np.testing.assert_allclose(scale, min(1.0, original / DECAY), rtol=1e-6, err_msg=str(path))
 
@@ -99,9 +103,9 @@ def test_one_update_moves_each_parameter_at_the_originals_rate(repo_root, scan_l
   everywhere, the first (uncorrected) Adam step is the same for every entry."""
   config = load_config(repo_root)
   params = task_params(tiny_model_config(repo_root, scan_layers=scan_layers))
-  hparams = train.resolve_hparams(config, tiny_model_config(repo_root), default_epochs=3)
+  hparams = start_lib.resolve_hparams(config, tiny_model_config(repo_root), default_epochs=3)
   hparams.update(warmup_fraction=0.0, weight_decay=0.0, grad_clip_norm=0.0)
-  tx, schedule = train.make_optimizer(hparams, params, num_layers=2, num_steps=10)
+  tx, schedule = layerwise.make_optimizer(hparams, params, num_layers=2, num_steps=10)
   assert float(schedule(0)) == pytest.approx(1e-4)  # small model: the reference rate
   grads = jax.tree.map(np.ones_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
@@ -120,7 +124,7 @@ def test_one_update_moves_each_parameter_at_the_originals_rate(repo_root, scan_l
 
 def test_depths_reject_parameters_of_no_known_part():
   with pytest.raises(ValueError, match='neither the encoder nor'):
-    train.layer_depths({'mystery': {'kernel': np.zeros((2, 2))}}, num_layers=2)
+    layerwise.layer_depths({'mystery': {'kernel': np.zeros((2, 2))}}, num_layers=2)
 
 
 # ---- Hyperparameters and validation ------------------------------------------------------------
@@ -129,21 +133,21 @@ def test_reference_hyperparameters_per_size_and_task(repo_root):
   config = load_config(repo_root, 'rte')
   small = tiny_model_config(repo_root, hidden_size=256)
   large = tiny_model_config(repo_root, hidden_size=1024)
-  hparams = train.resolve_hparams(config, small, default_epochs=10)
+  hparams = start_lib.resolve_hparams(config, small, default_epochs=10)
   assert (hparams.model_size, hparams.learning_rate, hparams.layerwise_lr_decay,
           hparams.num_epochs) == ('small', 1e-4, 0.8, 10)
-  hparams = train.resolve_hparams(config, large, default_epochs=3)
+  hparams = start_lib.resolve_hparams(config, large, default_epochs=3)
   assert (hparams.model_size, hparams.learning_rate, hparams.layerwise_lr_decay) == (
       'large', 5e-5, 0.9)
-  assert train.model_size(config, tiny_model_config(repo_root, hidden_size=768)) == 'base'
+  assert start_lib.model_size(config, tiny_model_config(repo_root, hidden_size=768)) == 'base'
   config.model_size, config.train.learning_rate = 'large', 3e-5
-  hparams = train.resolve_hparams(config, small, default_epochs=3)
+  hparams = start_lib.resolve_hparams(config, small, default_epochs=3)
   assert (hparams.learning_rate, hparams.layerwise_lr_decay) == (3e-5, 0.9)
   assert (config.train.batch_size, config.train.warmup_fraction,
           config.train.weight_decay, config.train.dropout_prob) == (32, 0.1, 0.01, 0.1)
   config.model_size = 'huge'
   with pytest.raises(ValueError, match='model_size'):
-    train.model_size(config, small)
+    start_lib.model_size(config, small)
 
 
 @pytest.mark.parametrize('field, value, match', [
@@ -161,7 +165,7 @@ def test_bad_configs_are_rejected_with_the_field_named(repo_root, field, value, 
   section, _, name = field.rpartition('.')
   (config[section] if section else config)[name] = value
   with pytest.raises(ValueError, match=match):
-    train.validate_finetune_config(config, num_devices=8)
+    start_lib.validate_finetune_config(config, num_devices=8)
 
 
 # ---- Starting from a pre-trained discriminator ---------------------------------------------
@@ -195,7 +199,7 @@ def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
   config.data.update(source='tsv', data_dir=str(data_dir), max_seq_length=16)
   config.task.predict_test = False
   config.train.update(num_epochs=1, learning_rate=1e-30, eval_batch_size=64)
-  start = train.load_starting_point(config)
+  start = start_lib.load_starting_point(config)
   assert start.tokenizer.encode(texts[0]) == tokenizer.encode(texts[0])  # the export's own
   assert start.model_config.hidden_dropout_prob == 0.1 and start.model_config.scan_layers
   glue.run(config, str(tmp_path / 'work'), start)
@@ -203,7 +207,7 @@ def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
   checkpoints = tmp_path / 'work' / 'sst2' / 'seed_0' / 'checkpoints'
   with ocp.CheckpointManager(str(checkpoints)) as manager:
     restored = manager.restore(1, args=ocp.args.Composite(params=ocp.args.StandardRestore()))
-  params = model_lib.to_unscanned_layers(restored['params'])
+  params = param_trees.to_unscanned_layers(restored['params'])
   assert set(params) == {'embeddings', 'embeddings_project', 'encoder', 'classifier'}
   for (path, loaded), (_, original) in zip(
       _paths({k: params[k] for k in task_model_lib.ENCODER_NAMES}),
@@ -243,7 +247,7 @@ def test_reported_epoch_is_the_last_unless_best_is_selected(repo_root, tmp_path,
       name='toy', model=task_model_lib.TaskModel(model_config, 'classification', 3),
       loss_fn=glue.classification_loss, train_arrays=arrays, evaluate=evaluate,
       selection_metric='score', num_epochs=3)
-  start = train.StartingPoint(model_config, None, None, [], 'scratch')
+  start = start_lib.StartingPoint(model_config, None, None, [], 'scratch')
   result = train.fine_tune(config, task, start, seed=0, workdir=str(tmp_path))
   assert [r['epoch'] for r in result.history] == [1, 2, 3]
   final_logits = result.predict({k: arrays[k] for k in train.INPUT_KEYS})['logits']
@@ -262,16 +266,16 @@ def test_reported_epoch_is_the_last_unless_best_is_selected(repo_root, tmp_path,
 def test_protocol_switches_default_to_the_original_and_are_reported(repo_root, tmp_path):
   glue_config = load_config(repo_root)
   squad_config = cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
-  for path, original in train.PROTOCOL_SWITCHES.items():
+  for path, original in start_lib.PROTOCOL_SWITCHES.items():
     section, field = path.split('.')
     present = [c for c in (glue_config, squad_config) if field in c.get(section, {})]
     assert present, path
     assert all(c[section][field] == original for c in present), path
-  assert train.non_default_switches(glue_config) == {}
-  assert train.non_default_switches(squad_config) == {}
+  assert start_lib.non_default_switches(glue_config) == {}
+  assert start_lib.non_default_switches(squad_config) == {}
   glue_config.train.select_best_epoch = True
   glue_config.task.classifier_head = 'hf'
-  switches = train.non_default_switches(glue_config)
+  switches = start_lib.non_default_switches(glue_config)
   assert switches == {'train.select_best_epoch': True, 'task.classifier_head': 'hf'}
   result = _fake_result('rte', 'glue', ('accuracy',), 0.6)
   result['non_default_switches'] = switches
@@ -293,14 +297,14 @@ def test_finished_seeds_are_reused_and_other_configs_refused(repo_root, tmp_path
     calls.append(seed)
     return {'metrics': {'accuracy': seed / 10}}
 
-  first = train.run_seeds(config, str(tmp_path), run_seed)
+  first = seeds_lib.run_seeds(config, str(tmp_path), run_seed)
   assert calls == [3, 5] and [r['seed'] for r in first] == [3, 5]
   config.seeds = (3, 5, 8)
-  again = train.run_seeds(config, str(tmp_path), run_seed)
+  again = seeds_lib.run_seeds(config, str(tmp_path), run_seed)
   assert calls == [3, 5, 8] and again[:2] == first
   config.train.learning_rate = 3e-4
   with pytest.raises(ValueError, match='different configuration'):
-    train.run_seeds(config, str(tmp_path), run_seed)
+    seeds_lib.run_seeds(config, str(tmp_path), run_seed)
 
 
 def _fake_result(task, kind, metric_names, base):

@@ -11,6 +11,8 @@ from electra_jax import cli
 from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import param_trees
+from electra_jax import validate
 
 
 def load_config(repo_root, name):
@@ -33,7 +35,7 @@ def count(tree):
 
 
 @pytest.mark.parametrize('embedding_size', [64, 128])
-@pytest.mark.parametrize('sharing', model_lib.EMBEDDING_SHARING)
+@pytest.mark.parametrize('sharing', validate.EMBEDDING_SHARING)
 def test_param_counts_match_the_model(repo_root, embedding_size, sharing):
   config = small_test_config(repo_root, embedding_size, sharing)
   model = model_lib.build_pretrainer(config)
@@ -41,7 +43,7 @@ def test_param_counts_match_the_model(repo_root, embedding_size, sharing):
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), 64, 9)))
   counts = flops.param_counts(config)
   assert counts['total'] == count(joint)
-  parts = jax.eval_shape(lambda j: model_lib.split_params(j, sharing), joint)
+  parts = jax.eval_shape(lambda j: param_trees.split_params(j, sharing), joint)
   assert counts['discriminator'] == count(parts['discriminator'])
   assert counts['generator'] == count(parts['generator'])
   assert counts['shared'] == (0 if sharing == 'none' else count(joint['shared_embeddings']))
@@ -57,7 +59,7 @@ def test_reference_sizes(repo_root):
 def test_train_flops_agree_with_xla_cost_analysis(repo_root):
   config = small_test_config(repo_root)
   model = model_lib.build_pretrainer(config)
-  length, predictions, batch_size = 64, flops.max_predictions_per_seq(config), 4
+  length, predictions, batch_size = 64, validate.max_predictions(config), 4
   assert predictions == 9  # int((0.15 + 0.005) * 64)
   params = nn.meta.unbox(jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), length, predictions)))

@@ -9,17 +9,18 @@ sharded parameter is all-gathered once per step, the gathered copy serving forwa
 import functools
 import re
 
-import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 
 from electra_jax import cli
-from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
+from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
+from electra_jax import sharding
 from electra_jax import steps
+from electra_jax import validate
 
 _DTYPE_BYTES = {'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2, 'pred': 1, 'u8': 1}
 # What XLA (jax 0.10) emits for this tiny config: 61 sharded parameter leaves, each gathered
@@ -52,16 +53,15 @@ def fsdp8(repo_root):
   config.data.source = 'synthetic'
   jax.config.update('jax_threefry_partitionable', True)
   mesh = mesh_lib.make_mesh(config.mesh)
-  rules = tuple((n, tuple(a) if isinstance(a, list) else a)
-                for n, a in config.mesh.logical_axis_rules)
-  model = steps.build_model(config)
+  rules = validate.logical_axis_rules(config.mesh)
+  model = model_lib.build_pretrainer(config)
   tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = flops_lib.max_predictions_per_seq(config)
+  max_predictions = validate.max_predictions(config)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
   rng = jax.random.key(0)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    state, shardings = steps.state_shardings(init_fn, rng, mesh, rules)
-    batch_sharding = steps.batch_sharding(mesh)
+  state, shardings = sharding.state_shardings(init_fn, rng, mesh, rules)
+  batch_sharding = sharding.batch_sharding(mesh, rules)
+  with sharding.mesh_scope(mesh, rules):
     shapes = {'masked_lm_positions': (16, max_predictions), 'masked_lm_ids': (16, max_predictions),
               'masked_lm_weights': (16, max_predictions)}
     batch = {k: jax.ShapeDtypeStruct(shapes.get(k, (16, 32)),

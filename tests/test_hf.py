@@ -11,6 +11,7 @@ import pytest
 
 from electra_jax import hf
 from electra_jax import model as model_lib
+from electra_jax import param_trees
 
 torch = pytest.importorskip('torch')
 transformers = pytest.importorskip('transformers')
@@ -116,7 +117,7 @@ def test_saved_params_load_in_hf_with_the_same_logits(tmp_path, architecture, si
   assert_close(ours, hf_outputs(hf_model.eval(), architecture), architecture)
   # And back again, bit for bit.
   _, reloaded = hf.load_pretrained(str(tmp_path))
-  jax.tree.map(np.testing.assert_array_equal, reloaded, model_lib.to_unscanned_layers(params))
+  jax.tree.map(np.testing.assert_array_equal, reloaded, param_trees.to_unscanned_layers(params))
 
 
 def test_loading_needs_no_torch_for_safetensors(tmp_path, monkeypatch):

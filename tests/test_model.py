@@ -3,12 +3,15 @@
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import Mesh
 
 from electra_jax import model as model_lib
+from electra_jax import param_trees
+from electra_jax import sharding
+from electra_jax import validate
+from model_configs import tiny_model_config  # tests/model_configs.py
 
 VOCAB, LENGTH, PREDICTIONS = 100, 16, 4
 PARAM_AXES = {'vocab', 'embed', 'mlp', 'heads', 'kv', 'layers', None}
@@ -18,12 +21,8 @@ RULES = (('batch', ('data', 'fsdp')), ('length', None), ('act_embed', None),
 
 
 def tiny_config(embedding_size=32, hidden_size=64, **overrides):
-  return ml_collections.ConfigDict(dict(
-      vocab_size=VOCAB, embedding_size=embedding_size, hidden_size=hidden_size, num_layers=2,
-      num_heads=2, intermediate_size=128, max_position_embeddings=32, type_vocab_size=2,
-      hidden_dropout_prob=0.1, attention_dropout_prob=0.1, initializer_range=0.02,
-      layer_norm_eps=1e-12, dtype='float32', param_dtype='float32', scan_layers=False,
-      remat='none') | overrides)
+  return tiny_model_config(**{'vocab_size': VOCAB, 'embedding_size': embedding_size,
+                              'hidden_size': hidden_size, **overrides})
 
 
 def make_inputs(batch=2, seed=0):
@@ -46,10 +45,10 @@ def init_network(cls, config, seed=0):
 
 
 def test_generator_config_follows_the_reference_rule():
-  small = model_lib.generator_config(tiny_config(128, 256, num_heads=4, intermediate_size=1024),
+  small = validate.generator_config(tiny_config(128, 256, num_heads=4, intermediate_size=1024),
                                      0.25)
   assert (small.hidden_size, small.num_heads, small.intermediate_size) == (64, 1, 256)
-  base = model_lib.generator_config(tiny_config(768, 768, num_heads=12), 1 / 3)
+  base = validate.generator_config(tiny_config(768, 768, num_heads=12), 1 / 3)
   assert (base.hidden_size, base.num_heads, base.intermediate_size) == (256, 4, 1024)
   assert base.embedding_size == 768 and base.num_layers == 2 and base.vocab_size == VOCAB
 
@@ -73,8 +72,8 @@ def test_generator_size_is_the_originals(hidden, fraction):
   expected = original_generator_config(
       {'hidden_size': hidden, 'num_hidden_layers': 2, 'intermediate_size': 4 * hidden,
        'num_attention_heads': config.num_heads}, fraction)
-  for sharing in model_lib.EMBEDDING_SHARING:
-    gen = model_lib.generator_config(config, fraction, sharing)
+  for sharing in validate.EMBEDDING_SHARING:
+    gen = validate.generator_config(config, fraction, sharing)
     assert (gen.hidden_size, gen.num_layers, gen.intermediate_size, gen.num_heads) == (
         expected['hidden_size'], expected['num_hidden_layers'], expected['intermediate_size'],
         expected['num_attention_heads'])
@@ -85,7 +84,7 @@ def test_generator_size_is_the_originals(hidden, fraction):
 
 def test_untied_generator_has_its_own_tables_of_its_own_width_and_no_projection():
   config = tiny_config(embedding_size=32, hidden_size=64)
-  gen_config = model_lib.generator_config(config, 0.75, 'none')
+  gen_config = validate.generator_config(config, 0.75, 'none')
   model = model_lib.ElectraPretrainer(config, gen_config, 'none')
   joint = nn.meta.unbox(jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS)))
@@ -151,7 +150,7 @@ def test_initialisers_are_the_originals():
 
 def test_every_param_has_logical_axes_and_is_float32():
   config = tiny_config(scan_layers=True)
-  model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), 'gdes')
+  model = model_lib.ElectraPretrainer(config, validate.generator_config(config, 0.5), 'gdes')
   boxed = jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS))
   leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
@@ -164,12 +163,12 @@ def test_every_param_has_logical_axes_and_is_float32():
 def test_sharded_init_and_forward_on_a_mesh():
   """Params created sharded via logical rules; activation constraints hold on a 2x2x2 mesh."""
   config = tiny_config()
-  model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), 'shared')
+  model = model_lib.ElectraPretrainer(config, validate.generator_config(config, 0.5), 'shared')
   mesh = Mesh(np.array(jax.devices()[:8]).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
   init = lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), LENGTH, PREDICTIONS)
   # The generator has one head: a tensor axis of 2 cannot split it, so it must be replicated.
-  shardings = model_lib.param_shardings(jax.eval_shape(init), mesh, RULES)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(RULES):
+  shardings = sharding.param_shardings(jax.eval_shape(init), mesh, RULES)
+  with sharding.mesh_scope(mesh, RULES):
     params = jax.jit(init, out_shardings=shardings)()
     ids, types, mask, _ = make_inputs(batch=4)
     logits = jax.jit(lambda p: model.apply({'params': p}, ids, types, mask,
@@ -224,14 +223,14 @@ def test_scan_layers_and_remat_give_the_same_logits_and_gradients():
   logits_and_grads = jax.jit(logits_and_grads, static_argnums=(1, 2))
   reference, reference_grads = logits_and_grads(params, False, 'none')
   for scan, remat in [(True, 'none'), (True, 'dots'), (False, 'full')]:
-    p = model_lib.to_scanned_layers(params) if scan else params
+    p = param_trees.to_scanned_layers(params) if scan else params
     logits, grads = logits_and_grads(p, scan, remat)
     np.testing.assert_allclose(logits, reference, atol=1e-5)
     jax.tree.map(lambda g, r: np.testing.assert_allclose(g, r, atol=1e-5),
-                 model_lib.to_unscanned_layers(grads), reference_grads)
-  stacked = model_lib.to_scanned_layers(params)['encoder']['layers']
+                 param_trees.to_unscanned_layers(grads), reference_grads)
+  stacked = param_trees.to_scanned_layers(params)['encoder']['layers']
   assert stacked['intermediate']['kernel'].shape == (2, 64, 128)
-  roundtrip = model_lib.to_unscanned_layers(model_lib.to_scanned_layers(params))
+  roundtrip = param_trees.to_unscanned_layers(param_trees.to_scanned_layers(params))
   jax.tree.map(np.testing.assert_array_equal, roundtrip, params)
 
 
@@ -269,17 +268,17 @@ def test_micro_batches_give_the_same_logits_as_the_full_batch():
                              apply(slice(0, 4)), atol=1e-6)
 
 
-@pytest.mark.parametrize('sharing', model_lib.EMBEDDING_SHARING)
+@pytest.mark.parametrize('sharing', validate.EMBEDDING_SHARING)
 def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
   config = tiny_config()
-  gen_config = model_lib.generator_config(config, 0.5, sharing)
+  gen_config = validate.generator_config(config, 0.5, sharing)
   model = model_lib.ElectraPretrainer(config, gen_config, sharing)
   joint = nn.meta.unbox(
       model_lib.init_pretrainer_params(model, jax.random.key(2), LENGTH, PREDICTIONS))
   if sharing == 'gdes':  # a trained delta, so that split really has to add it
     joint['embeddings_delta'] = jax.tree.map(lambda x: x + 0.01, joint['embeddings_delta'])
   ids, types, mask, positions = make_inputs()
-  parts = model_lib.split_params(joint, sharing)
+  parts = param_trees.split_params(joint, sharing)
   np.testing.assert_allclose(
       model_lib.Discriminator(config).apply({'params': parts['discriminator']}, ids, types, mask),
       model.apply({'params': joint}, ids, types, mask, method=model.discriminator_logits),
@@ -289,9 +288,9 @@ def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
                                             positions),
       model.apply({'params': joint}, ids, types, mask, positions, method=model.generator_logits),
       atol=1e-6)
-  merged = model_lib.merge_params(parts['discriminator'], parts['generator'], sharing)
+  merged = param_trees.merge_params(parts['discriminator'], parts['generator'], sharing)
   assert jax.tree.structure(merged) == jax.tree.structure(joint)
-  resplit = model_lib.split_params(merged, sharing)
+  resplit = param_trees.split_params(merged, sharing)
   jax.tree.map(np.testing.assert_array_equal, resplit['discriminator'], parts['discriminator'])
   if sharing == 'gdes':
     assert all(float(jnp.abs(x).max()) == 0 for x in jax.tree.leaves(merged['embeddings_delta']))

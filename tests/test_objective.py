@@ -13,17 +13,14 @@ from sklearn.metrics import roc_auc_score
 
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import validate
+from model_configs import tiny_model_config  # tests/model_configs.py
 
 VOCAB, LENGTH, PREDICTIONS, MASK_ID = 100, 16, 4, 3
 
 
 def tiny_config(**overrides):
-  return ml_collections.ConfigDict(dict(
-      vocab_size=VOCAB, embedding_size=32, hidden_size=64, num_layers=1, num_heads=2,
-      intermediate_size=128, max_position_embeddings=32, type_vocab_size=2,
-      hidden_dropout_prob=0.1, attention_dropout_prob=0.1, initializer_range=0.02,
-      layer_norm_eps=1e-12, dtype='float32', param_dtype='float32', scan_layers=False,
-      remat='none') | overrides)
+  return tiny_model_config(**{'vocab_size': VOCAB, 'num_layers': 1, **overrides})
 
 
 def electra_config(**overrides):
@@ -39,7 +36,7 @@ def make_model(sharing='shared', **overrides):
 @functools.lru_cache(maxsize=None)
 def _cached_model(sharing, overrides):
   config = tiny_config(**dict(overrides))
-  model = model_lib.ElectraPretrainer(config, model_lib.generator_config(config, 0.5), sharing)
+  model = model_lib.ElectraPretrainer(config, validate.generator_config(config, 0.5), sharing)
   init = jax.jit(lambda: model_lib.init_pretrainer_params(
       model, jax.random.key(0), LENGTH, PREDICTIONS))
   return model, nn.meta.unbox(init())

@@ -37,7 +37,7 @@ def vocab_path(tmp_path_factory):
 
 @pytest.mark.parametrize('lower_case', [True, False])
 def test_ids_and_offsets_equal_huggingface_bert_tokenizer(vocab_path, lower_case):
-  from transformers import BertTokenizer  # pylint: disable=g-import-not-at-top
+  from transformers import BertTokenizer  # noqa: PLC0415
   reference = BertTokenizer.from_pretrained(os.path.dirname(vocab_path), do_lower_case=lower_case)
   ours = wordpiece.WordPieceTokenizer(vocab_path, lower_case=lower_case, strip_accents=lower_case)
   unknown_seen = 0
@@ -101,7 +101,7 @@ def test_load_tokenizer_dispatches_wordpiece_with_casing(vocab_path):
 
 @pytest.mark.parametrize('lower_case', [True, False])
 def test_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, vocab_path, lower_case):
-  from transformers import AutoTokenizer  # pylint: disable=g-import-not-at-top
+  from transformers import AutoTokenizer  # noqa: PLC0415
   ours = wordpiece.WordPieceTokenizer(vocab_path, lower_case=lower_case, strip_accents=lower_case)
   files = hf_tokenizer.export_tokenizer(ours, str(tmp_path), model_max_length=64)
   assert sorted(f.rsplit('/', 1)[1] for f in files) == ['tokenizer_config.json', 'vocab.txt']
@@ -118,8 +118,8 @@ def test_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, vocab_path,
 
 
 def test_pretraining_pipeline_runs_on_wordpiece(tmp_path, vocab_path, repo_root):
-  from electra_jax.data import pretraining  # pylint: disable=g-import-not-at-top
-  from electra_jax import cli  # pylint: disable=g-import-not-at-top
+  from electra_jax.data import pretraining  # noqa: PLC0415
+  from electra_jax import cli  # noqa: PLC0415
   config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
   words = [w for w in VOCAB[7:] if not w.startswith('##')]
   rng = np.random.default_rng(0)

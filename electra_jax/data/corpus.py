@@ -31,11 +31,11 @@ import re
 import sys
 import sysconfig
 from typing import Iterable, Iterator, Sequence
-import uuid
 
 from absl import logging
 import tensorflow as tf
 
+from electra_jax import files
 from electra_jax.errors import UserError
 
 # Bump when the way the built-in corpus is assembled changes: it keys the tokenizer cache.
@@ -206,19 +206,8 @@ def default_cache_dir() -> str:
   return os.path.join(base, 'electra_jax')
 
 
-def write_atomically(path: str, data: bytes) -> None:
-  """Writes `data` to a temporary name next to `path`, then renames it: readers never see half."""
-  directory = os.path.dirname(path)
-  if directory:
-    tf.io.gfile.makedirs(directory)
-  temp_path = f'{path}.tmp-{uuid.uuid4().hex}'
-  with tf.io.gfile.GFile(temp_path, 'wb') as f:
-    f.write(data)
-  tf.io.gfile.rename(temp_path, path, overwrite=True)
-
-
 def _build_documents(packages: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-  import pydoc_data.topics  # pylint: disable=g-import-not-at-top
+  import pydoc_data.topics  # noqa: PLC0415
 
   documents = []
   for topic in sorted(pydoc_data.topics.topics):
@@ -259,8 +248,9 @@ def builtin_corpus(packages: str | tuple[str, ...] = ()) -> BuiltinCorpus:
                f' + {", ".join(packages)}' if packages else '')
   documents = _build_documents(packages)
   try:
-    write_atomically(path, gzip.compress(json.dumps(documents).encode(), compresslevel=6))
-  except (OSError, tf.errors.OpError) as error:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    files.write_atomically(path, gzip.compress(json.dumps(documents).encode(), compresslevel=6))
+  except (OSError, UserError, tf.errors.OpError) as error:
     logging.warning('Could not cache the built-in corpus in %s (%s); the next run rebuilds it.',
                     path, error)
   built = BuiltinCorpus(documents=documents)

@@ -46,13 +46,6 @@ class MaskingOptions:
     return max(self.pad_id, self.cls_id, self.sep_id, self.mask_id, self.unk_id) + 1
 
 
-def max_predictions_for(mask_prob: float, max_seq_length: int, configured: int = -1) -> int:
-  """`configured`, or if -1 the original's `int((mask_prob + 0.005) * max_seq_length)`."""
-  if configured != -1:
-    return configured
-  return int((mask_prob + 0.005) * max_seq_length)
-
-
 def _fold_in(seed: tf.Tensor, data: int) -> tf.Tensor:
   return tf.random.experimental.stateless_fold_in(seed, tf.constant(data, tf.int64))
 

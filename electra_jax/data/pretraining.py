@@ -15,17 +15,18 @@ int32 and `masked_lm_positions`, `masked_lm_ids` int32 / `masked_lm_weights` flo
   batches can be drawn (a fresh iterator always starts at the same batch).
 * Every random choice (file order, packing, shuffle, masks) derives from `config.seed` through
   stateless ops keyed on counters kept inside the pipeline, so the stream is fixed, and a
-  `tf.train.Checkpoint` of the iterator (`save_iterator_state`) restores it exactly.
+  `tf.train.Checkpoint` of the iterator restores it exactly (the trainer saves one per host in
+  every checkpoint: `checkpoint.TfIteratorHandler`).
 """
 
 import os
-import uuid
 
 import ml_collections
 import tensorflow as tf
 
-from electra_jax.errors import MissingFileError, UserError
+from electra_jax.errors import UserError
 from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import validate
 from electra_jax import wordpiece
 from electra_jax.data import corpus
 from electra_jax.data import masking
@@ -33,7 +34,6 @@ from electra_jax.data import packing
 from electra_jax.data import records
 from electra_jax.data import sources
 
-SOURCES = ('builtin', 'files', 'tfds', 'prepared')
 SPLITS = ('train', 'eval')
 _INFINITE = 1 << 62
 _MAX_INTERLEAVE = 8  # shards packed at once: enough parallelism, bounded memory
@@ -41,18 +41,12 @@ _MAX_INTERLEAVE_RECORDS = 16  # record files read at once
 _SALT_DATA, _SALT_FILE_ORDER, _SALT_SHUFFLE, _SALT_MASK = 11, 12, 13, 14
 
 
-def max_predictions(config: ml_collections.ConfigDict) -> int:
-  """Mask slots per sequence: `data.max_predictions_per_seq`, or `int((p + 0.005) * length)`."""
-  return masking.max_predictions_for(config.data.mask_prob, config.data.max_seq_length,
-                                     config.data.max_predictions_per_seq)
-
-
 def masking_options_for(config: ml_collections.ConfigDict,
                         tokenizer: tokenizer_lib.Tokenizer) -> masking.MaskingOptions:
   """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
   data = config.data
   return masking.MaskingOptions(
-      mask_prob=data.mask_prob, max_predictions=max_predictions(config),
+      mask_prob=data.mask_prob, max_predictions=validate.max_predictions(config),
       mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
       vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
       sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
@@ -61,39 +55,13 @@ def masking_options_for(config: ml_collections.ConfigDict,
 # ---- Validation --------------------------------------------------------------------------------
 
 
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-  if not low <= value <= high:
-    raise UserError(f'{name}={value} must lie in [{low}, {high}].')
-
-
-def _check_data_options(config: ml_collections.ConfigDict) -> None:
-  """Checks the numeric data fields against each other and the model, without I/O."""
-  data = config.data
-  if data.source not in SOURCES:
-    raise UserError(f'data.source={data.source!r} is unknown; choose one of {SOURCES}.')
-  if data.max_seq_length > config.model.max_position_embeddings:
-    raise UserError(f'data.max_seq_length={data.max_seq_length} exceeds '
-                    f'model.max_position_embeddings={config.model.max_position_embeddings}: '
-                    'lower the sequence length or raise the position table.')
-  if data.max_seq_length < 8:
-    raise UserError(f'data.max_seq_length={data.max_seq_length} is too short for '
-                    '[CLS] A [SEP] B [SEP]; use at least 8.')
-  if not 0.0 < data.mask_prob < 1.0:
-    raise UserError(f'data.mask_prob={data.mask_prob} must lie in (0, 1).')
-  for name in ('mask_token_prob', 'random_token_prob', 'short_seq_prob', 'single_segment_prob'):
-    _check_range(f'data.{name}', data[name], 0.0, 1.0)
-  if data.mask_token_prob + data.random_token_prob > 1.0 + 1e-9:
-    raise UserError(f'data.mask_token_prob + data.random_token_prob = '
-                    f'{data.mask_token_prob + data.random_token_prob} exceeds 1.')
-  _check_range('data.eval_fraction', data.eval_fraction, 0.0, 0.5)
-  num_predictions = max_predictions(config)
-  if not 1 <= num_predictions <= data.max_seq_length:
-    raise UserError(f'max_predictions_per_seq={num_predictions} must lie in '
-                    f'[1, data.max_seq_length={data.max_seq_length}].')
-  if data.shuffle_buffer < 1:
-    raise UserError(f'data.shuffle_buffer={data.shuffle_buffer} must be at least 1.')
-  if config.train.batch_size < 1:
-    raise UserError(f'train.batch_size={config.train.batch_size} must be positive.')
+def _check_pipeline_source(config: ml_collections.ConfigDict) -> None:
+  """The pure data rules (`validate.validate_data_options`), and a source this pipeline reads."""
+  validate.validate_data_options(config)
+  if config.data.source == 'synthetic':
+    raise UserError("data.source='synthetic' has no tf.data pipeline: the trainer makes its "
+                    'batches (data/synthetic.py). Choose one of '
+                    f"{tuple(s for s in validate.SOURCES if s != 'synthetic')} here.")
 
 
 def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
@@ -160,7 +128,7 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tok
       matches nothing, an empty corpus, a TFDS dataset without the text feature, a sequence
       length above the model's positions, a tokenizer larger than the model's vocabulary, ...
   """
-  _check_data_options(config)
+  _check_pipeline_source(config)
   data = config.data
   if data.source == 'prepared':
     tokenizer = _prepared_tokenizer(config, records.read_metadata(data.prepared_dir))
@@ -301,15 +269,9 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
 # ---- The dataset -------------------------------------------------------------------------------
 
 
-def per_host_batch_size(config: ml_collections.ConfigDict, process_count: int) -> int:
-  if config.train.batch_size % process_count:
-    raise UserError(f'train.batch_size={config.train.batch_size} is not divisible by the '
-                    f'{process_count} hosts: choose a multiple of {process_count}.')
-  return config.train.batch_size // process_count
-
-
 def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
-                 process_count: int = 1) -> tf.data.Dataset:
+                 process_count: int = 1,
+                 tokenizer: tokenizer_lib.Tokenizer | None = None) -> tf.data.Dataset:
   """Host `process_index`'s dataset of masked pre-training batches (see the module docstring).
 
   Args:
@@ -317,14 +279,17 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
     split: 'train' (shuffled, endless) or 'eval' (held out, fixed order, repeated).
     process_index: this host, in [0, process_count).
     process_count: number of hosts; each reads a disjoint part of the data.
+    tokenizer: what `validate_data_config(config)` returned; None runs the checks (and loads the
+      tokenizer) here.
 
   Raises:
     ValueError: for bad configs or sources, before any data is read (see `validate_data_config`).
   """
   if split not in SPLITS:
     raise ValueError(f'split={split!r} must be one of {SPLITS}.')
-  batch_size = per_host_batch_size(config, process_count)
-  tokenizer = validate_data_config(config)
+  batch_size = validate.per_host_batch_size(config.train.batch_size, process_count)
+  if tokenizer is None:
+    tokenizer = validate_data_config(config)
   data = config.data
   training = split == 'train'
   split_id = SPLITS.index(split)
@@ -364,52 +329,3 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
   options = tf.data.Options()
   options.deterministic = True
   return batches.with_options(options)
-
-
-# ---- Iterator state ----------------------------------------------------------------------------
-
-
-_LATEST_FILE = 'LATEST'  # names the complete state; replaced last, by a one-file rename
-
-
-def iterator_state_path(directory: str, process_index: int) -> str:
-  """The folder holding host `process_index`'s iterator states."""
-  return os.path.join(directory, f'data_iterator_process_{process_index}')
-
-
-def save_iterator_state(iterator, directory: str, process_index: int) -> str:
-  """Saves a tf.data iterator's position for host `process_index` under `directory`, atomically.
-
-  The state goes to a fresh prefix; then the small `LATEST` file naming it is written under a
-  temporary name and renamed over the old one. A one-file rename is atomic on local disks (and a
-  single object write on GCS, where folders cannot be renamed), so a reader sees either the old
-  complete state or the new one. Older states are deleted afterwards. Returns the state's prefix.
-  """
-  folder = iterator_state_path(directory, process_index)
-  tf.io.gfile.makedirs(folder)
-  name = f'state-{uuid.uuid4().hex}'
-  prefix = os.path.join(folder, name)
-  tf.train.Checkpoint(iterator=iterator).write(prefix)
-  latest = os.path.join(folder, _LATEST_FILE)
-  with tf.io.gfile.GFile(f'{latest}.tmp-{name}', 'w') as f:
-    f.write(name)
-  tf.io.gfile.rename(f'{latest}.tmp-{name}', latest, overwrite=True)
-  for old in tf.io.gfile.listdir(folder):
-    if old.startswith('state-') and not old.startswith(name):
-      tf.io.gfile.remove(os.path.join(folder, old))
-  return prefix
-
-
-def restore_iterator_state(iterator, directory: str, process_index: int) -> None:
-  """Restores what `save_iterator_state` saved into an iterator of the same dataset.
-
-  Raises:
-    FileNotFoundError: no state was saved for this host under `directory`.
-  """
-  latest = os.path.join(iterator_state_path(directory, process_index), _LATEST_FILE)
-  if not tf.io.gfile.exists(latest):
-    raise MissingFileError(f'No data-iterator state for host {process_index} in {directory!r} '
-                           f'(expected {latest}). Was it saved with save_iterator_state?')
-  with tf.io.gfile.GFile(latest) as f:
-    prefix = os.path.join(os.path.dirname(latest), f.read().strip())
-  tf.train.Checkpoint(iterator=iterator).read(prefix).assert_consumed()

@@ -23,6 +23,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from electra_jax import files
 from electra_jax.errors import UserError
 
 FORMAT = 'electra_jax.packed.v1'
@@ -98,7 +99,4 @@ def read_metadata(prepared_dir: str) -> dict:
 
 def write_metadata(prepared_dir: str, metadata: dict) -> None:
   path = os.path.join(prepared_dir, METADATA_FILE)
-  temp_path = f'{path}.tmp'
-  with tf.io.gfile.GFile(temp_path, 'w') as f:
-    json.dump(metadata, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(temp_path, path, overwrite=True)
+  files.write_atomically(path, json.dumps(metadata, indent=2, sort_keys=True))

@@ -87,7 +87,7 @@ def tfds_builder(name: str, data_dir: str, text_feature: str):
   Raises:
     ValueError: unknown dataset, or no such text feature.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # noqa: PLC0415
   if not name:
     raise UserError('data.tfds_name is empty: name a TFDS text dataset, e.g. '
                     '--config.data.tfds_name=wikipedia/20230601.en')
@@ -148,7 +148,7 @@ def tfds_splits(builder, train_split: str, eval_split: str,
 def tfds_documents(builder, split: str, text_feature: str, process_index: int,
                    process_count: int, shuffle_files: bool, seed: int) -> tf.data.Dataset:
   """This host's part of a TFDS split: scalar string documents (one record each)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # noqa: PLC0415
   host_split = tfds.even_splits(split, n=process_count)[process_index]
   read_config = tfds.ReadConfig(shuffle_seed=seed, try_autocache=False)
   try:

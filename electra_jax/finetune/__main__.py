@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 
 from electra_jax import cli
+from electra_jax import files
 from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
@@ -37,11 +38,6 @@ RESULTS_FILE = 'results.json'
 
 
 # ---- Results ---------------------------------------------------------------------------------
-
-def _write_json(path: str, value: Any) -> None:
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(json.dumps(value, indent=2) + '\n')
-
 
 def summarize_task(task_result: dict[str, Any]) -> dict[str, Any]:
   """Adds 'summary': {metric: {median, mean, std, min, max, num_seeds}} over the seeds."""
@@ -115,9 +111,9 @@ def report(workdir: str, task_result: dict[str, Any]) -> dict[str, Any]:
   task_result = summarize_task(task_result)
   task_dir = f'{workdir.rstrip("/")}/{task_result["task"]}'
   tf.io.gfile.makedirs(task_dir)
-  _write_json(f'{task_dir}/{RESULTS_FILE}', task_result)
+  files.write_json(f'{task_dir}/{RESULTS_FILE}', task_result)
   overview = collect_workdir(workdir)
-  _write_json(f'{workdir.rstrip("/")}/{RESULTS_FILE}', overview)
+  files.write_json(f'{workdir.rstrip("/")}/{RESULTS_FILE}', overview)
   print(format_table(overview), flush=True)
   return overview
 

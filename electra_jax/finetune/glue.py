@@ -18,9 +18,12 @@ import optax
 from absl import logging
 
 from electra_jax.errors import UserError
+from electra_jax import validate
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
+from electra_jax.finetune import seeds as seeds_lib
+from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
 
 SELECTION_METRIC = 'selection_score'
@@ -69,7 +72,7 @@ def _read(config: ml_collections.ConfigDict, task: glue_data.GlueTask, split: st
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
-        start: train_lib.StartingPoint | None = None) -> dict[str, Any]:
+        start: start_lib.StartingPoint | None = None) -> dict[str, Any]:
   """Fine-tunes `config.task.name` for every seed; returns the task's results (see __main__).
 
   Args:
@@ -84,11 +87,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if config.task.classifier_head not in task_model_lib.CLASSIFIER_HEADS:
     raise UserError(f'config.task.classifier_head={config.task.classifier_head!r}; use one of '
                     f'{task_model_lib.CLASSIFIER_HEADS}.')
-  start = start or train_lib.load_starting_point(config)
+  start = start or start_lib.load_starting_point(config)
   length = config.data.max_seq_length
-  if length > start.model_config.max_position_embeddings:
-    raise UserError(f'config.data.max_seq_length={length} exceeds the model\'s '
-                    f'{start.model_config.max_position_embeddings} positions.')
+  validate.check_sequence_fits(length, start.model_config)
 
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)
@@ -137,9 +138,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
             'history': result.history, 'submissions': submissions}
 
-  seeds = train_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task.name}', run_seed)
-  hparams = train_lib.resolve_hparams(config, start.model_config, task.num_epochs)
+  seeds = seeds_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task.name}', run_seed)
+  hparams = start_lib.resolve_hparams(config, start.model_config, task.num_epochs)
   return {'task': task.name, 'kind': 'glue', 'display_name': task.display_name,
           'primary_metrics': list(task.metric_names), 'init_from': config.init_from,
           'hparams': hparams.to_dict(),
-          'non_default_switches': train_lib.non_default_switches(config), 'seeds': seeds}
+          'non_default_switches': start_lib.non_default_switches(config), 'seeds': seeds}

@@ -100,51 +100,54 @@ def _splits(tsv_fieldnames=None, submission='', mnli=False) -> dict[str, GlueSpl
 _BINARY = ('0', '1')
 _NLI2 = ('entailment', 'not_entailment')
 
+
+def _task(name: str, display_name: str, *, texts: tuple[str, ...], label_column: str,
+          label_names: tuple[str, ...], tsv_labels: tuple[str, ...],
+          metric_names: tuple[str, ...], tsv_texts: tuple[str, ...] = (),
+          index_column: str = 'index', num_epochs: int = 3, splits=None,
+          dev_splits: tuple[str, ...] = ('dev',), test_splits: tuple[str, ...] = ('test',),
+          **options) -> GlueTask:
+  """A registry entry by keyword: the TSV directory is GLUE's spelling, TFDS's `glue/<name>`,
+  the TSV text columns TFDS's feature names, and the usual splits, unless said otherwise."""
+  return GlueTask(
+      name=name, display_name=display_name, tsv_dir=display_name, tfds_name=f'glue/{name}',
+      tfds_text_features=texts, tsv_text_columns=tsv_texts or texts,
+      tsv_label_column=label_column, tsv_index_column=index_column, label_names=label_names,
+      tsv_labels=tsv_labels, metric_names=metric_names, num_epochs=num_epochs,
+      splits=splits or _splits(submission=f'{display_name}.tsv'), dev_splits=dev_splits,
+      test_splits=test_splits, **options)
+
+
+_PAIR = ('sentence1', 'sentence2')
 TASKS: dict[str, GlueTask] = {t.name: t for t in (
-    GlueTask(
-        'cola', 'CoLA', 'CoLA', 'glue/cola', ('sentence',), ('sentence',), 'label', 'index',
-        ('unacceptable', 'acceptable'), _BINARY, ('mcc',), 3,
-        # CoLA's train/dev files have no header: source, label, original mark, sentence.
-        _splits(('source', 'label', 'original_label', 'sentence'), 'CoLA.tsv'),
-        ('dev',), ('test',)),
-    GlueTask(
-        'sst2', 'SST-2', 'SST-2', 'glue/sst2', ('sentence',), ('sentence',), 'label', 'index',
-        ('negative', 'positive'), _BINARY, ('accuracy',), 3,
-        _splits(submission='SST-2.tsv'), ('dev',), ('test',)),
-    GlueTask(
-        'mrpc', 'MRPC', 'MRPC', 'glue/mrpc', ('sentence1', 'sentence2'),
-        ('#1 String', '#2 String'), 'Quality', 'index',
-        ('not_equivalent', 'equivalent'), _BINARY, ('f1', 'accuracy'), 3,
-        _splits(submission='MRPC.tsv'), ('dev',), ('test',), unordered=True),
-    GlueTask(
-        'stsb', 'STS-B', 'STS-B', 'glue/stsb', ('sentence1', 'sentence2'),
-        ('sentence1', 'sentence2'), 'score', 'index', (), (), ('pearson', 'spearman'), 10,
-        _splits(submission='STS-B.tsv'), ('dev',), ('test',), score_range=(0.0, 5.0),
-        unordered=True),
-    GlueTask(
-        'qqp', 'QQP', 'QQP', 'glue/qqp', ('question1', 'question2'),
-        ('question1', 'question2'), 'is_duplicate', 'id',
-        ('not_duplicate', 'duplicate'), _BINARY, ('f1', 'accuracy'), 3,
-        _splits(submission='QQP.tsv'), ('dev',), ('test',)),
-    GlueTask(
-        'mnli', 'MNLI', 'MNLI', 'glue/mnli', ('premise', 'hypothesis'),
-        ('sentence1', 'sentence2'), 'gold_label', 'index',
-        ('entailment', 'neutral', 'contradiction'), ('entailment', 'neutral', 'contradiction'),
-        ('accuracy',), 3, _splits(mnli=True),
-        ('dev_matched', 'dev_mismatched'), ('test_matched', 'test_mismatched')),
-    GlueTask(
-        'qnli', 'QNLI', 'QNLI', 'glue/qnli', ('question', 'sentence'),
-        ('question', 'sentence'), 'label', 'index', _NLI2, _NLI2, ('accuracy',), 3,
-        _splits(submission='QNLI.tsv'), ('dev',), ('test',)),
-    GlueTask(
-        'rte', 'RTE', 'RTE', 'glue/rte', ('sentence1', 'sentence2'),
-        ('sentence1', 'sentence2'), 'label', 'index', _NLI2, _NLI2, ('accuracy',), 10,
-        _splits(submission='RTE.tsv'), ('dev',), ('test',)),
-    GlueTask(
-        # WNLI's files use 0/1 with 1 = entailment; TFDS orders its classes the same way.
-        'wnli', 'WNLI', 'WNLI', 'glue/wnli', ('sentence1', 'sentence2'),
-        ('sentence1', 'sentence2'), 'label', 'index', ('not_entailment', 'entailment'),
-        _BINARY, ('accuracy',), 3, _splits(submission='WNLI.tsv'), ('dev',), ('test',)),
+    _task('cola', 'CoLA', texts=('sentence',), label_column='label',
+          label_names=('unacceptable', 'acceptable'), tsv_labels=_BINARY, metric_names=('mcc',),
+          # CoLA's train/dev files have no header: source, label, original mark, sentence.
+          splits=_splits(('source', 'label', 'original_label', 'sentence'), 'CoLA.tsv')),
+    _task('sst2', 'SST-2', texts=('sentence',), label_column='label',
+          label_names=('negative', 'positive'), tsv_labels=_BINARY, metric_names=('accuracy',)),
+    _task('mrpc', 'MRPC', texts=_PAIR, tsv_texts=('#1 String', '#2 String'),
+          label_column='Quality', label_names=('not_equivalent', 'equivalent'),
+          tsv_labels=_BINARY, metric_names=('f1', 'accuracy'), unordered=True),
+    _task('stsb', 'STS-B', texts=_PAIR, label_column='score', label_names=(), tsv_labels=(),
+          metric_names=('pearson', 'spearman'), num_epochs=10, score_range=(0.0, 5.0),
+          unordered=True),
+    _task('qqp', 'QQP', texts=('question1', 'question2'), label_column='is_duplicate',
+          index_column='id', label_names=('not_duplicate', 'duplicate'), tsv_labels=_BINARY,
+          metric_names=('f1', 'accuracy')),
+    _task('mnli', 'MNLI', texts=('premise', 'hypothesis'), tsv_texts=_PAIR,
+          label_column='gold_label', label_names=('entailment', 'neutral', 'contradiction'),
+          tsv_labels=('entailment', 'neutral', 'contradiction'), metric_names=('accuracy',),
+          splits=_splits(mnli=True), dev_splits=('dev_matched', 'dev_mismatched'),
+          test_splits=('test_matched', 'test_mismatched')),
+    _task('qnli', 'QNLI', texts=('question', 'sentence'), label_column='label',
+          label_names=_NLI2, tsv_labels=_NLI2, metric_names=('accuracy',)),
+    _task('rte', 'RTE', texts=_PAIR, label_column='label', label_names=_NLI2, tsv_labels=_NLI2,
+          metric_names=('accuracy',), num_epochs=10),
+    # WNLI's files use 0/1 with 1 = entailment; TFDS orders its classes the same way.
+    _task('wnli', 'WNLI', texts=_PAIR, label_column='label',
+          label_names=('not_entailment', 'entailment'), tsv_labels=_BINARY,
+          metric_names=('accuracy',)),
 )}
 
 # Spellings users type: GLUE's ('SST-2', 'STS-B'), directory names, and TFDS names.
@@ -257,7 +260,7 @@ def read_tfds_examples(task: Union[str, GlueTask], split: str,
                        data_dir: Optional[str] = None,
                        download: bool = True) -> Iterator[GlueExample]:
   """Reads one split of TFDS `glue/<task>` (split names as in `task.splits`: 'dev', ...)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy, TFDS only)
+  import tensorflow_datasets as tfds  # noqa: PLC0415  (heavy, TFDS only)
 
   task = get_task(task) if isinstance(task, str) else task
   spec = _get_split(task, split)

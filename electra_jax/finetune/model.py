@@ -41,10 +41,6 @@ QA_HIDDEN = 512
 QA_MASK_PENALTY = 1000.0
 
 
-def _gelu(x):
-  return nn.gelu(x, approximate=False)  # the exact erf form, as in the encoder
-
-
 def first_token_linear(config, hidden, num_outputs: int, name: str, deterministic: bool):
   """The original's classifier (`ClassificationTask` / `RegressionTask.get_prediction_module`),
   called inside a compact module: first token (`get_pooled_output` is `sequence_output[:, 0]`,
@@ -72,7 +68,7 @@ class FirstTokenHead(nn.Module):
     c = self.config
     dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
     first = dropout(hidden[:, 0, :])
-    inner = _gelu(model_lib.Dense(c, c.hidden_size, ('embed', 'mlp'), name='dense')(first))
+    inner = model_lib.gelu(model_lib.Dense(c, c.hidden_size, ('embed', 'mlp'), name='dense')(first))
     logits = model_lib.Dense(c, self.num_outputs, ('mlp', None), name='out_proj')(dropout(inner))
     return logits.astype(jnp.float32)
 
@@ -137,7 +133,7 @@ class JointSpanHead(nn.Module):
     outputs = {}
     if start_positions is not None:  # training: the gold start's representation
       start_features = jnp.take_along_axis(hidden, start_positions[:, None, None], axis=1)
-      end_inner = _gelu(end_hidden(start_features, hidden))  # [batch, length, 512]
+      end_inner = model_lib.gelu(end_hidden(start_features, hidden))  # [batch, length, 512]
       outputs['start_logits'] = start_logits
       outputs['end_logits'] = end_dense(end_inner)[..., 0].astype(jnp.float32) + penalty
     else:  # inference: a beam over starts, then over ends
@@ -145,7 +141,7 @@ class JointSpanHead(nn.Module):
       start_top_log_probs, start_top_index = jax.lax.top_k(
           jax.nn.log_softmax(start_logits, axis=-1), k)  # [batch, k]
       start_features = jnp.take_along_axis(hidden, start_top_index[..., None], axis=1)
-      end_inner = _gelu(end_hidden(start_features[:, :, None, :], hidden[:, None, :, :]))
+      end_inner = model_lib.gelu(end_hidden(start_features[:, :, None, :], hidden[:, None, :, :]))
       end_logits = (end_dense(end_inner)[..., 0].astype(jnp.float32)
                     + penalty[:, None, :])  # [batch, k, length]
       end_top_log_probs, end_top_index = jax.lax.top_k(
@@ -156,7 +152,7 @@ class JointSpanHead(nn.Module):
       start_probs = jax.nn.softmax(start_logits, axis=-1)
       start_summary = jnp.einsum('bl,blh->bh', start_probs.astype(hidden.dtype), hidden)
       features = jnp.concatenate([hidden[:, 0], start_summary], axis=-1)  # [batch, 2H]
-      inner = _gelu(dense(QA_HIDDEN, ('embed', 'mlp'), 'answerable_hidden')(features))
+      inner = model_lib.gelu(dense(QA_HIDDEN, ('embed', 'mlp'), 'answerable_hidden')(features))
       outputs['answerable_logits'] = dense(1, ('mlp', None), 'answerable')(inner)[:, 0].astype(
           jnp.float32)
     return outputs

@@ -15,21 +15,23 @@ plus `eval.json` into its directory.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-import tensorflow as tf
 from absl import logging
 
 from electra_jax.errors import UserError
+from electra_jax import files
+from electra_jax import validate
 from electra_jax.finetune import model as task_model_lib
+from electra_jax.finetune import seeds as seeds_lib
 from electra_jax.finetune import squad_data
 from electra_jax.finetune import squad_eval
 from electra_jax.finetune import squad_postprocess
+from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
 
 VERSIONS = {'v1.1': 'v1.1', '1.1': 'v1.1', 'v2.0': 'v2.0', '2.0': 'v2.0'}
@@ -100,7 +102,7 @@ def score(version: str, gold, predictions: squad_postprocess.SquadPredictions
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
-        start: train_lib.StartingPoint | None = None) -> dict[str, Any]:
+        start: start_lib.StartingPoint | None = None) -> dict[str, Any]:
   """Fine-tunes on SQuAD `config.task.name` for every seed; returns the task's results."""
   version = VERSIONS.get(config.task.name)
   if version is None:
@@ -121,10 +123,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if qa_head == 'joint' and not 1 <= s.beam_size <= d.max_seq_length:
     raise UserError(f'config.squad.beam_size={s.beam_size} must be in [1, '
                     f'data.max_seq_length={d.max_seq_length}].')
-  start = start or train_lib.load_starting_point(config)
-  if d.max_seq_length > start.model_config.max_position_embeddings:
-    raise UserError(f'config.data.max_seq_length={d.max_seq_length} exceeds the model\'s '
-                    f'{start.model_config.max_position_embeddings} positions.')
+  start = start or start_lib.load_starting_point(config)
+  validate.check_sequence_fits(d.max_seq_length, start.model_config)
 
   # ---- Data.
   featurize = lambda examples: squad_data.create_features(
@@ -174,16 +174,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if jax.process_index() == 0:
       predictions.predictions = answers  # predictions.json holds the answers scored here
       squad_postprocess.write_predictions(predictions, seed_dir)
-      with tf.io.gfile.GFile(f'{seed_dir}/eval.json', 'w') as f:
-        f.write(json.dumps(metrics, indent=2) + '\n')
+      files.write_json(f'{seed_dir}/eval.json', metrics)
     return {'reported_epoch': result.reported_epoch, 'metrics': metrics,
             'history': result.history}
 
   task_key = f'squad_{version}'
-  seeds = train_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task_key}', run_seed)
-  hparams = train_lib.resolve_hparams(config, start.model_config, DEFAULT_EPOCHS)
+  seeds = seeds_lib.run_seeds(config, f'{workdir.rstrip("/")}/{task_key}', run_seed)
+  hparams = start_lib.resolve_hparams(config, start.model_config, DEFAULT_EPOCHS)
   return {'task': task_key, 'kind': 'squad', 'display_name': f'SQuAD {version}',
           'primary_metrics': ['exact', 'f1', 'best_f1_thresh'] if version_2
                              else ['exact_match', 'f1'],
           'init_from': config.init_from, 'hparams': hparams.to_dict(),
-          'non_default_switches': train_lib.non_default_switches(config), 'seeds': seeds}
+          'non_default_switches': start_lib.non_default_switches(config), 'seeds': seeds}

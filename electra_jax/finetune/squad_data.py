@@ -62,7 +62,7 @@ def read_json_examples(path: str) -> Iterator[SquadExample]:
 def read_tfds_examples(version: str, split: str, data_dir: Optional[str] = None,
                        download: bool = True) -> Iterator[SquadExample]:
   """Reads TFDS `squad/v1.1` or `squad/v2.0` ('train' or 'validation')."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (heavy, TFDS only)
+  import tensorflow_datasets as tfds  # noqa: PLC0415  (heavy, TFDS only)
 
   config = {'1.1': 'v1.1', 'v1.1': 'v1.1', '2.0': 'v2.0', 'v2.0': 'v2.0'}.get(version)
   if config is None:
@@ -268,7 +268,7 @@ def create_features(tokenizer, examples: Sequence[SquadExample], max_seq_length:
       return np.asarray(rows[name], dtype)
     return np.zeros((0,) if width is None else (0, width), dtype)
 
-  L = max_seq_length  # pylint: disable=invalid-name
+  L = max_seq_length  # noqa: N806
   return SquadFeatures(
       input_ids=stack('input_ids', np.int32, L),
       token_type_ids=stack('token_type_ids', np.int32, L),

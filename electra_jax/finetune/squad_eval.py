@@ -83,7 +83,7 @@ def _open(path: str, mode: str = 'r') -> IO[str]:
   """Opens a local file directly and a remote one (gs://...) through tf.io.gfile."""
   if '://' in path:
     # TensorFlow only for remote paths: importing it takes seconds, the scoring milliseconds.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # noqa: PLC0415
     return tf.io.gfile.GFile(path, mode)
   return open(path, mode, encoding='utf-8')
 

@@ -27,12 +27,12 @@ all gets '' and null odds `NO_SPAN_NULL_ODDS` (the original answers a placeholde
 
 import collections
 import dataclasses
-import json
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from electra_jax import files
 from electra_jax.finetune import squad_data
 from electra_jax.finetune import squad_eval
 
@@ -297,11 +297,6 @@ def tune_null_threshold(gold: Mapping[str, Sequence[str]],
           'best_f1': best_f1, 'best_f1_thresh': f1_thresh}
 
 
-def _write_json(path: str, value) -> None:
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(json.dumps(value, indent=2, ensure_ascii=False) + '\n')
-
-
 def write_predictions(predictions: SquadPredictions, output_dir: str,
                       with_nbest: bool = False) -> dict[str, str]:
   """Writes predictions.json (and null_odds.json for v2.0, nbest_predictions.json on request).
@@ -311,11 +306,11 @@ def write_predictions(predictions: SquadPredictions, output_dir: str,
   """
   tf.io.gfile.makedirs(output_dir)
   paths = {'predictions': f'{output_dir.rstrip("/")}/predictions.json'}
-  _write_json(paths['predictions'], predictions.predictions)
+  files.write_json(paths['predictions'], predictions.predictions)
   if predictions.null_odds:
     paths['null_odds'] = f'{output_dir.rstrip("/")}/null_odds.json'
-    _write_json(paths['null_odds'], predictions.null_odds)
+    files.write_json(paths['null_odds'], predictions.null_odds)
   if with_nbest:
     paths['nbest'] = f'{output_dir.rstrip("/")}/nbest_predictions.json'
-    _write_json(paths['nbest'], predictions.nbest)
+    files.write_json(paths['nbest'], predictions.nbest)
   return paths

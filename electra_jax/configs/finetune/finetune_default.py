@@ -43,12 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
   # 'original': head depth L+2 (top layer decay**2), as _get_layer_lrs; 'no_gap': head L+1.
   config.train.layerwise_lr_rule = 'original'
   config.train.warmup_fraction = 0.1  # W = this share of the steps T; lr*(1-t/T)*min(1,t/W)
-  config.train.weight_decay = 0.01  # decoupled; not applied to LayerNorm params or biases
-  config.train.adam_b1 = 0.9  # Adam first-moment decay
-  config.train.adam_b2 = 0.999  # Adam second-moment decay
-  config.train.adam_eps = 1e-6  # Adam epsilon (the reference's 1e-6, not optax's 1e-8)
-  config.train.bias_correction = False  # the original's Adam; True = optax's bias-corrected Adam
-  config.train.grad_clip_norm = 1.0  # clip by global norm; 0 disables
+  # The optimizer is pre-training's AdamW, with its settings (see default.py): weight_decay,
+  # adam_b1, adam_b2, adam_eps, bias_correction, grad_clip_norm.
+  for field in ('weight_decay', 'adam_b1', 'adam_b2', 'adam_eps', 'bias_correction',
+                'grad_clip_norm'):
+    config.train[field] = pretraining.train[field]
   config.train.dropout_prob = 0.1  # hidden and attention dropout; -1 = the checkpoint's
   config.train.log_every = 50  # steps between metrics.jsonl records
   # False: report the model after the last epoch (the original's protocol); True: evaluate on dev

@@ -1,0 +1,117 @@
+"""Sharding by logical axis names: the mesh scope, parameter and batch shardings, sharded state.
+
+Parameters carry logical names ('vocab', 'embed', 'mlp', 'heads', 'kv') and activations 'batch',
+'length', 'act_*'; `config.mesh.logical_axis_rules` (as tuples: `validate.logical_axis_rules`)
+maps them to the mesh axes. Everything that runs the model enters `mesh_scope(mesh, rules)`;
+state is created directly sharded (`eval_shape` -> logical names -> `jit(init, out_shardings)`),
+never materialised on one device. Dimensions the mesh cannot divide (a one-head generator on
+tensor=2) are replicated instead of failing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable, Iterator
+
+import flax.linen as nn
+from flax.core import meta
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+@contextlib.contextmanager
+def mesh_scope(mesh: Mesh, rules) -> Iterator[None]:
+  """The mesh and the logical axis rules, as every trace or call of the model needs them."""
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    yield
+
+
+def _divisible_logical_axes(shape, logical_axes, mesh, rules):
+  """`logical_axes` with None wherever the mapped mesh axes do not divide the dimension.
+
+  A small generator has a single attention head (and tiny tables), which a tensor axis of 2
+  cannot split; such a dimension is replicated instead of failing.
+  """
+  mesh_axes = nn.logical_to_mesh_axes(logical_axes, rules)
+  kept = []
+  for size, name, axes in zip(shape, logical_axes, mesh_axes):
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    ways = math.prod(mesh.shape.get(axis, 1) for axis in axes)
+    kept.append(name if size % ways == 0 else None)
+  return tuple(kept)
+
+
+def constrain(x, logical_axes):
+  """`nn.with_logical_constraint` that leaves indivisible dimensions unconstrained."""
+  rules, mesh = nn.get_logical_axis_rules(), meta.get_global_mesh()
+  if rules and mesh is not None:
+    logical_axes = _divisible_logical_axes(x.shape, logical_axes, mesh, rules)
+  return nn.with_logical_constraint(x, logical_axes)
+
+
+class Partitioned(nn.LogicallyPartitioned):
+  """Logically partitioned param whose read-time constraint skips indivisible dimensions."""
+
+  def unbox(self, apply_constraint=True):
+    if apply_constraint and meta.global_mesh_defined():
+      return constrain(self.value, self.names)
+    return self.value
+
+
+def partitioned(init, names):
+  """Like `nn.with_logical_partitioning`, with `Partitioned` boxes."""
+  return lambda *args, **kwargs: Partitioned(init(*args, **kwargs), names)
+
+
+def param_shardings(abstract_params, mesh: Mesh, rules):
+  """NamedShardings for boxed (abstract) params, replicating dimensions the mesh cannot divide.
+
+  Use instead of `nn.logical_to_mesh_sharding(nn.get_partition_spec(...))`, which fails when,
+  e.g., a one-head generator meets a tensor axis of 2. The result can be `jit`'s `out_shardings`
+  for `model.init_pretrainer_params`.
+  """
+
+  def sharding(leaf):
+    if not isinstance(leaf, nn.Partitioned):
+      return NamedSharding(mesh, P())
+    names = _divisible_logical_axes(leaf.value.shape, leaf.names, mesh, rules)
+    return NamedSharding(mesh, nn.logical_to_mesh_axes(names, rules))
+
+  return jax.tree.map(sharding, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def batch_sharding(mesh: Mesh, rules) -> NamedSharding:
+  """Input rows follow the 'batch' logical rule (every data-parallel axis by default); the
+  length axis stays whole. Editing the rule moves the input with the activations."""
+  return NamedSharding(mesh, nn.logical_to_mesh_axes(('batch',), rules))
+
+
+def state_shardings(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh,
+                    rules) -> tuple[Any, Any]:
+  """(abstract unboxed state, NamedShardings) from the logical axis names of the parameters.
+
+  `init_fn` returns a state whose params (and so optimizer slots) are still `nn.Partitioned`
+  boxes: eval_shape reads their logical names without allocating anything.
+  """
+  with mesh_scope(mesh, rules):
+    boxed = jax.eval_shape(init_fn, rng)
+    shardings = param_shardings(boxed, mesh, rules)
+    unboxed = jax.eval_shape(lambda r: nn.unbox(init_fn(r)), rng)
+  abstract = jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(
+      leaf.shape, leaf.dtype, sharding=sharding), unboxed, shardings)
+  return abstract, shardings
+
+
+def init_state(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh, rules,
+               shardings) -> Any:
+  """Runs `init_fn` under `jit`, each leaf created directly with its sharding."""
+  with mesh_scope(mesh, rules):
+    return jax.jit(lambda r: nn.unbox(init_fn(r)), out_shardings=shardings)(rng)
+
+
+def create_sharded_state(init_fn: Callable[[jax.Array], Any], rng: jax.Array, mesh: Mesh,
+                         rules) -> tuple[Any, Any, Any]:
+  """(state, abstract state, shardings): `state_shardings`, then `init_state`."""
+  abstract, shardings = state_shardings(init_fn, rng, mesh, rules)
+  return init_state(init_fn, rng, mesh, rules, shardings), abstract, shardings
