@@ -26,6 +26,7 @@ from electra_jax.errors import UserError
 from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
 from electra_jax import objective
+from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
 from electra_jax import steps
@@ -106,8 +107,11 @@ def _numpy_batches(dataset_iterator) -> Iterator[dict[str, np.ndarray]]:
 
 def _check_same_run(saved_config: dict, config: ml_collections.ConfigDict, workdir: str):
   """Refuses to resume a workdir whose checkpoints belong to a different model."""
+  from electra_jax.configs import default  # noqa: PLC0415 - the fields' defaults
   for section in _IDENTITY_SECTIONS:
     saved = saved_config.get(section)
+    if saved is not None:  # a field added since the run was saved: the run used its default
+      saved = {**default.get_config()[section].to_dict(), **saved}
     current = json.loads(json.dumps(config[section].to_dict()))
     if saved is not None and saved != current:
       changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -240,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       batch_stats = eval_step(state.params, _to_global(next(eval_iterator), batch_sharding),
                               jnp.int32(index))
       totals = batch_stats if totals is None else add_stats(totals, batch_stats)
-    summary = objective.summarize(jax.device_get(totals), jax.device_get(token_reference))
+    summary = objective_switch.summarize(config.electra.objective, jax.device_get(totals), jax.device_get(token_reference))
     metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
     writer.write(step, metrics)
     logging.info(reporting.eval_line(step, metrics))
@@ -271,7 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         _check_finite(*pending_loss)
-        metrics = {k: float(v) for k, v in objective.summarize(jax.device_get(window)).items()}
+        metrics = {k: float(v) for k, v in objective_switch.summarize(config.electra.objective, jax.device_get(window)).items()}
         metrics.update(loss=float(loss), grad_norm=float(grad_norm),
                        param_norm=float(param_norm), learning_rate=float(schedule(step - 1)))
         metrics.update(throughput.measure(step))

@@ -15,6 +15,8 @@ from electra_jax import mesh as mesh_lib
 _DTYPES = ('float32', 'bfloat16', 'float16')
 _SHARING = ('shared', 'gdes', 'none')
 SAMPLERS = ('gumbel', 'inverse_cdf')  # config.electra.sampler; see configs/default.py
+# config.electra.objective; see configs/default.py and objective_switch.py
+OBJECTIVES = ('electra', 'mlm', 'electra_15', 'replace_mlm', 'all_tokens_mlm')
 _REMAT = ('none', 'full', 'dots')
 _SOURCES = ('builtin', 'files', 'tfds', 'prepared', 'synthetic')
 
@@ -53,6 +55,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
   _require(e.temperature > 0, f'config.electra.temperature={e.temperature} must be > 0.')
   _require(e.sampler in SAMPLERS,
            f'config.electra.sampler={e.sampler!r}: use one of {SAMPLERS}.')
+  _require(e.get('objective', 'electra') in OBJECTIVES,
+           f'config.electra.objective={e.get("objective")!r}: use one of {OBJECTIVES}.')
   _require(d.source in _SOURCES, f'config.data.source={d.source!r}: use one of {_SOURCES}.')
   _require(d.max_seq_length <= config.model.max_position_embeddings,
            f'config.data.max_seq_length={d.max_seq_length} exceeds '

@@ -47,13 +47,26 @@ def max_predictions(config: ml_collections.ConfigDict) -> int:
                                      config.data.max_predictions_per_seq)
 
 
+# electra.objective='mlm' (the BERT baseline) masks as BERT: of the masked positions 80% [MASK],
+# 10% a random token, 10% kept, whatever data.mask_token_prob/random_token_prob say.
+BERT_MASKING = (0.8, 0.1)
+
+
+def masking_probs(config: ml_collections.ConfigDict) -> tuple[float, float]:
+  """(mask_token_prob, random_token_prob) the batches are masked with."""
+  if config.electra.get('objective', 'electra') == 'mlm':
+    return BERT_MASKING
+  return config.data.mask_token_prob, config.data.random_token_prob
+
+
 def masking_options_for(config: ml_collections.ConfigDict,
                         tokenizer: tokenizer_lib.Tokenizer) -> masking.MaskingOptions:
   """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
   data = config.data
+  mask_token_prob, random_token_prob = masking_probs(config)
   return masking.MaskingOptions(
       mask_prob=data.mask_prob, max_predictions=max_predictions(config),
-      mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
+      mask_token_prob=mask_token_prob, random_token_prob=random_token_prob,
       vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
       sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
 
