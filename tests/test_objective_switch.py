@@ -1,12 +1,17 @@
 """The paper's comparison objectives (`electra.objective`): losses from the paper's definitions in
 numpy, metrics, FLOPs, validation, and training on a 2x2x2 mesh with exact resume."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from electra_jax import convert
+from electra_jax import export
 from electra_jax import flops
+from electra_jax import model as model_lib
+from electra_jax import steps
 from electra_jax import objective_switch
 from electra_jax import train
 from electra_jax import validate
@@ -189,6 +194,11 @@ def test_objective_trains_the_same_on_a_mesh_and_resumes_exactly(repo_root, tmp_
   assert 'masked_lm_accuracy' in mesh[-1] and 'pflops' in mesh[-1]
   assert ('disc_auc' in mesh[-1]) == (name in ('electra_15', 'all_tokens_mlm'))
   assert ('main_mlm_accuracy' in mesh[-1]) == (name in ('replace_mlm', 'all_tokens_mlm'))
+  # The checkpoint exports as the objective's classes: a masked LM as ElectraForMaskedLM.
+  written = export.write_hf(convert.load_checkpoint(str(mesh_dir)), str(tmp_path / 'hf'))
+  expected = {'mlm': ['masked_lm'], 'electra_15': ['discriminator', 'generator']}.get(
+      name, ['masked_lm', 'generator'])
+  assert [p.rsplit('/', 1)[1] for p in written] == expected
   expected_pflops = 3 * flops.train_flops_per_token(_objective_config(repo_root, name)) * 16 * 32
   np.testing.assert_allclose(mesh[-1]['pflops'], expected_pflops / 1e15, rtol=1e-6)
 
@@ -200,3 +210,42 @@ def test_a_run_saved_before_the_switch_resumes_as_electra():
   config.electra.objective = 'mlm'
   with pytest.raises(UserError, match='objective'):
     train._check_same_run({'electra': saved}, config, '/tmp/x')  # noqa: SLF001
+
+
+# ---- Hugging Face export: the matching class, our logits -------------------------------------
+
+@pytest.mark.parametrize('name', ['mlm', 'all_tokens_mlm'])
+def test_masked_lm_main_network_exports_as_electra_for_masked_lm(repo_root, tmp_path, name):
+  import torch  # noqa: PLC0415 - heavy; only here
+  import transformers  # noqa: PLC0415
+  config = small_config(repo_root)
+  config.electra.objective = name
+  model = steps.build_model(config)
+  joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
+  networks = jax.tree.map(np.asarray, objective_switch.split_params(joint, config))
+  gen_config = None if name == 'mlm' else model.gen_config
+  written = export.write_hf(convert.Pretrained(
+      config.model, networks['discriminator'], gen_config, networks['generator'],
+      source_config=config.to_dict()), str(tmp_path / 'hf'))
+  assert [p.rsplit('/', 1)[1] for p in written] == (
+      ['masked_lm'] if name == 'mlm' else ['masked_lm', 'generator'])
+  mlm, info = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / 'hf' / 'masked_lm',
+                                                              output_loading_info=True)
+  assert not any(info[k] for k in ('missing_keys', 'unexpected_keys', 'mismatched_keys')), info
+  _, info = transformers.ElectraModel.from_pretrained(tmp_path / 'hf' / 'masked_lm',
+                                                      output_loading_info=True)
+  assert not info['missing_keys'], info
+  ids = np.random.default_rng(0).integers(5, 256, (2, 16)).astype(np.int32)
+  types, mask = np.zeros_like(ids), np.ones_like(ids)
+  positions = np.array([[1, 3, 5, 7], [2, 4, 6, 8]], np.int32)
+  ours = model.apply({'params': joint}, ids, types, mask, positions,
+                     method=objective_switch.ComparisonPretrainer.main_outputs)
+  with torch.no_grad():
+    theirs = mlm(input_ids=torch.tensor(ids, dtype=torch.long),
+                 token_type_ids=torch.tensor(types, dtype=torch.long),
+                 attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()
+  if name == 'all_tokens_mlm':  # the softmax part of the copy mechanism, at every position
+    np.testing.assert_allclose(np.asarray(ours[0]), theirs, atol=1e-4)
+  else:
+    np.testing.assert_allclose(np.asarray(ours), np.take_along_axis(theirs, positions[..., None], 1),
+                               atol=1e-4)
