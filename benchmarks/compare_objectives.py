@@ -128,8 +128,9 @@ def main(argv=None):
     metrics = pretrain(args, objective, budget[objective])
     pretrain_s = time.time() - start
     accuracies = probe(args, objective)
-    print(f'{objective}: pre-training {pretrain_s:.0f} s, probe {time.time() - start - pretrain_s:.0f}'
-          f' s, probe accuracies {accuracies}', flush=True)
+    probe_s = time.time() - start - pretrain_s
+    print(f'{objective}: pre-training {pretrain_s:.0f} s, probe {probe_s:.0f} s, probe '
+          f'accuracies {accuracies}', flush=True)
     rows.append({'objective': objective, 'steps': budget[objective],
                  'pflops': metrics.get('pflops', float('nan')),
                  'mlm_acc': metrics.get('eval_masked_lm_accuracy'),

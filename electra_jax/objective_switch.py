@@ -230,9 +230,9 @@ def _disc_stats(disc_logits, replaced, weights, corrupted_ids, vocab_size, compu
       'replaced_count': jnp.sum(replaced),
   }
   if compute_auc:
-    stats['disc_auc_positive_hist'] = objective._auc_histogram(disc_logits, replaced)  # noqa: SLF001
-    stats['disc_auc_negative_hist'] = objective._auc_histogram(  # noqa: SLF001
-        disc_logits, (1 - replaced) * weights)
+    histogram = objective._auc_histogram  # noqa: SLF001 - the same binning as ELECTRA's AUC
+    stats['disc_auc_positive_hist'] = histogram(disc_logits, replaced)
+    stats['disc_auc_negative_hist'] = histogram(disc_logits, (1 - replaced) * weights)
     stats['padding_count'] = jnp.sum(1.0 - weights)
     stats['token_replaced_count'] = jax.ops.segment_sum(
         replaced.reshape(-1), corrupted_ids.reshape(-1), vocab_size)

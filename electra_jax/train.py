@@ -244,7 +244,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       batch_stats = eval_step(state.params, _to_global(next(eval_iterator), batch_sharding),
                               jnp.int32(index))
       totals = batch_stats if totals is None else add_stats(totals, batch_stats)
-    summary = objective_switch.summarize(config.electra.objective, jax.device_get(totals), jax.device_get(token_reference))
+    summary = objective_switch.summarize(objective_switch.objective_of(config),
+                                         jax.device_get(totals), jax.device_get(token_reference))
     metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
     writer.write(step, metrics)
     logging.info(reporting.eval_line(step, metrics))
@@ -275,7 +276,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
       if step % config.train.log_every == 0 or step == config.train.num_steps:
         _check_finite(*pending_loss)
-        metrics = {k: float(v) for k, v in objective_switch.summarize(config.electra.objective, jax.device_get(window)).items()}
+        summary = objective_switch.summarize(objective_switch.objective_of(config),
+                                             jax.device_get(window))
+        metrics = {k: float(v) for k, v in summary.items()}
         metrics.update(loss=float(loss), grad_norm=float(grad_norm),
                        param_norm=float(param_norm), learning_rate=float(schedule(step - 1)))
         metrics.update(throughput.measure(step))

@@ -247,5 +247,5 @@ def test_masked_lm_main_network_exports_as_electra_for_masked_lm(repo_root, tmp_
   if name == 'all_tokens_mlm':  # the softmax part of the copy mechanism, at every position
     np.testing.assert_allclose(np.asarray(ours[0]), theirs, atol=1e-4)
   else:
-    np.testing.assert_allclose(np.asarray(ours), np.take_along_axis(theirs, positions[..., None], 1),
-                               atol=1e-4)
+    at_positions = np.take_along_axis(theirs, positions[..., None], 1)
+    np.testing.assert_allclose(np.asarray(ours), at_positions, atol=1e-4)
