@@ -108,7 +108,7 @@ def format_table(rows) -> str:
     accuracies = row['probe']
     probe_cell = (f"{np.median(accuracies):.3f} ± {(max(accuracies) - min(accuracies)) / 2:.3f}"
                   f" (n={len(accuracies)})")
-    lines.append(f"{row['objective']:<16}{row['steps']:>7}{row['pflops']:>9.4f}"
+    lines.append(f"{row['objective']:<16}{row['steps']:>7}{row['pflops']:>9.3g}"
                  f"{fmt(row['mlm_acc']):>14}{fmt(row['main_mlm_acc']):>14}"
                  f"{fmt(row['disc_auc']):>10}{probe_cell:>42}")
   return '\n'.join(lines)
