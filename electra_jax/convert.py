@@ -47,6 +47,7 @@ from electra_jax.errors import UserError
 from electra_jax import export
 from electra_jax import hf
 from electra_jax import hf_tokenizer
+from electra_jax import objective_switch
 from electra_jax import param_trees
 from electra_jax import tf1
 from electra_jax import validate
@@ -180,14 +181,17 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
     params = _restore_params(state_dir)
   except Exception as error:  # noqa: BLE001 - as above (tensorstore, orbax, json)
     raise _unreadable_checkpoint(path, step, error) from error
-  networks = param_trees.split_params(param_trees.to_unscanned_layers(params),
-                                    config.electra.embedding_sharing)
+  # The objective's own split: for the MLM objectives `discriminator` is the main masked LM,
+  # and 'mlm' has no generator (None).
+  networks = objective_switch.split_params(param_trees.to_unscanned_layers(params), config)
   gen_config = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                           config.electra.embedding_sharing)
+  has_generator = networks['generator'] is not None
   tokenizer = _tokenizer_from_files(run_config.get('tokenizer', {}), files)
   logging.info('Loaded step %d of %s.', step, path)
   return Pretrained(_model_schema(config.model), _to_numpy(networks['discriminator']),
-                    _model_schema(gen_config), _to_numpy(networks['generator']), tokenizer,
+                    _model_schema(gen_config) if has_generator else None,
+                    _to_numpy(networks['generator']) if has_generator else None, tokenizer,
                     tokenizer.files() if tokenizer else [], run_config, step)
 
 

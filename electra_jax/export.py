@@ -1,6 +1,7 @@
 """Writing a loaded checkpoint (`convert.Pretrained`) as Hugging Face directories or a workdir.
 
-  write_hf       DST/discriminator and DST/generator: config.json, model.safetensors, tokenizer.
+  write_hf       DST/discriminator and DST/generator: config.json, model.safetensors, tokenizer
+                 (DST/masked_lm instead of DST/discriminator for the MLM `electra.objective`s).
   write_workdir  DST/checkpoints/0 (TrainState with a fresh optimizer, the full config, the
                  tokenizer) plus DST/tokenizer/, so pre-training can resume or start from it.
 
@@ -29,6 +30,7 @@ from electra_jax.errors import UserError
 from electra_jax import hf
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
+from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
 from electra_jax import steps
@@ -90,19 +92,24 @@ def _check_tokenizer(pretrained) -> None:
 def write_hf(pretrained, dst: str, *, overwrite: bool = False) -> list[str]:
   """Writes DST/discriminator (and DST/generator, if there is one); returns the directories."""
   _check_tokenizer(pretrained)
-  networks = [('discriminator', pretrained.disc_config, pretrained.disc_params)]
-  if pretrained.gen_params is not None:
-    networks.append(('generator', pretrained.gen_config, pretrained.gen_params))
+  # Per electra.objective (objective_switch.hf_networks): a masked-LM main network is written
+  # to DST/masked_lm as ElectraForMaskedLM; 'electra' writes what it always did.
+  run_config = ml_collections.ConfigDict({'electra': {}, **(pretrained.source_config or {})})
+  configs = {'discriminator': pretrained.disc_config, 'masked_lm': pretrained.disc_config,
+             'generator': pretrained.gen_config}
+  networks = [(name, configs[name], params, architecture) for name, architecture, params in
+              objective_switch.hf_networks({'discriminator': pretrained.disc_params,
+                                            'generator': pretrained.gen_params}, run_config)]
   with atomic_directory(dst, overwrite) as out:
-    for architecture, config, params in networks:
-      directory = os.path.join(out, architecture)
+    for name, config, params, architecture in networks:
+      directory = os.path.join(out, name)
       hf.save_pretrained(directory, config, params, architecture)
       if pretrained.tokenizer is not None:
         hf_tokenizer.export_tokenizer(pretrained.tokenizer, directory,
                                       model_max_length=config.max_position_embeddings)
   if pretrained.tokenizer is None:
     logging.warning('The source has no tokenizer: %s carries none.', dst)
-  return [os.path.join(os.path.abspath(dst), name) for name, _, _ in networks]
+  return [os.path.join(os.path.abspath(dst), name) for name, _, _, _ in networks]
 
 
 # ---- Pre-training workdir ------------------------------------------------------------------------

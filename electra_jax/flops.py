@@ -60,7 +60,13 @@ def _encoder_forward_flops_per_token(m, seq_length: int) -> float:
 
 
 def forward_flops_per_token(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Forward-pass FLOPs per token, split into 'discriminator' and 'generator'."""
+  """Forward-pass FLOPs per token, split into 'discriminator' and 'generator'.
+
+  Per `config.electra.objective`: 'electra' and 'electra_15' run the same networks (the 15%
+  variant only restricts the loss); the masked-LM objectives are in `_comparison_flops`.
+  """
+  if config.electra.get('objective', 'electra') not in ('electra', 'electra_15'):
+    return _comparison_flops(config)
   disc = config.model
   gen = validate.generator_config(disc, config.electra.generator_hidden_fraction,
                                    config.electra.embedding_sharing)
@@ -76,3 +82,26 @@ def forward_flops_per_token(config: ml_collections.ConfigDict) -> dict[str, floa
 def train_flops_per_token(config: ml_collections.ConfigDict) -> float:
   """Training FLOPs per input token (generator + discriminator, forward + backward)."""
   return 3.0 * sum(forward_flops_per_token(config).values())
+
+
+def _comparison_flops(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """'mlm', 'replace_mlm', 'all_tokens_mlm': the main network ('discriminator') is a masked LM.
+
+  Its head dense(H->E) + the tied vocabulary projection runs at the masked slots ('mlm',
+  'replace_mlm') or at every position ('all_tokens_mlm', which adds the copy gate, a
+  discriminator head); the generator, when there is one, costs what it does for ELECTRA.
+  """
+  objective = config.electra.objective
+  main = config.model
+  length = config.data.max_seq_length
+  lm_head = 2 * main.hidden_size * main.embedding_size + 2 * main.embedding_size * main.vocab_size
+  if objective == 'all_tokens_mlm':
+    head = lm_head + 2 * main.hidden_size * main.hidden_size + 2 * main.hidden_size
+  else:
+    head = max_predictions_per_seq(config) / length * lm_head
+  out = {'discriminator': float(_encoder_forward_flops_per_token(main, length) + head)}
+  if objective != 'mlm':
+    electra = ml_collections.ConfigDict(config.to_dict())
+    electra.electra.objective = 'electra'
+    out['generator'] = forward_flops_per_token(electra)['generator']
+  return out

@@ -79,7 +79,9 @@ class Throughput:
     tflops = self.flops_per_step / step_time / self.num_devices / 1e12
     out = {'steps_per_sec': 1.0 / step_time, 'step_time_s': step_time,
            'tokens_per_sec': self.tokens_per_step / step_time, 'tflops_per_device': tflops,
-           'data_wait_fraction': min(data_wait / elapsed, 1.0)}
+           'data_wait_fraction': min(data_wait / elapsed, 1.0),
+           # Cumulative analytic train FLOPs (flops.train_flops_per_token): equal-compute axis.
+           'pflops': step * self.flops_per_step / 1e15}
     if self.peak_tflops:
       out['mfu'] = tflops / self.peak_tflops
     return out
@@ -129,7 +131,7 @@ def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> st
       ('learning_rate', 'lr', '.2e'), ('grad_norm', 'gnorm', '.2f'),
       ('steps_per_sec', 'steps/s', '.2f'), ('tokens_per_sec', 'tok/s', ',.0f'),
       ('tflops_per_device', 'TFLOP/s/dev', '.2f'), ('mfu', 'MFU', '.1%'),
-      ('data_wait_fraction', 'data_wait', '.1%')):
+      ('data_wait_fraction', 'data_wait', '.1%'), ('pflops', 'PFLOPs', '.4g')):
     if key in metrics:
       parts.append(f'{label} {format(float(metrics[key]), fmt)}')
   if metrics.get('steps_per_sec'):

@@ -15,6 +15,7 @@ import optax
 
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import objective_switch
 
 BATCH_KEYS = ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids',
               'masked_lm_positions', 'masked_lm_ids', 'masked_lm_weights')
@@ -76,7 +77,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
   normalizers = objective.loss_normalizers(batch)
 
   def loss_fn(params, micro_batch, micro_sample_rngs, micro_dropout_rng):
-    return objective.pretraining_loss(
+    return objective_switch.pretraining_loss(
         model, params, micro_batch, sample_rng=micro_sample_rngs, dropout_rng=micro_dropout_rng,
         deterministic=False, electra_config=config.electra, normalizers=normalizers)
 
@@ -123,7 +124,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], batch_index: jax.Array, 
   """
   rng = jax.random.fold_in(jax.random.fold_in(base_rng, 0x5EED), batch_index)
   sample_rngs = jax.random.split(rng, batch['input_ids'].shape[0])
-  _, stats = objective.pretraining_loss(
+  _, stats = objective_switch.pretraining_loss(
       model, params, batch, sample_rng=sample_rngs, dropout_rng=rng, deterministic=True,
       electra_config=config.electra)
   return stats

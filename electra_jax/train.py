@@ -29,6 +29,7 @@ from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
 from electra_jax import sharding
@@ -88,8 +89,11 @@ def _to_global(batch: dict[str, Any], sharding) -> dict[str, jax.Array]:
 
 def _check_same_run(saved_config: dict, config: ml_collections.ConfigDict, workdir: str):
   """Refuses to resume a workdir whose checkpoints belong to a different model."""
+  from electra_jax.configs import default  # noqa: PLC0415 - the fields' defaults
   for section in _IDENTITY_SECTIONS:
     saved = saved_config.get(section)
+    if saved is not None:  # a field added since the run was saved: the run used its default
+      saved = {**default.get_config()[section].to_dict(), **saved}
     current = json.loads(json.dumps(config[section].to_dict()))
     if saved is not None and saved != current:
       changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
@@ -175,7 +179,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   inputs = inputs_lib.HostInputs(config, tokenizer, process_index, process_count)
 
   # ---- Model, optimizer and the sharded train state, resumed or fresh.
-  model = model_lib.build_pretrainer(config)
+  model = objective_switch.build_model(config)
   schedule = optimizer_lib.learning_rate_schedule(config.train)
   tx = optimizer_lib.make_optimizer(config.train, schedule)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length,
@@ -240,7 +244,8 @@ def evaluate(run: Run, step: int, token_reference: dict[str, Any]) -> dict[str, 
     batch = _to_global(next(eval_iterator), run.batch_sharding)
     batch_stats = run.eval_step(run.state.params, batch, jnp.int32(index))
     totals = batch_stats if totals is None else _add_stats(totals, batch_stats)
-  summary = objective.summarize(jax.device_get(totals), jax.device_get(token_reference))
+  summary = objective_switch.summarize(objective_switch.objective_of(run.config),
+                                       jax.device_get(totals), jax.device_get(token_reference))
   metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
   run.writer.write(step, metrics)
   logging.info(reporting.eval_line(step, metrics))
@@ -284,7 +289,9 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
 
     if step % t.log_every == 0 or step == t.num_steps:
       _check_finite(*pending_loss)
-      metrics = {k: float(v) for k, v in objective.summarize(jax.device_get(window)).items()}
+      summary = objective_switch.summarize(objective_switch.objective_of(run.config),
+                                           jax.device_get(window))
+      metrics = {k: float(v) for k, v in summary.items()}
       metrics.update(loss=float(loss), grad_norm=float(grad_norm),
                      param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)))
       metrics.update(run.throughput.measure(step))

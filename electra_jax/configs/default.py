@@ -39,6 +39,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- ELECTRA objective -----------------------------------------------------------------
   config.electra = ml_collections.ConfigDict()
+  # What is pre-trained (the paper's section 3.2 comparison; electra_jax/objective_switch.py):
+  # 'electra' (replaced-token detection on every token; the original), 'mlm' (BERT: one
+  # encoder of model.* size with a tied masked-LM head, no generator, BERT's 80/10/10 masking
+  # whatever data.mask_token_prob/random_token_prob say), 'electra_15' (discriminator loss on
+  # the masked positions only), 'replace_mlm' (masked positions get generator samples; the main
+  # network is a masked LM on them), 'all_tokens_mlm' (as replace_mlm, predicting every token
+  # through a sigmoid copy gate). A main masked LM's loss has weight 1; disc_weight applies to
+  # discriminators only.
+  config.electra.objective = 'electra'
   config.electra.generator_hidden_fraction = 0.25  # H_gen = round(H * fraction); base: 1/3
   # 'shared' | 'gdes' (DeBERTa-v3) | 'none' (untied: generator tables H_gen wide, no projection)
   config.electra.embedding_sharing = 'shared'

@@ -45,9 +45,10 @@ def masking_options_for(config: ml_collections.ConfigDict,
                         tokenizer: tokenizer_lib.Tokenizer) -> masking.MaskingOptions:
   """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
   data = config.data
+  mask_token_prob, random_token_prob = validate.masking_probs(config)
   return masking.MaskingOptions(
       mask_prob=data.mask_prob, max_predictions=validate.max_predictions(config),
-      mask_token_prob=data.mask_token_prob, random_token_prob=data.random_token_prob,
+      mask_token_prob=mask_token_prob, random_token_prob=random_token_prob,
       vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
       sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
 

@@ -125,7 +125,7 @@ def finetune_and_report(config: ml_collections.ConfigDict, workdir: str) -> dict
   import jax  # noqa: PLC0415 - after flags, so XLA/env settings apply
   from electra_jax.finetune import glue  # noqa: PLC0415
   from electra_jax.finetune import squad  # noqa: PLC0415
-  drivers = {'glue': glue.run, 'squad': squad.run}
+  drivers = {'glue': glue.run, 'squad': squad.run, 'probe': glue.run}  # probe: GLUE-like
   kind = config.task.kind if 'task' in config else None
   if kind not in drivers:
     raise UserError(f'config.task.kind={kind!r}: not a fine-tuning config; use '

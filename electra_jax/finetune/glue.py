@@ -22,6 +22,7 @@ from electra_jax import validate
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
+from electra_jax.finetune import probe_data
 from electra_jax.finetune import seeds as seeds_lib
 from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
@@ -67,6 +68,8 @@ def split_metrics(task: glue_data.GlueTask, split: str, scores: dict[str, float]
 
 
 def _read(config: ml_collections.ConfigDict, task: glue_data.GlueTask, split: str):
+  if task.name == probe_data.TASK_NAME:  # the offline probe (configs/finetune/probe.py)
+    return probe_data.read_examples(config, split)
   return glue_data.read_examples(task, split, source=config.data.source,
                                  data_dir=config.data.data_dir)
 
@@ -80,8 +83,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     workdir: the experiment directory; this task writes into `workdir/<task>/`.
     start: the encoder to fine-tune (default: `train.load_starting_point(config)`).
   """
-  task = glue_data.get_task(config.task.name)
-  if config.data.source not in ('tsv', 'tfds'):
+  if config.task.kind == 'probe':
+    task = probe_data.TASK
+    probe_data.validate_probe_config(config)
+  else:
+    task = glue_data.get_task(config.task.name)
+  if config.data.source not in ('tsv', 'tfds') and config.task.kind != 'probe':
     raise UserError(f"config.data.source={config.data.source!r}: GLUE reads 'tsv' (with "
                     "data.data_dir) or 'tfds'.")
   if config.task.classifier_head not in task_model_lib.CLASSIFIER_HEADS:

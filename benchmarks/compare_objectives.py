@@ -1,0 +1,146 @@
+"""The paper's objective comparison (section 3.2, Table 5) at equal train FLOPs, on a CPU.
+
+  python benchmarks/compare_objectives.py --workdir=/tmp/compare            # ~30 min, 2 cores
+  python benchmarks/compare_objectives.py --workdir=/tmp/compare --electra_steps=4000 \
+      --seeds=0,1,2,3,4 --probe_train=4000 --config=small                   # scale up
+
+For each `electra.objective`, pre-trains the same config (`--config`, default `tiny`) on the
+built-in corpus with the same seed and so the same documents in the same order (the masking of
+'mlm' differs: BERT's 80/10/10), for the same analytic train FLOPs (`flops.train_flops_per_token`):
+ELECTRA gets `--electra_steps`, every other objective as many steps as that compute buys it.
+Then fine-tunes the offline probe (`configs/finetune/probe.py`: are two sentences of one
+document adjacent?) from each run's main network, once per seed, and prints one table:
+objective, steps, pre-training PFLOPs, the final eval masked-LM accuracy (the generator's, or
+BERT's own; `main_mlm_accuracy` of the replace/all-tokens main network) and disc AUC where a
+discriminator exists, and the probe's dev accuracy median and spread over seeds.
+
+Prints figures, asserts nothing. Runs are kept in WORKDIR/<objective> and WORKDIR/probe_<objective>;
+a finished pre-training run or probe seed is reused on a rerun with the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+OBJECTIVES = ('electra', 'mlm', 'electra_15', 'replace_mlm', 'all_tokens_mlm')
+
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--workdir', required=True, help='where the runs are kept')
+  parser.add_argument('--config', default='tiny', help='pre-training config (name or path)')
+  parser.add_argument('--objectives', default=','.join(OBJECTIVES))
+  parser.add_argument('--electra_steps', type=int, default=400,
+                      help="ELECTRA's pre-training steps; sets the FLOPs budget of every objective")
+  parser.add_argument('--batch_size', type=int, default=32)
+  parser.add_argument('--max_seq_length', type=int, default=128)
+  parser.add_argument('--eval_steps', type=int, default=10, help='eval batches at the end')
+  parser.add_argument('--seeds', default='0,1,2', help='probe fine-tuning seeds')
+  parser.add_argument('--probe_train', type=int, default=2000, help='probe train examples')
+  parser.add_argument('--probe_dev', type=int, default=500, help='probe dev examples')
+  parser.add_argument('--probe_epochs', type=int, default=3)
+  parser.add_argument('--probe_seq_length', type=int, default=128)
+  return parser.parse_args(argv)
+
+
+def pretraining_config(args, objective: str, num_steps: int):
+  from electra_jax import cli  # noqa: PLC0415 - after argument parsing (imports jax)
+  config = cli.load_config_file(args.config)
+  config.electra.objective = objective
+  config.train.batch_size = args.batch_size
+  config.data.max_seq_length = args.max_seq_length
+  config.train.num_steps = num_steps
+  config.train.warmup_steps = min(config.train.warmup_steps, max(1, num_steps // 10))
+  config.train.log_every = max(1, min(config.train.log_every, num_steps))
+  config.train.eval_every = num_steps  # one evaluation, at the end
+  config.train.eval_steps = args.eval_steps
+  config.train.checkpoint_every = num_steps
+  return config
+
+
+def steps_for_budget(args, objectives):
+  """{objective: steps} so that every objective spends ELECTRA's train FLOPs (rounded)."""
+  from electra_jax import flops  # noqa: PLC0415
+  electra = flops.train_flops_per_token(pretraining_config(args, 'electra', 1))
+  return {name: max(1, round(args.electra_steps * electra
+                             / flops.train_flops_per_token(pretraining_config(args, name, 1))))
+          for name in objectives}
+
+
+def pretrain(args, objective: str, num_steps: int) -> dict[str, float]:
+  from electra_jax import train  # noqa: PLC0415
+  workdir = os.path.join(args.workdir, objective)
+  train.train_and_evaluate(pretraining_config(args, objective, num_steps), workdir)
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  merged = {}
+  for record in records:
+    merged.update(record)  # the last value of every metric
+  return merged
+
+
+def probe(args, objective: str) -> list[float]:
+  from electra_jax.configs.finetune import probe as probe_config  # noqa: PLC0415
+  from electra_jax.finetune import glue  # noqa: PLC0415
+  config = probe_config.get_config()
+  config.init_from = os.path.join(args.workdir, objective)
+  config.seeds = tuple(int(s) for s in args.seeds.split(','))
+  config.probe.max_train_examples = args.probe_train
+  config.probe.max_dev_examples = args.probe_dev
+  config.train.num_epochs = args.probe_epochs
+  config.data.max_seq_length = args.probe_seq_length
+  result = glue.run(config, os.path.join(args.workdir, f'probe_{objective}'))
+  return [seed['metrics']['accuracy'] for seed in result['seeds']]
+
+
+def format_table(rows) -> str:
+  header = (f"{'objective':<16}{'steps':>7}{'PFLOPs':>9}{'eval mlm acc':>14}{'main mlm acc':>14}"
+            f"{'disc AUC':>10}{'probe acc (median ± half range, seeds)':>42}")
+  lines = [header, '-' * len(header)]
+  fmt = lambda value: '-' if value is None else f'{value:.3f}'
+  for row in rows:
+    accuracies = row['probe']
+    probe_cell = (f"{np.median(accuracies):.3f} ± {(max(accuracies) - min(accuracies)) / 2:.3f}"
+                  f" (n={len(accuracies)})")
+    lines.append(f"{row['objective']:<16}{row['steps']:>7}{row['pflops']:>9.3g}"
+                 f"{fmt(row['mlm_acc']):>14}{fmt(row['main_mlm_acc']):>14}"
+                 f"{fmt(row['disc_auc']):>10}{probe_cell:>42}")
+  return '\n'.join(lines)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  objectives = [o for o in args.objectives.split(',') if o]
+  unknown = sorted(set(objectives) - set(OBJECTIVES))
+  if unknown:
+    sys.exit(f'error: --objectives: unknown {unknown}; use some of {",".join(OBJECTIVES)}')
+  os.makedirs(args.workdir, exist_ok=True)
+  budget = steps_for_budget(args, objectives)
+  rows = []
+  for objective in objectives:
+    start = time.time()
+    metrics = pretrain(args, objective, budget[objective])
+    pretrain_s = time.time() - start
+    accuracies = probe(args, objective)
+    probe_s = time.time() - start - pretrain_s
+    print(f'{objective}: pre-training {pretrain_s:.0f} s, probe {probe_s:.0f} s, probe '
+          f'accuracies {accuracies}', flush=True)
+    rows.append({'objective': objective, 'steps': budget[objective],
+                 'pflops': metrics.get('pflops', float('nan')),
+                 'mlm_acc': metrics.get('eval_masked_lm_accuracy'),
+                 'main_mlm_acc': metrics.get('eval_main_mlm_accuracy'),
+                 'disc_auc': metrics.get('eval_disc_auc'), 'probe': accuracies})
+  table = format_table(rows)
+  print(table)
+  with open(os.path.join(args.workdir, 'table.txt'), 'w') as f:
+    f.write(' '.join(sys.argv) + '\n\n' + table + '\n')
+
+
+if __name__ == '__main__':
+  main()
