@@ -98,7 +98,7 @@ def _comparison_flops(config: ml_collections.ConfigDict) -> dict[str, float]:
   if objective == 'all_tokens_mlm':
     head = lm_head + 2 * main.hidden_size * main.hidden_size + 2 * main.hidden_size
   else:
-    head = max_predictions_per_seq(config) / length * lm_head
+    head = validate.max_predictions(config) / length * lm_head
   out = {'discriminator': float(_encoder_forward_flops_per_token(main, length) + head)}
   if objective != 'mlm':
     electra = ml_collections.ConfigDict(config.to_dict())
