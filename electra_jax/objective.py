@@ -142,6 +142,30 @@ def _auc_histogram(logits, weights):
   return jnp.zeros((AUC_BINS,), jnp.float32).at[bins.reshape(-1)].add(weights.reshape(-1))
 
 
+def disc_stats(disc_logits: jax.Array, replaced: jax.Array, weights: jax.Array,
+               corrupted_ids: jax.Array, vocab_size: int, compute_auc: bool) -> dict:
+  """The discriminator's confusion counts (and AUC histograms, per-token-id counts) over the
+  positions `weights` marks; `replaced` is 0 wherever `weights` is."""
+  predicted = (disc_logits > 0).astype(jnp.float32)
+  stats = {
+      'disc_count': jnp.sum(weights),
+      'disc_tp': jnp.sum(predicted * replaced),
+      'disc_fp': jnp.sum(predicted * (1 - replaced) * weights),
+      'disc_fn': jnp.sum((1 - predicted) * replaced),
+      'disc_tn': jnp.sum((1 - predicted) * (1 - replaced) * weights),
+      'replaced_count': jnp.sum(replaced),
+  }
+  if compute_auc:
+    stats['disc_auc_positive_hist'] = _auc_histogram(disc_logits, replaced)
+    stats['disc_auc_negative_hist'] = _auc_histogram(disc_logits, (1 - replaced) * weights)
+    stats['padding_count'] = jnp.sum(1.0 - weights)
+    stats['token_replaced_count'] = jax.ops.segment_sum(
+        replaced.reshape(-1), corrupted_ids.reshape(-1), vocab_size)  # [vocab]
+    stats['token_seen_count'] = jax.ops.segment_sum(
+        weights.reshape(-1), corrupted_ids.reshape(-1), vocab_size)  # [vocab]
+  return stats
+
+
 def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: jax.Array,
                      dropout_rng: jax.Array | None, deterministic: bool,
                      electra_config: ml_collections.ConfigDict,
@@ -215,32 +239,18 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
   gen_weight, disc_weight = electra_config.gen_weight, electra_config.disc_weight
   total = gen_weight * gen_loss_sum / num_slots + disc_weight * disc_loss_sum / num_tokens
 
-  predicted = (disc_logits > 0).astype(jnp.float32)
   stats = {
       'masked_lm_loss_sum': gen_loss_sum,
       'masked_lm_count': jnp.sum(slot_weights),
       'masked_lm_correct': jnp.sum((jnp.argmax(gen_logits, -1) == targets) * slot_weights),
       'sampled_masked_lm_correct': jnp.sum((sampled_ids == targets) * slot_weights),
       'disc_loss_sum': disc_loss_sum,
-      'disc_count': jnp.sum(token_weights),
-      'disc_tp': jnp.sum(predicted * replaced),
-      'disc_fp': jnp.sum(predicted * (1 - replaced) * token_weights),
-      'disc_fn': jnp.sum((1 - predicted) * replaced),
-      'disc_tn': jnp.sum((1 - predicted) * (1 - replaced) * token_weights),
-      'replaced_count': jnp.sum(replaced),
       # Pre-weighted sums, so that `summarize` can rebuild `loss` from summed stats alone.
       'weighted_masked_lm_loss_sum': gen_weight * gen_loss_sum,
       'weighted_disc_loss_sum': disc_weight * disc_loss_sum,
+      **disc_stats(disc_logits, replaced, token_weights, corrupted_ids, gen_logits.shape[-1],
+                   compute_auc),
   }
-  if compute_auc:
-    stats['disc_auc_positive_hist'] = _auc_histogram(disc_logits, replaced)
-    stats['disc_auc_negative_hist'] = _auc_histogram(disc_logits, (1 - replaced) * token_weights)
-    stats['padding_count'] = jnp.sum(1.0 - token_weights)
-    vocab_size = gen_logits.shape[-1]
-    stats['token_replaced_count'] = jax.ops.segment_sum(
-        replaced.reshape(-1), corrupted_ids.reshape(-1), vocab_size)  # [vocab]
-    stats['token_seen_count'] = jax.ops.segment_sum(
-        token_weights.reshape(-1), corrupted_ids.reshape(-1), vocab_size)  # [vocab]
   return total, jax.lax.stop_gradient(stats)
 
 

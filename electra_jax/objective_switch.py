@@ -220,29 +220,6 @@ def _lm_stats(prefix: str, logits, targets, weights, nll) -> dict[str, jax.Array
           f'{prefix}_correct': jnp.sum((jnp.argmax(logits, -1) == targets) * weights)}
 
 
-def _disc_stats(disc_logits, replaced, weights, corrupted_ids, vocab_size, compute_auc):
-  """Discriminator stats as `objective.pretraining_loss` names them, over `weights` positions."""
-  predicted = (disc_logits > 0).astype(jnp.float32)
-  stats = {
-      'disc_count': jnp.sum(weights),
-      'disc_tp': jnp.sum(predicted * replaced),
-      'disc_fp': jnp.sum(predicted * (1 - replaced) * weights),
-      'disc_fn': jnp.sum((1 - predicted) * replaced),
-      'disc_tn': jnp.sum((1 - predicted) * (1 - replaced) * weights),
-      'replaced_count': jnp.sum(replaced),
-  }
-  if compute_auc:
-    histogram = objective._auc_histogram  # noqa: SLF001 - the same binning as ELECTRA's AUC
-    stats['disc_auc_positive_hist'] = histogram(disc_logits, replaced)
-    stats['disc_auc_negative_hist'] = histogram(disc_logits, (1 - replaced) * weights)
-    stats['padding_count'] = jnp.sum(1.0 - weights)
-    stats['token_replaced_count'] = jax.ops.segment_sum(
-        replaced.reshape(-1), corrupted_ids.reshape(-1), vocab_size)
-    stats['token_seen_count'] = jax.ops.segment_sum(
-        weights.reshape(-1), corrupted_ids.reshape(-1), vocab_size)
-  return stats
-
-
 def _sample_and_corrupt(gen_logits, batch, sample_rng, e):
   with jax.named_scope('sampling'):
     sampled_ids = objective.sample_tokens(
@@ -333,7 +310,8 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
     weights = masked_position_mask(batch) * token_weights  # the masked positions only
     replaced = replaced * weights
     disc_loss_sum = jnp.sum(optax.sigmoid_binary_cross_entropy(disc_logits, replaced) * weights)
-    stats.update(_disc_stats(disc_logits, replaced, weights, corrupted_ids, vocab, compute_auc))
+    stats.update(objective.disc_stats(disc_logits, replaced, weights, corrupted_ids, vocab,
+                                      compute_auc))
     stats['disc_loss_sum'] = disc_loss_sum
     stats['weighted_disc_loss_sum'] = e.disc_weight * disc_loss_sum
     total = total + e.disc_weight * disc_loss_sum / num_slots
@@ -353,8 +331,8 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
     nll = copy_mechanism_nll(lm_logits, gate_logits, corrupted_ids, batch['input_ids'])
     stats.update(_lm_stats('main_mlm', lm_logits, batch['input_ids'], token_weights, nll))
     # The gate as a replaced-token detector: a replaced token should not be copied.
-    stats.update(_disc_stats(-gate_logits.astype(jnp.float32), replaced, token_weights,
-                             corrupted_ids, vocab, compute_auc))
+    stats.update(objective.disc_stats(-gate_logits.astype(jnp.float32), replaced, token_weights,
+                                      corrupted_ids, vocab, compute_auc))
     total = total + stats['main_mlm_loss_sum'] / num_tokens
   stats['replaced_count'] = jnp.sum(replaced)
   return total, jax.lax.stop_gradient(stats)
