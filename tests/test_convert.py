@@ -47,6 +47,7 @@ def tiny_config(repo_root) -> ml_collections.ConfigDict:
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 2, 48
   config.electra.generator_hidden_fraction = 0.5  # generator: hidden 32, 1 head, FFN 128
+  config.electra.embedding_sharing = 'shared'  # the original's tied tables (tiny.py unties them)
   config.data.max_seq_length = 32
   config.train.batch_size = 8
   config.train.num_steps = 2

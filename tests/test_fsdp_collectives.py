@@ -49,6 +49,8 @@ def _collectives(hlo: str) -> dict[str, list[int]]:
 def fsdp8(repo_root):
   config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
   config.mesh.update(data=1, fsdp=8, tensor=1)
+  # The original's generator (H/4, tied tables), whose shared-table gradients are counted below.
+  config.electra.update(generator_hidden_fraction=0.25, embedding_sharing='shared')
   config.train.batch_size, config.data.max_seq_length = 16, 32
   config.data.source = 'synthetic'
   jax.config.update('jax_threefry_partitionable', True)

@@ -111,7 +111,7 @@ def _unigram_baseline(repo_root, tokenizer_path) -> float:
 
 @pytest.mark.slow
 def test_tiny_quick_start_learns(repo_root, tmp_path):
-  """The README's quick start, exactly as shipped: it must clearly beat chance."""
+  """The README's quick start, exactly as shipped: its discriminator must learn from context."""
   workdir = tmp_path / 'tiny'
   env = _env(1)
   env['XDG_CACHE_HOME'] = str(tmp_path / 'cache')
@@ -128,14 +128,18 @@ def test_tiny_quick_start_learns(repo_root, tmp_path):
             f'{r["eval_disc_auc"]:.3f} (token-only {r["eval_disc_auc_token_only"]:.3f})'
             for r in evals))
   # Several evaluations, each with its context-free baseline, so the curve can be read.
-  assert [r['step'] for r in evals] == [250, 500, 750, 1000]
+  assert [r['step'] for r in evals] == [250, 500, 750, 1000, 1250, 1500]
   for r in evals:
     assert r['eval_disc_auc_context_gain'] == pytest.approx(
         r['eval_disc_auc'] - r['eval_disc_auc_token_only'], abs=1e-6)
     assert r['eval_disc_auc_with_padding'] > r['eval_disc_auc']
-  # What the quick start reaches today (WORKSPACE, research log): the generator learns context,
-  # the discriminator stays within ~0.03 of its token-only baseline (AUC ~0.51-0.56). The
-  # issue-11 targets (AUC >= 0.75, context gain >= +0.15) are not met, so not asserted.
-  assert final_eval['eval_masked_lm_accuracy'] > 2 * baseline
-  assert final_eval['eval_disc_auc'] > 0.5
+  # The discriminator learns from context (issue 11; WORKSPACE, research log): its eval AUC rises
+  # at every evaluation and ends far above what token identity alone gives. Measured: 0.626, 0.696,
+  # 0.731, 0.746, 0.751, 0.759 (gain +0.240); the bounds leave room for another CPU's rounding.
+  aucs = [r['eval_disc_auc'] for r in evals]
+  assert all(later > earlier - 0.005 for earlier, later in zip(aucs, aucs[1:])), aucs
+  assert aucs[-1] > aucs[0] + 0.08, aucs
+  assert final_eval['eval_disc_auc'] >= 0.72
+  assert final_eval['eval_disc_auc_context_gain'] >= 0.15
+  assert final_eval['eval_masked_lm_accuracy'] > baseline  # the weak generator beats unigram
   assert (workdir / 'COMPLETED').exists()

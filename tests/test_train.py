@@ -24,6 +24,7 @@ def small_config(repo_root, **mesh) -> ml_collections.ConfigDict:
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 64, 128, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 256, 1, 64
   config.electra.generator_hidden_fraction = 1.0  # generator 128 wide: 2 heads of 64
+  config.electra.embedding_sharing = 'shared'  # the original's tied tables (tiny.py unties them)
   config.data.source = 'synthetic'
   config.data.max_seq_length = 32
   config.train.batch_size = 16

@@ -46,6 +46,7 @@ def tiny_run_config(repo_root, root) -> ml_collections.ConfigDict:
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 1, 32
   config.electra.generator_hidden_fraction = 0.5  # generator: hidden 32, 1 head
+  config.electra.embedding_sharing = 'shared'  # the original's tied tables (tiny.py unties them)
   config.data.max_seq_length = 32
   config.data.source = 'files'
   config.data.train_files, config.data.eval_files = str(root / 'train.txt'), str(root / 'eval.txt')
