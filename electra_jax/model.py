@@ -344,6 +344,17 @@ class Generator(nn.Module):
     return sharding.constrain(logits, ('batch', None, 'act_vocab'))
 
 
+def discriminator_tables(pretrainer: nn.Module, embedding_sharing: str):
+  """The tables the discriminator reads from a pretrainer's `shared_embeddings` (and, for 'gdes',
+  `embeddings_delta`): None for 'none' (its own), `stop_gradient(shared) + delta` for 'gdes'."""
+  if embedding_sharing == 'none':
+    return None
+  if embedding_sharing == 'gdes':
+    return jax.tree.map(lambda shared, delta: jax.lax.stop_gradient(shared) + delta,
+                        pretrainer.shared_embeddings(), pretrainer.embeddings_delta())
+  return pretrainer.shared_embeddings()
+
+
 class ElectraPretrainer(nn.Module):
   """Generator and discriminator trained jointly, with the original's embedding sharing.
 
@@ -380,12 +391,7 @@ class ElectraPretrainer(nn.Module):
     return None if self.embedding_sharing == 'none' else self.shared_embeddings()
 
   def _discriminator_tables(self):
-    if self.embedding_sharing == 'none':
-      return None
-    if self.embedding_sharing == 'gdes':
-      return jax.tree.map(lambda shared, delta: jax.lax.stop_gradient(shared) + delta,
-                          self.shared_embeddings(), self.embeddings_delta())
-    return self.shared_embeddings()
+    return discriminator_tables(self, self.embedding_sharing)
 
   def generator_logits(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
                        deterministic: bool = True):

@@ -118,12 +118,9 @@ class ComparisonPretrainer(nn.Module):
       self.discriminator = model_lib.Generator(self.disc_config)
 
   def _main_tables(self):
-    if self.gen_config is None or self.embedding_sharing == 'none':
+    if self.gen_config is None:  # 'mlm': the main network holds its own tables
       return None
-    if self.embedding_sharing == 'gdes':
-      return jax.tree.map(lambda shared, delta: jax.lax.stop_gradient(shared) + delta,
-                          self.shared_embeddings(), self.embeddings_delta())
-    return self.shared_embeddings()
+    return model_lib.discriminator_tables(self, self.embedding_sharing)
 
   def generator_logits(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
                        deterministic: bool = True):
