@@ -41,7 +41,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import cli
 from electra_jax import errors
 from electra_jax.errors import UserError
 from electra_jax import export
@@ -49,6 +48,7 @@ from electra_jax import hf
 from electra_jax import hf_tokenizer
 from electra_jax import objective_switch
 from electra_jax import param_trees
+from electra_jax import startup
 from electra_jax import tf1
 from electra_jax import validate
 from electra_jax import tokenizer as tokenizer_lib
@@ -410,7 +410,7 @@ def convert_from_flags(values: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  cli.no_arguments(argv)
+  startup.no_arguments(argv)
   logging.set_verbosity(logging.WARNING)  # orbax narrates every file at INFO
   convert_from_flags(FLAGS)
 
@@ -419,7 +419,7 @@ def run():
   """Console-script entry point (`electra-jax-convert`)."""
   _define_flags()
   flags.mark_flags_as_required(['from', 'to', 'src', 'dst'])
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':

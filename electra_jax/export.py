@@ -25,7 +25,6 @@ import numpy as np
 from absl import logging
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import cli
 from electra_jax.errors import UserError
 from electra_jax import hf
 from electra_jax import hf_tokenizer
@@ -33,6 +32,7 @@ from electra_jax import model as model_lib
 from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
+from electra_jax import startup
 from electra_jax import steps
 from electra_jax import validate
 
@@ -54,7 +54,7 @@ def check_destination(dst: str, overwrite: bool) -> None:
   if os.path.exists(dst) and not overwrite:
     raise UserError(f'{dst} already exists; pass --overwrite to replace it, or choose another '
                     '--dst.')
-  cli.check_output_dir(dst, 'dst', create=False)  # its parent takes the temporary directory
+  startup.check_output_dir(dst, 'dst', create=False)  # its parent takes the temporary directory
 
 
 @contextlib.contextmanager

@@ -35,12 +35,12 @@ import tensorflow as tf
 from absl import flags
 from absl import logging
 
-from electra_jax import cli
 from electra_jax import convert
 from electra_jax import files
 from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import startup
 from electra_jax import wordpiece
 from electra_jax.configs import default as default_config
 from electra_jax.data import masking
@@ -506,7 +506,7 @@ def _inspect_from_flags(values: flags.FlagValues) -> None:
 
 
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Runs the CLI on parsed `flag_values` (`cli.run` turns a UserError into one line)."""
+  """Runs the CLI on parsed `flag_values` (`startup.run` turns a UserError into one line)."""
   if len(argv) > 1:
     raise UserError(f'unexpected arguments {list(argv[1:])}: every option is a --flag '
                     '(quote --text="several words").')
@@ -516,7 +516,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> No
 def run():
   """Console-script entry point (`electra-jax-inspect`)."""
   define_flags()
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':

@@ -26,10 +26,10 @@ import ml_collections
 import sentencepiece as spm
 import tensorflow as tf
 
-from electra_jax import cli
 from electra_jax import files
 from electra_jax.errors import UserError
 from electra_jax.data import corpus
+from electra_jax import startup
 
 PAD_PIECE, UNK_PIECE, CLS_PIECE, SEP_PIECE, MASK_PIECE = '[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'
 SPECIAL_PIECES = (PAD_PIECE, UNK_PIECE, CLS_PIECE, SEP_PIECE, MASK_PIECE)  # ids 0..4, in order
@@ -337,10 +337,10 @@ def _texts_from_flags() -> Iterable[str]:
 
 
 def main(argv: Sequence[str]) -> None:
-  cli.no_arguments(argv)
+  startup.no_arguments(argv)
   if not FLAGS.output:
     raise UserError('--output=PREFIX is required (the model is written to PREFIX.model).')
-  cli.check_output_dir(FLAGS.output, 'output', create=False)  # before reading any text
+  startup.check_output_dir(FLAGS.output, 'output', create=False)  # before reading any text
   path = train_sentencepiece(_texts_from_flags(), FLAGS.output, FLAGS.vocab_size,
                              model_type=FLAGS.model_type,
                              character_coverage=FLAGS.character_coverage,
@@ -353,7 +353,7 @@ def main(argv: Sequence[str]) -> None:
 def run():
   """Console-script entry point (`electra-jax-tokenizer`)."""
   _define_flags()
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,6 @@ import pytest
 import safetensors.numpy
 import tensorflow as tf
 
-from electra_jax import cli
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import convert
 from electra_jax import export
@@ -27,6 +26,7 @@ from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
 from electra_jax import sharding
+from electra_jax import startup
 from electra_jax import steps
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
@@ -42,7 +42,7 @@ SAMPLE_TEXTS = ['The quick brown fox jumps over the lazy dog.', 'A second senten
 
 
 def tiny_config(repo_root) -> ml_collections.ConfigDict:
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   m = config.model
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 2, 48
@@ -144,7 +144,7 @@ def _tensors(directory):
 def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_path):
   workdir = tmp_path / 'workdir'
   config = export.write_workdir(convert.load_checkpoint(str(hf_export)), str(workdir),
-                                cli.load_config_file('default'))
+                                startup.load_config_file('default'))
   again = tmp_path / 'hf_again'
   export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
   for network in ('discriminator', 'generator'):
@@ -180,7 +180,7 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(state.params)):
     assert np.array_equal(a, np.asarray(b))
   # A scanned-layers config stores stacked layers; loading unstacks them again.
-  scanned_config = cli.load_config_file('default')
+  scanned_config = startup.load_config_file('default')
   scanned_config.model.scan_layers = True
   scanned = tmp_path / 'scanned'
   export.write_workdir(convert.load_checkpoint(str(workdir)), str(scanned), scanned_config)
@@ -294,7 +294,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
 
 
 def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
-  base = cli.load_config_file('default').model
+  base = startup.load_config_file('default').model
   base.update(hidden_size=448, num_heads=7, intermediate_size=1792)
   gen = ml_collections.ConfigDict(base.to_dict())
   gen.update(hidden_size=61, num_heads=1, intermediate_size=244)
@@ -417,7 +417,7 @@ def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, t
   # tf1 -> workdir, then our own networks from it.
   workdir = tmp_path / 'workdir'
   config = export.write_workdir(convert.load_checkpoint(prefix), str(workdir),
-                                cli.load_config_file('default'))
+                                startup.load_config_file('default'))
   assert config.model.num_heads == 2 and config.electra.generator_hidden_fraction == 0.5
   assert config.tokenizer.type == 'wordpiece'
   pretrained = convert.load_checkpoint(str(workdir))

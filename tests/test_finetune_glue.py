@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from electra_jax import cli
+from electra_jax import startup
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
@@ -24,7 +24,7 @@ NUMBERS = ('zero', 'one', 'two', 'three', 'four', 'five')
 
 
 def load_config(repo_root, arg):
-  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
+  return startup.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
 
 
 def _words(rng, low=4, high=10):

@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from electra_jax import cli
+from electra_jax import startup
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import squad
 from electra_jax.finetune import squad_eval
@@ -26,7 +26,7 @@ QUESTION = 'who holds a title?'
 
 
 def load_config(repo_root, arg):
-  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', arg)
+  return startup.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', arg)
 
 
 def make_question(rng, qid, answerable):

@@ -8,11 +8,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from electra_jax import cli
 from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import param_trees
+from electra_jax import startup
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
@@ -27,7 +27,7 @@ DECAY = 0.8
 
 
 def load_config(repo_root, arg='sst2'):
-  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
+  return startup.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
 
 
 def tiny_model_config(repo_root, **overrides):
@@ -265,7 +265,7 @@ def test_reported_epoch_is_the_last_unless_best_is_selected(repo_root, tmp_path,
 
 def test_protocol_switches_default_to_the_original_and_are_reported(repo_root, tmp_path):
   glue_config = load_config(repo_root)
-  squad_config = cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
+  squad_config = startup.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
   for path, original in start_lib.PROTOCOL_SWITCHES.items():
     section, field = path.split('.')
     present = [c for c in (glue_config, squad_config) if field in c.get(section, {})]

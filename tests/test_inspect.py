@@ -285,7 +285,7 @@ def _cli(*argv):
   """Runs the CLI in-process (as `python -m electra_jax.inspect ARGV` does, minus the imports)."""
   values = flags.FlagValues()
   inspect.define_flags(values)
-  errors.guard(inspect.main)(values(['inspect', *argv]), values)  # as cli.run runs it
+  errors.guard(inspect.main)(values(['inspect', *argv]), values)  # as startup.run runs it
 
 
 def _cli_error(capsys, *argv) -> str:

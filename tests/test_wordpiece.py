@@ -119,8 +119,8 @@ def test_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, vocab_path,
 
 def test_pretraining_pipeline_runs_on_wordpiece(tmp_path, vocab_path, repo_root):
   from electra_jax.data import pretraining  # noqa: PLC0415
-  from electra_jax import cli  # noqa: PLC0415
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  from electra_jax import startup  # noqa: PLC0415
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   words = [w for w in VOCAB[7:] if not w.startswith('##')]
   rng = np.random.default_rng(0)
   lines = []

@@ -17,7 +17,7 @@ import textwrap
 
 import ml_collections
 
-from electra_jax import cli
+from electra_jax import startup
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
 
@@ -41,7 +41,7 @@ def tiny_run_config(repo_root, root) -> ml_collections.ConfigDict:
     (root / name).write_text('\n\n'.join('\n'.join(d) for d in docs) + '\n', encoding='utf-8')
   sp_path = tokenizer_lib.train_sentencepiece(
       [line for d in train_docs for line in d], str(root / 'sp'), 256, allow_smaller_vocab=True)
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   m = config.model
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 1, 32

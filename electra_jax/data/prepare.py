@@ -23,8 +23,8 @@ import ml_collections
 from ml_collections import config_flags
 import tensorflow as tf
 
-from electra_jax import cli
 from electra_jax.errors import UserError
+from electra_jax import startup
 from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import wordpiece
 from electra_jax.data import corpus
@@ -178,8 +178,8 @@ def _define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  cli.no_arguments(argv)
-  cli.check_output_dir(FLAGS.output_dir, 'output_dir')  # before the tokenizer or any text
+  startup.no_arguments(argv)
+  startup.check_output_dir(FLAGS.output_dir, 'output_dir')  # before the tokenizer or any text
   metadata = prepare(FLAGS.config, FLAGS.output_dir, FLAGS.num_workers, FLAGS.tfds_shards)
   for split, count in metadata['counts'].items():
     print(f'{split}: {count["examples"]} examples, {count["tokens"]} tokens in '
@@ -190,7 +190,7 @@ def main(argv: Sequence[str]) -> None:
 def run():
   """Console-script entry point (`electra-jax-prepare`)."""
   _define_flags()
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':
