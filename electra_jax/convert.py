@@ -13,7 +13,7 @@ Sources (`load_checkpoint` detects the kind):
            `vocab.txt` is taken from the same directory (uncased BERT WordPiece).
 Destinations:
   hf       `DST/discriminator` and `DST/generator`, each with config.json, model.safetensors and the
-           tokenizer files (`electra_jax.hf`, `electra_jax.hf_tokenizer`).
+           tokenizer files (`electra_jax.hf`, `electra_jax.data.tokenizers.hf`).
   workdir  an orbax checkpoint at step 0 with a fresh optimizer, the full config (`--config`, or
            the packaged default, the model section set from the source sizes) and the tokenizer:
            `main --workdir=DST` resumes it, `--config.init_from=DST` starts a fresh run from it.
@@ -45,15 +45,14 @@ from electra_jax import errors
 from electra_jax.errors import UserError
 from electra_jax import export
 from electra_jax import hf
-from electra_jax import hf_tokenizer
 from electra_jax import objective_switch
 from electra_jax import param_trees
 from electra_jax import startup
 from electra_jax import tf1
 from electra_jax import validate
-from electra_jax import tokenizer as tokenizer_lib
-from electra_jax import wordpiece
 from electra_jax.configs import default as default_config
+from electra_jax.data import tokenizers
+from electra_jax.data.tokenizers import hf as hf_tokenizer
 
 KINDS = ('workdir', 'hf', 'tf1')
 
@@ -65,7 +64,7 @@ class Pretrained:
   disc_params: dict[str, Any]  # `model.Discriminator` tree
   gen_config: ml_collections.ConfigDict | None = None
   gen_params: dict[str, Any] | None = None  # `model.Generator` tree
-  tokenizer: tokenizer_lib.Tokenizer | None = None
+  tokenizer: tokenizers.Tokenizer | None = None
   tokenizer_files: list[str] = dataclasses.field(default_factory=list)
   source_config: dict | None = None  # the full run config, when the source is a workdir
   step: int | None = None  # the checkpoint step, when the source is a workdir
@@ -154,7 +153,7 @@ def _tokenizer_from_files(tokenizer_config: dict, files: Sequence[str]):
   if not candidates:
     return None
   config = ml_collections.ConfigDict(dict(tokenizer_config, path=candidates[0]))
-  return tokenizer_lib.load_tokenizer(config)
+  return tokenizers.load_tokenizer(config)
 
 
 def _unreadable_checkpoint(path: str, step: int, error: Exception) -> UserError:
@@ -232,7 +231,7 @@ def _load_tf1(prefix: str, num_heads, generator_num_heads) -> Pretrained:
       prefix, default_config.get_config().model, num_heads=num_heads,
       generator_num_heads=generator_num_heads)
   vocab = _tf1_vocab(prefix)
-  tokenizer = wordpiece.WordPieceTokenizer(vocab) if vocab else None  # the releases are uncased
+  tokenizer = tokenizers.WordPieceTokenizer(vocab) if vocab else None  # the releases are uncased
   if tokenizer is None:
     logging.warning('No vocab.txt next to %s: the conversion carries no tokenizer.', prefix)
   return Pretrained(_model_schema(disc_config), disc_params,
@@ -240,7 +239,7 @@ def _load_tf1(prefix: str, num_heads, generator_num_heads) -> Pretrained:
                     tokenizer.files() if tokenizer else [])
 
 
-def source_tokenizer(path: str) -> tokenizer_lib.Tokenizer | None:
+def source_tokenizer(path: str) -> tokenizers.Tokenizer | None:
   """The tokenizer of a checkpoint, without loading its weights (None when it has none)."""
   kind = detect_kind(path)
   if kind == 'workdir':
@@ -258,7 +257,7 @@ def source_tokenizer(path: str) -> tokenizer_lib.Tokenizer | None:
         path, 'discriminator')
     return hf_tokenizer.find_tokenizer(disc_dir)[0]
   vocab = _tf1_vocab(path)
-  return wordpiece.WordPieceTokenizer(vocab) if vocab else None
+  return tokenizers.WordPieceTokenizer(vocab) if vocab else None
 
 
 def use_source_tokenizer(config: ml_collections.ConfigDict,
@@ -375,9 +374,9 @@ def _define_flags() -> None:
                                   'come from the source.', lock_config=False)
 
 
-def _tokenizer_from_flag(path: str, lower_case: bool) -> tokenizer_lib.Tokenizer:
+def _tokenizer_from_flag(path: str, lower_case: bool) -> tokenizers.Tokenizer:
   kind = 'sentencepiece' if path.endswith('.model') else 'wordpiece'
-  return tokenizer_lib.load_tokenizer(ml_collections.ConfigDict(dict(
+  return tokenizers.load_tokenizer(ml_collections.ConfigDict(dict(
       type=kind, path=path, lower_case=lower_case, strip_accents=lower_case)))
 
 

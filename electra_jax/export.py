@@ -27,7 +27,6 @@ from absl import logging
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax.errors import UserError
 from electra_jax import hf
-from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
@@ -35,6 +34,7 @@ from electra_jax import param_trees
 from electra_jax import startup
 from electra_jax import steps
 from electra_jax import validate
+from electra_jax.data.tokenizers import hf as hf_tokenizer
 
 SIZE_FIELDS = ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers', 'num_heads',
                'intermediate_size', 'max_position_embeddings', 'type_vocab_size')

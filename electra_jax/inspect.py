@@ -37,14 +37,14 @@ from absl import logging
 
 from electra_jax import convert
 from electra_jax import files
-from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import startup
-from electra_jax import wordpiece
 from electra_jax.configs import default as default_config
 from electra_jax.data import masking
 from electra_jax.data import pretraining
+from electra_jax.data import tokenizers
+from electra_jax.data.tokenizers import hf as hf_tokenizer
 from electra_jax.errors import UserError
 
 _SALT_MASK = 0x1A5  # the inspector's mask seed is [--seed, _SALT_MASK]
@@ -499,7 +499,7 @@ def _inspect_from_flags(values: flags.FlagValues) -> None:
   if values.html:
     tokenizer = checkpoint.tokenizer
     page = render_html(inspections, source=checkpoint.name, special_ids=tokenizer.special_ids(),
-                       wordpiece_vocabulary=isinstance(tokenizer, wordpiece.WordPieceTokenizer))
+                       wordpiece_vocabulary=isinstance(tokenizer, tokenizers.WordPieceTokenizer))
     files.write_atomically(values.html, page, what=f'--html={values.html}')
     print(f'\nWrote {values.html}')
   sys.stdout.flush()

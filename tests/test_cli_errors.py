@@ -84,8 +84,8 @@ def assets(files):
   import numpy as np  # noqa: PLC0415 - heavy, only for the slow cases
   from electra_jax import convert  # noqa: PLC0415
   from electra_jax import export  # noqa: PLC0415
-  from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415
   from electra_jax import train  # noqa: PLC0415
+  from electra_jax.data import tokenizers  # noqa: PLC0415
 
   a = dict(files)
   root = pathlib.Path(a['root'])
@@ -93,8 +93,8 @@ def assets(files):
       zip(['lists', 'dicts', 'sets', 'tuples'] * 25, ['loops', 'files', 'maps', 'trees'] * 25))]
   (root / 'corpus.txt').write_text('\n'.join(sentences) + '\n')
   a['corpus'] = str(root / 'corpus.txt')
-  a['sp'] = tokenizer_lib.train_sentencepiece(sentences, str(root / 'sp'), 64,
-                                              allow_smaller_vocab=True)
+  a['sp'] = tokenizers.train_sentencepiece(sentences, str(root / 'sp'), 64,
+                                           allow_smaller_vocab=True)
   (root / 'text.model').write_text('this is a plain text file, not a SentencePiece model\n')
   a['text_model'] = str(root / 'text.model')
 

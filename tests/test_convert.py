@@ -28,10 +28,10 @@ from electra_jax import param_trees
 from electra_jax import sharding
 from electra_jax import startup
 from electra_jax import steps
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
 from electra_jax import validate
 from electra_jax.data import corpus
+from electra_jax.data import tokenizers
 from saved_params import restore_params  # tests/saved_params.py
 
 torch = pytest.importorskip('torch')
@@ -66,8 +66,8 @@ def run(repo_root, tmp_path_factory):
   lines = list(itertools.islice(
       (line for shard in range(2) for line in corpus.builtin_corpus().shard_lines(shard)), 4000))
   (root / 'corpus.txt').write_text('\n'.join(lines), encoding='utf-8')
-  sp_path = tokenizer_lib.train_sentencepiece(lines, str(root / 'sp'), 256,
-                                              allow_smaller_vocab=True)
+  sp_path = tokenizers.train_sentencepiece(lines, str(root / 'sp'), 256,
+                                           allow_smaller_vocab=True)
   config = tiny_config(repo_root)
   config.data.source, config.data.train_files = 'files', str(root / 'corpus.txt')
   config.tokenizer.path = sp_path
@@ -105,7 +105,7 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
                                                       output_loading_info=True)
   assert not info['missing_keys'], info
 
-  ours_tokenizer = tokenizer_lib.SentencePieceTokenizer(run.sp_path)
+  ours_tokenizer = tokenizers.SentencePieceTokenizer(run.sp_path)
   theirs_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_export / 'discriminator')
   for text in SAMPLE_TEXTS:
     assert theirs_tokenizer(text, add_special_tokens=False)['input_ids'] == (
@@ -368,7 +368,7 @@ def tf1_checkpoint(tmp_path_factory):
   _write_tf1_checkpoint(prefix, tensors)
   words = [f'word{i}' for i in range(99 - 5)]
   (directory / 'vocab.txt').write_text(
-      '\n'.join(tokenizer_lib.SPECIAL_PIECES + tuple(words)) + '\n')
+      '\n'.join(tokenizers.SPECIAL_PIECES + tuple(words)) + '\n')
   return prefix, disc, gen
 
 

@@ -13,7 +13,7 @@ from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import param_trees
 from electra_jax import startup
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.data import tokenizers
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
 from electra_jax.finetune import layerwise
@@ -178,9 +178,9 @@ def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
   rng = np.random.default_rng(0)
   words = 'good bad movie film plot the a was very'.split()
   texts = [' '.join(rng.choice(words, size=6)) for _ in range(100)]
-  sp_path = tokenizer_lib.train_sentencepiece(texts, str(tmp_path / 'sp'), 24,
-                                              allow_smaller_vocab=True, num_threads=1)
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(sp_path)
+  sp_path = tokenizers.train_sentencepiece(texts, str(tmp_path / 'sp'), 24,
+                                           allow_smaller_vocab=True, num_threads=1)
+  tokenizer = tokenizers.SentencePieceTokenizer(sp_path)
   disc_config = tiny_model_config(repo_root)
   ids = jnp.ones((1, 8), jnp.int32)
   disc_params = jax.tree.map(np.asarray, model_lib.nn.meta.unbox(model_lib.Discriminator(

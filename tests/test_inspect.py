@@ -23,9 +23,9 @@ from electra_jax import export
 from electra_jax import inspect
 from electra_jax import model as model_lib
 from electra_jax import objective
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import masking
 from electra_jax.data import pretraining
+from electra_jax.data import tokenizers
 from electra_jax.errors import UserError
 from saved_params import restore_params  # tests/saved_params.py
 
@@ -76,7 +76,7 @@ def _recompute(run, ids, types, inspections, seed, bias_token=None):
   Read with plain orbax and applied with the pretrainer, not through the inspector's loaders;
   the mask is checked against `mask_batch` with the run's options (4 slots at length 32).
   """
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(run.config.tokenizer.path)
+  tokenizer = tokenizers.SentencePieceTokenizer(run.config.tokenizer.path)
   options = pretraining.masking_options_for(run.config, tokenizer)
   assert options.max_predictions == 4
   expected_mask = masking.mask_batch(

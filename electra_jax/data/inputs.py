@@ -23,10 +23,10 @@ import tensorflow as tf
 
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import convert
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import validate
 from electra_jax.data import pretraining
 from electra_jax.data import synthetic
+from electra_jax.data import tokenizers
 
 _BUILTIN_COPY = 'tokenizer/builtin.model'  # the workdir's copy of the built-in tokenizer
 
@@ -43,12 +43,12 @@ def _record_tokenizer_path(config: ml_collections.ConfigDict, workdir: str,
   if not config.tokenizer.path and config.data.source == 'builtin':
     kept = f'{workdir}/{_BUILTIN_COPY}'
     if not tf.io.gfile.exists(kept):
-      checkpoint_lib.copy_file(tokenizer_lib.builtin_tokenizer_path(config), kept)
+      checkpoint_lib.copy_file(tokenizers.builtin_tokenizer_path(config), kept)
     config.tokenizer.path = kept
 
 
 def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str,
-                      pretrained: Any = None) -> Optional[tokenizer_lib.Tokenizer]:
+                      pretrained: Any = None) -> Optional[tokenizers.Tokenizer]:
   """The run's tokenizer, recorded in `config.tokenizer`; the data sources checked (see above)."""
   if config.data.source == 'synthetic':
     return None
@@ -65,7 +65,7 @@ class HostInputs:
   """This host's training and eval batches, from tf.data or synthetic, as numpy dicts."""
 
   def __init__(self, config: ml_collections.ConfigDict,
-               tokenizer: Optional[tokenizer_lib.Tokenizer], process_index: int = 0,
+               tokenizer: Optional[tokenizers.Tokenizer], process_index: int = 0,
                process_count: int = 1):
     self._config = config
     self._process = (process_index, process_count)

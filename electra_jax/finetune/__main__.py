@@ -148,9 +148,9 @@ def _enable_compilation_cache() -> None:
   """
   import jax  # noqa: PLC0415
   if not jax.config.jax_compilation_cache_dir:
-    from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - for the cache root
+    from electra_jax.data import tokenizers  # noqa: PLC0415 - for the cache root
     jax.config.update('jax_compilation_cache_dir',
-                      os.path.join(tokenizer_lib.default_cache_dir(), 'xla_compilation_cache'))
+                      os.path.join(tokenizers.default_cache_dir(), 'xla_compilation_cache'))
 
 
 def main(argv):

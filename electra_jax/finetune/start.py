@@ -19,8 +19,8 @@ import numpy as np
 
 from electra_jax import convert
 from electra_jax.errors import UserError
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import validate
+from electra_jax.data import tokenizers
 from electra_jax.finetune import layerwise
 
 MODEL_SIZES = ('small', 'base', 'large')
@@ -78,11 +78,11 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
   validate.validate_model_config(model_config)
 
   if config.tokenizer.path:
-    tokenizer = tokenizer_lib.load_tokenizer(config.tokenizer)
+    tokenizer = tokenizers.load_tokenizer(config.tokenizer)
     files = tokenizer.files()
   elif tokenizer is None and not config.init_from:
-    tokenizer = tokenizer_lib.load_tokenizer(
-        config.tokenizer, tokenizer_lib.builtin_tokenizer_path(config))
+    tokenizer = tokenizers.load_tokenizer(
+        config.tokenizer, tokenizers.builtin_tokenizer_path(config))
     files = tokenizer.files()
   elif tokenizer is None:
     raise UserError(f'{config.init_from} carries no tokenizer: pass the one it was pre-trained '
