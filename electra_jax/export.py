@@ -1,4 +1,4 @@
-"""Writing a loaded checkpoint (`convert.Pretrained`) as Hugging Face directories or a workdir.
+"""Writing a loaded checkpoint (`pretrained.Pretrained`) as Hugging Face directories or a workdir.
 
   write_hf       DST/discriminator and DST/generator: config.json, model.safetensors, tokenizer
                  (DST/masked_lm instead of DST/discriminator for the MLM `electra.objective`s).

@@ -82,8 +82,8 @@ def files(tmp_path_factory):
 def assets(files):
   """Broken and foreign inputs next to real ones: a tiny workdir, its HF export, a tokenizer."""
   import numpy as np  # noqa: PLC0415 - heavy, only for the slow cases
-  from electra_jax import convert  # noqa: PLC0415
   from electra_jax import export  # noqa: PLC0415
+  from electra_jax import pretrained as pretrained_lib  # noqa: PLC0415
   from electra_jax import train  # noqa: PLC0415
   from electra_jax.data import tokenizers  # noqa: PLC0415
 
@@ -105,7 +105,7 @@ def assets(files):
   a['workdir'] = str(root / 'workdir')
   train.train_and_evaluate(config, a['workdir'])
   a['hf'] = str(root / 'hf')
-  export.write_hf(convert.load_checkpoint(a['workdir']), a['hf'])
+  export.write_hf(pretrained_lib.load_checkpoint(a['workdir']), a['hf'])
 
   truncated = root / 'hf_truncated'
   shutil.copytree(pathlib.Path(a['hf']) / 'discriminator', truncated)

@@ -20,11 +20,11 @@ import safetensors.numpy
 import tensorflow as tf
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import sharding
 from electra_jax import startup
 from electra_jax import steps
@@ -79,7 +79,7 @@ def run(repo_root, tmp_path_factory):
 @pytest.fixture(scope='module')
 def hf_export(run, tmp_path_factory):
   dst = tmp_path_factory.mktemp('export') / 'hf'
-  export.write_hf(convert.load_checkpoint(run.workdir), str(dst))
+  export.write_hf(pretrained_lib.load_checkpoint(run.workdir), str(dst))
   return dst
 
 
@@ -143,10 +143,10 @@ def _tensors(directory):
 
 def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_path):
   workdir = tmp_path / 'workdir'
-  config = export.write_workdir(convert.load_checkpoint(str(hf_export)), str(workdir),
+  config = export.write_workdir(pretrained_lib.load_checkpoint(str(hf_export)), str(workdir),
                                 startup.load_config_file('default'))
   again = tmp_path / 'hf_again'
-  export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
+  export.write_hf(pretrained_lib.load_checkpoint(str(workdir)), str(again))
   for network in ('discriminator', 'generator'):
     first, second = _tensors(hf_export / network), _tensors(again / network)
     assert sorted(first) == sorted(second)
@@ -183,15 +183,15 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   scanned_config = startup.load_config_file('default')
   scanned_config.model.scan_layers = True
   scanned = tmp_path / 'scanned'
-  export.write_workdir(convert.load_checkpoint(str(workdir)), str(scanned), scanned_config)
+  export.write_workdir(pretrained_lib.load_checkpoint(str(workdir)), str(scanned), scanned_config)
   assert 'layers' in restore_params(scanned, 0)['discriminator']['encoder']
-  loaded = convert.load_checkpoint(str(scanned))
+  loaded = pretrained_lib.load_checkpoint(str(scanned))
   for a, b in zip(jax.tree.leaves(loaded.disc_params),
-                  jax.tree.leaves(convert.load_checkpoint(str(workdir)).disc_params)):
+                  jax.tree.leaves(pretrained_lib.load_checkpoint(str(workdir)).disc_params)):
     assert np.array_equal(a, b)
   # Nothing is overwritten without asking.
   with pytest.raises(ValueError, match='already exists; pass --overwrite'):
-    export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
+    export.write_hf(pretrained_lib.load_checkpoint(str(workdir)), str(again))
   assert not [p for p in os.listdir(tmp_path) if '.tmp-' in p]
 
 
@@ -205,7 +205,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   fresh, _, _ = sharding.create_sharded_state(
       lambda rng: model_lib.init_pretrainer_params(model, rng, 32, 4), jax.random.key(0), mesh,
       rules)
-  params = convert.initial_params(config, fresh)
+  params = pretrained_lib.initial_params(config, fresh)
   expected = restore_params(run.workdir, 2)
   assert jax.tree.structure(params) == jax.tree.structure(expected)
   for got, want, reference in zip(jax.tree.leaves(params), jax.tree.leaves(expected),
@@ -215,7 +215,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
 
   # Only a discriminator: the fresh generator stays.
   config.init_from = str(hf_export / 'discriminator')
-  params = convert.initial_params(config, fresh)
+  params = pretrained_lib.initial_params(config, fresh)
   for got, want in zip(jax.tree.leaves(params['generator']), jax.tree.leaves(fresh['generator'])):
     assert np.array_equal(np.asarray(got), np.asarray(want))
   assert np.array_equal(np.asarray(params['shared_embeddings']['word_embeddings']),
@@ -227,7 +227,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
       model_lib.build_pretrainer(config), jax.random.key(0), 32, 4)))
   with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
                      r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
-    convert.initial_params(config, other)
+    pretrained_lib.initial_params(config, other)
 
 
 def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
@@ -262,8 +262,8 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   gen_config = model.gen_config
   assert (gen_config.hidden_size, gen_config.embedding_size) == (48, 48)
   assert 'embeddings_project' not in parts['generator']
-  export.write_hf(convert.Pretrained(config.model, parts['discriminator'], gen_config,
-                                     parts['generator']), str(tmp_path / 'hf'))
+  export.write_hf(pretrained_lib.Pretrained(config.model, parts['discriminator'], gen_config,
+                                            parts['generator']), str(tmp_path / 'hf'))
 
   gen, info = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / 'hf' / 'generator',
                                                               output_loading_info=True)
@@ -282,7 +282,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   np.testing.assert_allclose(np.asarray(ours), np.take_along_axis(theirs, positions[..., None], 1),
                              atol=1e-4)
 
-  pretrained = convert.load_checkpoint(str(tmp_path / 'hf'))
+  pretrained = pretrained_lib.load_checkpoint(str(tmp_path / 'hf'))
   base = tiny_config(repo_root)
   with pytest.raises(ValueError, match="embedding_sharing='shared'"):
     export.write_workdir(pretrained, str(tmp_path / 'shared'), base)  # a tied generator is E wide
@@ -416,11 +416,11 @@ def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, t
 
   # tf1 -> workdir, then our own networks from it.
   workdir = tmp_path / 'workdir'
-  config = export.write_workdir(convert.load_checkpoint(prefix), str(workdir),
+  config = export.write_workdir(pretrained_lib.load_checkpoint(prefix), str(workdir),
                                 startup.load_config_file('default'))
   assert config.model.num_heads == 2 and config.electra.generator_hidden_fraction == 0.5
   assert config.tokenizer.type == 'wordpiece'
-  pretrained = convert.load_checkpoint(str(workdir))
+  pretrained = pretrained_lib.load_checkpoint(str(workdir))
   ours_disc = model_lib.Discriminator(pretrained.disc_config).apply(
       {'params': pretrained.disc_params}, ids, types, mask)
   positions = np.tile(np.arange(16, dtype=np.int32), (2, 1))
@@ -434,14 +434,14 @@ def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, t
 def test_tf1_errors_name_the_problem(tf1_checkpoint, tmp_path):
   prefix, _, _ = tf1_checkpoint
   with pytest.raises(ValueError, match='not divisible by 3 heads'):
-    convert.load_checkpoint(prefix, num_heads=3)
+    pretrained_lib.load_checkpoint(prefix, num_heads=3)
   with pytest.raises(ValueError, match='--from=hf but .* looks like a tf1 source'):
-    convert.load_checkpoint(prefix, kind='hf')
+    pretrained_lib.load_checkpoint(prefix, kind='hf')
   with pytest.raises(ValueError, match='nothing.* does not exist'):
-    convert.load_checkpoint(str(tmp_path / 'nothing'))
+    pretrained_lib.load_checkpoint(str(tmp_path / 'nothing'))
   with pytest.raises(ValueError, match='is not a checkpoint'):
-    convert.load_checkpoint(str(tmp_path))
+    pretrained_lib.load_checkpoint(str(tmp_path))
   other = str(tmp_path / 'other.ckpt')
   _write_tf1_checkpoint(other, {'bert/embeddings/word_embeddings': np.zeros((4, 2), np.float32)})
   with pytest.raises(ValueError, match='not an ELECTRA TF1 checkpoint'):
-    convert.load_checkpoint(other)
+    pretrained_lib.load_checkpoint(other)

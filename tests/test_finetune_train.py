@@ -8,10 +8,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import param_trees
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import startup
 from electra_jax.data import tokenizers
 from electra_jax.finetune import __main__ as finetune_cli
@@ -185,8 +185,9 @@ def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
   ids = jnp.ones((1, 8), jnp.int32)
   disc_params = jax.tree.map(np.asarray, model_lib.nn.meta.unbox(model_lib.Discriminator(
       disc_config).init({'params': jax.random.key(7)}, ids, ids * 0, ids)['params']))
-  export.write_hf(convert.Pretrained(disc_config, disc_params, tokenizer=tokenizer,
-                                     tokenizer_files=tokenizer.files()), str(tmp_path / 'hf'))
+  export.write_hf(pretrained_lib.Pretrained(disc_config, disc_params, tokenizer=tokenizer,
+                                            tokenizer_files=tokenizer.files()),
+                  str(tmp_path / 'hf'))
   data_dir = tmp_path / 'SST-2'
   data_dir.mkdir()
   for split in ('train', 'dev'):

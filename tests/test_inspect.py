@@ -17,12 +17,12 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_jax import convert
 from electra_jax import errors
 from electra_jax import export
 from electra_jax import inspect
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import pretrained as pretrained_lib
 from electra_jax.data import masking
 from electra_jax.data import pretraining
 from electra_jax.data import tokenizers
@@ -42,7 +42,7 @@ def run(trained_tiny_run):
 @pytest.fixture(scope='module')
 def hf_export(run, tmp_path_factory):
   dst = tmp_path_factory.mktemp('inspect_export') / 'hf'
-  export.write_hf(convert.load_checkpoint(run.workdir), str(dst))
+  export.write_hf(pretrained_lib.load_checkpoint(run.workdir), str(dst))
   return dst
 
 

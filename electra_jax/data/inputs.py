@@ -22,7 +22,7 @@ import ml_collections
 import tensorflow as tf
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import convert
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import validate
 from electra_jax.data import pretraining
 from electra_jax.data import synthetic
@@ -35,11 +35,11 @@ def _record_tokenizer_path(config: ml_collections.ConfigDict, workdir: str,
                            pretrained: Any = None) -> None:
   """Sets `config.tokenizer` when unset: init_from's tokenizer, else the workdir's built-in copy.
 
-  `pretrained` is `init_from` already loaded (`convert.load_checkpoint`), so that the checkpoint
+  `pretrained` is `init_from` already loaded (`pretrained.load_checkpoint`), so that the checkpoint
   is read once; without it only its tokenizer is read.
   """
   if not config.tokenizer.path and config.init_from:
-    convert.use_source_tokenizer(config, pretrained)
+    pretrained_lib.use_source_tokenizer(config, pretrained)
   if not config.tokenizer.path and config.data.source == 'builtin':
     kept = f'{workdir}/{_BUILTIN_COPY}'
     if not tf.io.gfile.exists(kept):

@@ -17,8 +17,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from electra_jax import convert
 from electra_jax.errors import UserError
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import validate
 from electra_jax.data import tokenizers
 from electra_jax.finetune import layerwise
@@ -60,8 +60,8 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
   given, else the checkpoint's; from scratch with no path, the built-in corpus's model.
   """
   if config.init_from:
-    pretrained = convert.load_checkpoint(config.init_from,
-                                         step=None if config.init_step < 0 else config.init_step)
+    pretrained = pretrained_lib.load_checkpoint(
+        config.init_from, step=None if config.init_step < 0 else config.init_step)
     model_config = ml_collections.ConfigDict(pretrained.disc_config.to_dict())
     params = jax.tree.map(np.asarray, nn.meta.unbox(pretrained.disc_params))
     tokenizer, files = pretrained.tokenizer, list(pretrained.tokenizer_files or [])
