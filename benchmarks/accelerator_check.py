@@ -52,8 +52,8 @@ _MEMORY_HEADROOM = 0.9  # halve the batch while the compiled peak exceeds this s
 
 
 def _config(name: str, seq_len: int, batch_per_device: int, cpu: bool):
-  from electra_jax import cli  # noqa: PLC0415
-  config = cli.load_config_file(str(_REPO / 'configs' / name))
+  from electra_jax import startup  # noqa: PLC0415
+  config = startup.load_config_file(str(_REPO / 'configs' / name))
   config.model.dtype = 'bfloat16'
   config.model.hidden_dropout_prob = config.model.attention_dropout_prob = 0.1
   config.data.max_seq_length = seq_len
@@ -125,8 +125,8 @@ def _tiny_run_rows(workdir: pathlib.Path, num_steps: int) -> list[dict]:
   # discriminator term first rises as the generator's samples stop being identity-detectable).
   losses = [r['masked_lm_loss'] for r in records if 'masked_lm_loss' in r]
   falling = losses[-1] < losses[0]
-  from electra_jax import cli  # noqa: PLC0415
-  tiny = cli.load_config_file(str(_REPO / 'configs' / 'tiny.py'))
+  from electra_jax import startup  # noqa: PLC0415
+  tiny = startup.load_config_file(str(_REPO / 'configs' / 'tiny.py'))
   rows = [{'check': f'tiny pre-training, {num_steps} steps',
            'shape': f'{tiny.train.batch_size} x {tiny.data.max_seq_length}',
            'tokens/s': f'{records[-1].get("tokens_per_sec", 0):,.0f}',
@@ -164,8 +164,8 @@ def _default_backend() -> str:
 
 def main(argv):
   del argv
-  from electra_jax import cli  # noqa: PLC0415
-  cli.keep_tensorflow_off_accelerators()
+  from electra_jax import startup  # noqa: PLC0415
+  startup.keep_tensorflow_off_accelerators()
   started = time.perf_counter()
   if _CPU.value:
     os.environ['JAX_PLATFORMS'] = 'cpu'  # this process and its children

@@ -264,10 +264,10 @@ def torch_peer_step(config, batches):
 
 def main(argv):
   del argv
-  from electra_jax import cli
   from electra_jax import flops as flops_lib
+  from electra_jax import startup
 
-  config = cli.load_config_file(_CONFIG.value)
+  config = startup.load_config_file(_CONFIG.value)
   config.train.batch_size = _BATCH.value
   config.data.max_seq_length = _SEQ.value
   if _DTYPE.value:

@@ -50,8 +50,8 @@ def parse_args(argv=None):
 
 
 def pretraining_config(args, objective: str, num_steps: int):
-  from electra_jax import cli  # noqa: PLC0415 - after argument parsing (imports jax)
-  config = cli.load_config_file(args.config)
+  from electra_jax import startup  # noqa: PLC0415 - after argument parsing (imports jax)
+  config = startup.load_config_file(args.config)
   config.electra.objective = objective
   config.train.batch_size = args.batch_size
   config.data.max_seq_length = args.max_seq_length

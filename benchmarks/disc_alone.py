@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from electra_jax import cli
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax.data import pretraining
+from electra_jax import startup
 
 _STEPS = flags.DEFINE_integer('steps', 600, 'Training steps (the schedule ends here).')
 _LR = flags.DEFINE_float('learning_rate', 1e-3, 'Peak learning rate.')
@@ -80,8 +80,8 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def main(argv):
-  cli.no_arguments(argv)
-  config = cli.load_config_file('tiny')
+  startup.no_arguments(argv)
+  config = startup.load_config_file('tiny')
   config.train.batch_size = _BATCH
   config.train.num_steps, config.train.warmup_steps = _STEPS.value, _WARMUP.value
   config.train.learning_rate = _LR.value

@@ -26,13 +26,13 @@ _REMATS = ('none', 'dots', 'full')
 
 def main(argv):
   del argv
-  from electra_jax import cli  # noqa: PLC0415
   from electra_jax import reporting  # noqa: PLC0415
+  from electra_jax import startup  # noqa: PLC0415
 
   gib = 2 ** 30
   rows = []
   for remat in _REMATS:
-    config = cli.load_config_file(_CONFIG.value)
+    config = startup.load_config_file(_CONFIG.value)
     config.model.remat = remat
     config.train.batch_size, config.data.max_seq_length = _BATCH.value, _SEQ.value
     config.mesh.update(data=1, fsdp=jax.device_count(), tensor=1)
@@ -47,7 +47,7 @@ def main(argv):
   if _TIME_BATCH.value:
     timed = []
     for remat in _REMATS:
-      config = cli.load_config_file(_CONFIG.value)
+      config = startup.load_config_file(_CONFIG.value)
       config.model.remat = remat
       config.train.batch_size, config.data.max_seq_length = _TIME_BATCH.value, _TIME_SEQ.value
       config.mesh.update(data=1, fsdp=1, tensor=1)

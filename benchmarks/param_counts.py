@@ -9,15 +9,15 @@ compute is the paper's (Table 1/8) 1.4e18 FLOPs for ELECTRA-Small (1M steps), 6.
 figure is below 3 x forward matmul FLOPs of the published shapes, so expect agreement to ~+-30%.
 """
 
-from electra_jax import cli
 from electra_jax import flops
+from electra_jax import startup
 
 REFERENCE_DISC_PARAMS = {'small': 14e6, 'base': 110e6, 'large': 335e6}
 REFERENCE_TRAIN_FLOPS = {'small': 1.4e18, 'base': 6.4e19, 'large': 7.1e20}
 
 
 def load_config(name):
-  return cli.load_config_file(name)  # the packaged config of that name
+  return startup.load_config_file(name)  # the packaged config of that name
 
 
 def main():

@@ -1,4 +1,4 @@
-"""Writing a loaded checkpoint (`convert.Pretrained`) as Hugging Face directories or a workdir.
+"""Writing a loaded checkpoint (`pretrained.Pretrained`) as Hugging Face directories or a workdir.
 
   write_hf       DST/discriminator and DST/generator: config.json, model.safetensors, tokenizer
                  (DST/masked_lm instead of DST/discriminator for the MLM `electra.objective`s).
@@ -25,16 +25,16 @@ import numpy as np
 from absl import logging
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import cli
 from electra_jax.errors import UserError
 from electra_jax import hf
-from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
+from electra_jax import startup
 from electra_jax import steps
 from electra_jax import validate
+from electra_jax.data.tokenizers import hf as hf_tokenizer
 
 SIZE_FIELDS = ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers', 'num_heads',
                'intermediate_size', 'max_position_embeddings', 'type_vocab_size')
@@ -54,7 +54,7 @@ def check_destination(dst: str, overwrite: bool) -> None:
   if os.path.exists(dst) and not overwrite:
     raise UserError(f'{dst} already exists; pass --overwrite to replace it, or choose another '
                     '--dst.')
-  cli.check_output_dir(dst, 'dst', create=False)  # its parent takes the temporary directory
+  startup.check_output_dir(dst, 'dst', create=False)  # its parent takes the temporary directory
 
 
 @contextlib.contextmanager

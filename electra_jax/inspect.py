@@ -35,16 +35,16 @@ import tensorflow as tf
 from absl import flags
 from absl import logging
 
-from electra_jax import cli
-from electra_jax import convert
 from electra_jax import files
-from electra_jax import hf_tokenizer
 from electra_jax import model as model_lib
 from electra_jax import objective
-from electra_jax import wordpiece
+from electra_jax import pretrained as pretrained_lib
+from electra_jax import startup
 from electra_jax.configs import default as default_config
 from electra_jax.data import masking
 from electra_jax.data import pretraining
+from electra_jax.data import tokenizers
+from electra_jax.data.tokenizers import hf as hf_tokenizer
 from electra_jax.errors import UserError
 
 _SALT_MASK = 0x1A5  # the inspector's mask seed is [--seed, _SALT_MASK]
@@ -65,7 +65,7 @@ class Checkpoint:
       with `data.max_seq_length` set to the model's position count.
   """
   name: str
-  pretrained: convert.Pretrained
+  pretrained: pretrained_lib.Pretrained
   config: ml_collections.ConfigDict
 
   @property
@@ -79,7 +79,7 @@ class Checkpoint:
 
 
 def load(path: str, *, step: int | None = None, generator_path: str | None = None) -> Checkpoint:
-  """Loads a workdir or Hugging Face directory for inspection (`convert.load_checkpoint`).
+  """Loads a workdir or Hugging Face directory for inspection (`pretrained.load_checkpoint`).
 
   Raises:
     UserError: naming the problem and the fix (missing path or step, no tokenizer, ...).
@@ -89,7 +89,7 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
                     'a Hugging Face directory (python -m electra_jax.convert --from=workdir '
                     '--to=hf writes one).')
   try:
-    kind = convert.detect_kind(path)
+    kind = pretrained_lib.detect_kind(path)
     if kind == 'tf1':
       raise UserError(f'{path} is an original TF1 checkpoint: convert it first with '
                       'python -m electra_jax.convert --from=tf1 --to=hf --src=... --dst=DIR, '
@@ -97,7 +97,7 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
     if generator_path and kind != 'hf':
       raise UserError(f'--generator applies to Hugging Face directories; {path} is a '
                       'pre-training run, which holds its own generator.')
-    pretrained = convert.load_checkpoint(path, step=step, generator_path=generator_path)
+    pretrained = pretrained_lib.load_checkpoint(path, step=step, generator_path=generator_path)
   except (ValueError, FileNotFoundError) as error:  # the loaders name the file and the fix
     raise UserError(str(error)) from error
   if pretrained.tokenizer is None:
@@ -499,14 +499,14 @@ def _inspect_from_flags(values: flags.FlagValues) -> None:
   if values.html:
     tokenizer = checkpoint.tokenizer
     page = render_html(inspections, source=checkpoint.name, special_ids=tokenizer.special_ids(),
-                       wordpiece_vocabulary=isinstance(tokenizer, wordpiece.WordPieceTokenizer))
+                       wordpiece_vocabulary=isinstance(tokenizer, tokenizers.WordPieceTokenizer))
     files.write_atomically(values.html, page, what=f'--html={values.html}')
     print(f'\nWrote {values.html}')
   sys.stdout.flush()
 
 
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Runs the CLI on parsed `flag_values` (`cli.run` turns a UserError into one line)."""
+  """Runs the CLI on parsed `flag_values` (`startup.run` turns a UserError into one line)."""
   if len(argv) > 1:
     raise UserError(f'unexpected arguments {list(argv[1:])}: every option is a --flag '
                     '(quote --text="several words").')
@@ -516,7 +516,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> No
 def run():
   """Console-script entry point (`electra-jax-inspect`)."""
   define_flags()
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':

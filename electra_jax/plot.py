@@ -27,9 +27,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from electra_jax import cli
 from electra_jax import files
 from electra_jax.errors import UserError
+from electra_jax import startup
 
 METRICS_FILE = 'metrics.jsonl'
 DEFAULT_OUT = 'curves.png'
@@ -245,7 +245,7 @@ def _out_path(values: flags.FlagValues) -> str:
 
 
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
-  """Runs the CLI on parsed `flag_values` (`cli.run` turns a UserError into one line)."""
+  """Runs the CLI on parsed `flag_values` (`startup.run` turns a UserError into one line)."""
   if len(argv) > 1:
     raise UserError(f'unexpected arguments {list(argv[1:])}: give workdirs as '
                     '--workdir=A,B.')
@@ -262,7 +262,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> No
 def run():
   """Console-script entry point (`electra-jax-plot`)."""
   define_flags()
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':

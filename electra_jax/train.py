@@ -22,7 +22,6 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import convert
 from electra_jax.errors import UserError
 from electra_jax import files
 from electra_jax import flops as flops_lib
@@ -31,6 +30,7 @@ from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import objective_switch
 from electra_jax import optimizer as optimizer_lib
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import steps
@@ -149,8 +149,8 @@ def _initial_state(config, checkpointer, inputs, init_fn, init_rng, mesh, rules,
   state = sharding.init_state(init_fn, init_rng, mesh, rules, state_shardings)
   if config.init_from:
     if pretrained is None:  # checkpoints were listed at start-up, but none restored
-      pretrained = convert.load_checkpoint(config.init_from)
-    state = state.replace(params=convert.initial_params(config, state.params, pretrained))
+      pretrained = pretrained_lib.load_checkpoint(config.init_from)
+    state = state.replace(params=pretrained_lib.initial_params(config, state.params, pretrained))
   return 0, state, state_shardings
 
 
@@ -173,7 +173,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
     _check_same_run(checkpointer.restore_config(existing_steps[-1]), config, workdir)
 
   # ---- Input pipeline (per host); a fresh start from init_from reads that checkpoint once.
-  pretrained = (convert.load_checkpoint(config.init_from)
+  pretrained = (pretrained_lib.load_checkpoint(config.init_from)
                 if config.init_from and not existing_steps else None)
   tokenizer = inputs_lib.resolve_tokenizer(config, workdir, pretrained)
   inputs = inputs_lib.HostInputs(config, tokenizer, process_index, process_count)

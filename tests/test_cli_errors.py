@@ -23,8 +23,8 @@ import time
 
 import pytest
 
-from electra_jax import cli
 from electra_jax import errors
+from electra_jax import startup
 
 
 # The run the protected workdir holds; a case changes one of these to make "another model".
@@ -82,10 +82,10 @@ def files(tmp_path_factory):
 def assets(files):
   """Broken and foreign inputs next to real ones: a tiny workdir, its HF export, a tokenizer."""
   import numpy as np  # noqa: PLC0415 - heavy, only for the slow cases
-  from electra_jax import convert  # noqa: PLC0415
   from electra_jax import export  # noqa: PLC0415
-  from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415
+  from electra_jax import pretrained as pretrained_lib  # noqa: PLC0415
   from electra_jax import train  # noqa: PLC0415
+  from electra_jax.data import tokenizers  # noqa: PLC0415
 
   a = dict(files)
   root = pathlib.Path(a['root'])
@@ -93,19 +93,19 @@ def assets(files):
       zip(['lists', 'dicts', 'sets', 'tuples'] * 25, ['loops', 'files', 'maps', 'trees'] * 25))]
   (root / 'corpus.txt').write_text('\n'.join(sentences) + '\n')
   a['corpus'] = str(root / 'corpus.txt')
-  a['sp'] = tokenizer_lib.train_sentencepiece(sentences, str(root / 'sp'), 64,
-                                              allow_smaller_vocab=True)
+  a['sp'] = tokenizers.train_sentencepiece(sentences, str(root / 'sp'), 64,
+                                           allow_smaller_vocab=True)
   (root / 'text.model').write_text('this is a plain text file, not a SentencePiece model\n')
   a['text_model'] = str(root / 'text.model')
 
-  config = cli.load_config_file('tiny')
+  config = startup.load_config_file('tiny')
   for field, value in RUN_FIELDS.items():
     section, name = field.split('.')
     config[section][name] = value
   a['workdir'] = str(root / 'workdir')
   train.train_and_evaluate(config, a['workdir'])
   a['hf'] = str(root / 'hf')
-  export.write_hf(convert.load_checkpoint(a['workdir']), a['hf'])
+  export.write_hf(pretrained_lib.load_checkpoint(a['workdir']), a['hf'])
 
   truncated = root / 'hf_truncated'
   shutil.copytree(pathlib.Path(a['hf']) / 'discriminator', truncated)
@@ -390,22 +390,23 @@ def test_guard_turns_user_and_access_errors_into_one_line(capsys):
 
 
 def test_overrides_are_checked_against_the_config():
-  config = cli.load_config_file('tiny')
-  cli.check_overrides(config, ['--config.train.num_steps=3', '--noconfig.model.scan_layers'])
+  config = startup.load_config_file('tiny')
+  startup.check_overrides(config, ['--config.train.num_steps=3', '--noconfig.model.scan_layers'])
   with pytest.raises(errors.UserError, match='did you mean --config.train.learning_rate'):
-    cli.check_overrides(config, ['--config.train.learnig_rate=3'])
-  assert cli.closest_fields(config, 'hidden_size') == ['model.hidden_size']
+    startup.check_overrides(config, ['--config.train.learnig_rate=3'])
+  assert startup.closest_fields(config, 'hidden_size') == ['model.hidden_size']
 
 
 def test_configs_are_named_by_path_or_packaged_name(repo_root):
-  assert cli.resolve_config('tiny') == str(cli.PACKAGED_CONFIGS / 'tiny.py')
-  assert cli.resolve_config('glue:rte', 'finetune') == str(
-      cli.PACKAGED_CONFIGS / 'finetune' / 'glue.py') + ':rte'
-  assert cli.resolve_config('finetune/squad:v2.0', 'finetune').endswith('finetune/squad.py:v2.0')
+  assert startup.resolve_config('tiny') == str(startup.PACKAGED_CONFIGS / 'tiny.py')
+  assert startup.resolve_config('glue:rte', 'finetune') == str(
+      startup.PACKAGED_CONFIGS / 'finetune' / 'glue.py') + ':rte'
+  assert startup.resolve_config('finetune/squad:v2.0', 'finetune').endswith(
+      'finetune/squad.py:v2.0')
   checkout_path = f'{repo_root}/configs/finetune/glue.py:rte'
-  assert cli.resolve_config(checkout_path) == checkout_path
-  assert cli.load_config_file('finetune/glue:mrpc').task.name == 'mrpc'
-  assert cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0').task.name \
-      == 'v2.0'
+  assert startup.resolve_config(checkout_path) == checkout_path
+  assert startup.load_config_file('finetune/glue:mrpc').task.name == 'mrpc'
+  assert startup.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py',
+                                  'v2.0').task.name == 'v2.0'
   with pytest.raises(errors.UserError, match='--config=small'):
-    cli.resolve_config('elsewhere/small.py')
+    startup.resolve_config('elsewhere/small.py')

@@ -19,19 +19,19 @@ import pytest
 import safetensors.numpy
 import tensorflow as tf
 
-from electra_jax import cli
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import sharding
+from electra_jax import startup
 from electra_jax import steps
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import train
 from electra_jax import validate
 from electra_jax.data import corpus
+from electra_jax.data import tokenizers
 from saved_params import restore_params  # tests/saved_params.py
 
 torch = pytest.importorskip('torch')
@@ -42,7 +42,7 @@ SAMPLE_TEXTS = ['The quick brown fox jumps over the lazy dog.', 'A second senten
 
 
 def tiny_config(repo_root) -> ml_collections.ConfigDict:
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   m = config.model
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 2, 48
@@ -66,8 +66,8 @@ def run(repo_root, tmp_path_factory):
   lines = list(itertools.islice(
       (line for shard in range(2) for line in corpus.builtin_corpus().shard_lines(shard)), 4000))
   (root / 'corpus.txt').write_text('\n'.join(lines), encoding='utf-8')
-  sp_path = tokenizer_lib.train_sentencepiece(lines, str(root / 'sp'), 256,
-                                              allow_smaller_vocab=True)
+  sp_path = tokenizers.train_sentencepiece(lines, str(root / 'sp'), 256,
+                                           allow_smaller_vocab=True)
   config = tiny_config(repo_root)
   config.data.source, config.data.train_files = 'files', str(root / 'corpus.txt')
   config.tokenizer.path = sp_path
@@ -79,7 +79,7 @@ def run(repo_root, tmp_path_factory):
 @pytest.fixture(scope='module')
 def hf_export(run, tmp_path_factory):
   dst = tmp_path_factory.mktemp('export') / 'hf'
-  export.write_hf(convert.load_checkpoint(run.workdir), str(dst))
+  export.write_hf(pretrained_lib.load_checkpoint(run.workdir), str(dst))
   return dst
 
 
@@ -105,7 +105,7 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
                                                       output_loading_info=True)
   assert not info['missing_keys'], info
 
-  ours_tokenizer = tokenizer_lib.SentencePieceTokenizer(run.sp_path)
+  ours_tokenizer = tokenizers.SentencePieceTokenizer(run.sp_path)
   theirs_tokenizer = transformers.AutoTokenizer.from_pretrained(hf_export / 'discriminator')
   for text in SAMPLE_TEXTS:
     assert theirs_tokenizer(text, add_special_tokens=False)['input_ids'] == (
@@ -143,10 +143,10 @@ def _tensors(directory):
 
 def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_path):
   workdir = tmp_path / 'workdir'
-  config = export.write_workdir(convert.load_checkpoint(str(hf_export)), str(workdir),
-                                cli.load_config_file('default'))
+  config = export.write_workdir(pretrained_lib.load_checkpoint(str(hf_export)), str(workdir),
+                                startup.load_config_file('default'))
   again = tmp_path / 'hf_again'
-  export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
+  export.write_hf(pretrained_lib.load_checkpoint(str(workdir)), str(again))
   for network in ('discriminator', 'generator'):
     first, second = _tensors(hf_export / network), _tensors(again / network)
     assert sorted(first) == sorted(second)
@@ -180,18 +180,18 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   for a, b in zip(jax.tree.leaves(original), jax.tree.leaves(state.params)):
     assert np.array_equal(a, np.asarray(b))
   # A scanned-layers config stores stacked layers; loading unstacks them again.
-  scanned_config = cli.load_config_file('default')
+  scanned_config = startup.load_config_file('default')
   scanned_config.model.scan_layers = True
   scanned = tmp_path / 'scanned'
-  export.write_workdir(convert.load_checkpoint(str(workdir)), str(scanned), scanned_config)
+  export.write_workdir(pretrained_lib.load_checkpoint(str(workdir)), str(scanned), scanned_config)
   assert 'layers' in restore_params(scanned, 0)['discriminator']['encoder']
-  loaded = convert.load_checkpoint(str(scanned))
+  loaded = pretrained_lib.load_checkpoint(str(scanned))
   for a, b in zip(jax.tree.leaves(loaded.disc_params),
-                  jax.tree.leaves(convert.load_checkpoint(str(workdir)).disc_params)):
+                  jax.tree.leaves(pretrained_lib.load_checkpoint(str(workdir)).disc_params)):
     assert np.array_equal(a, b)
   # Nothing is overwritten without asking.
   with pytest.raises(ValueError, match='already exists; pass --overwrite'):
-    export.write_hf(convert.load_checkpoint(str(workdir)), str(again))
+    export.write_hf(pretrained_lib.load_checkpoint(str(workdir)), str(again))
   assert not [p for p in os.listdir(tmp_path) if '.tmp-' in p]
 
 
@@ -205,7 +205,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   fresh, _, _ = sharding.create_sharded_state(
       lambda rng: model_lib.init_pretrainer_params(model, rng, 32, 4), jax.random.key(0), mesh,
       rules)
-  params = convert.initial_params(config, fresh)
+  params = pretrained_lib.initial_params(config, fresh)
   expected = restore_params(run.workdir, 2)
   assert jax.tree.structure(params) == jax.tree.structure(expected)
   for got, want, reference in zip(jax.tree.leaves(params), jax.tree.leaves(expected),
@@ -215,7 +215,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
 
   # Only a discriminator: the fresh generator stays.
   config.init_from = str(hf_export / 'discriminator')
-  params = convert.initial_params(config, fresh)
+  params = pretrained_lib.initial_params(config, fresh)
   for got, want in zip(jax.tree.leaves(params['generator']), jax.tree.leaves(fresh['generator'])):
     assert np.array_equal(np.asarray(got), np.asarray(want))
   assert np.array_equal(np.asarray(params['shared_embeddings']['word_embeddings']),
@@ -227,7 +227,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
       model_lib.build_pretrainer(config), jax.random.key(0), 32, 4)))
   with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
                      r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
-    convert.initial_params(config, other)
+    pretrained_lib.initial_params(config, other)
 
 
 def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
@@ -262,8 +262,8 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   gen_config = model.gen_config
   assert (gen_config.hidden_size, gen_config.embedding_size) == (48, 48)
   assert 'embeddings_project' not in parts['generator']
-  export.write_hf(convert.Pretrained(config.model, parts['discriminator'], gen_config,
-                                     parts['generator']), str(tmp_path / 'hf'))
+  export.write_hf(pretrained_lib.Pretrained(config.model, parts['discriminator'], gen_config,
+                                            parts['generator']), str(tmp_path / 'hf'))
 
   gen, info = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / 'hf' / 'generator',
                                                               output_loading_info=True)
@@ -282,7 +282,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   np.testing.assert_allclose(np.asarray(ours), np.take_along_axis(theirs, positions[..., None], 1),
                              atol=1e-4)
 
-  pretrained = convert.load_checkpoint(str(tmp_path / 'hf'))
+  pretrained = pretrained_lib.load_checkpoint(str(tmp_path / 'hf'))
   base = tiny_config(repo_root)
   with pytest.raises(ValueError, match="embedding_sharing='shared'"):
     export.write_workdir(pretrained, str(tmp_path / 'shared'), base)  # a tied generator is E wide
@@ -294,7 +294,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
 
 
 def test_generator_fraction_rebuilds_the_generator_or_says_why_not():
-  base = cli.load_config_file('default').model
+  base = startup.load_config_file('default').model
   base.update(hidden_size=448, num_heads=7, intermediate_size=1792)
   gen = ml_collections.ConfigDict(base.to_dict())
   gen.update(hidden_size=61, num_heads=1, intermediate_size=244)
@@ -368,7 +368,7 @@ def tf1_checkpoint(tmp_path_factory):
   _write_tf1_checkpoint(prefix, tensors)
   words = [f'word{i}' for i in range(99 - 5)]
   (directory / 'vocab.txt').write_text(
-      '\n'.join(tokenizer_lib.SPECIAL_PIECES + tuple(words)) + '\n')
+      '\n'.join(tokenizers.SPECIAL_PIECES + tuple(words)) + '\n')
   return prefix, disc, gen
 
 
@@ -416,11 +416,11 @@ def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, t
 
   # tf1 -> workdir, then our own networks from it.
   workdir = tmp_path / 'workdir'
-  config = export.write_workdir(convert.load_checkpoint(prefix), str(workdir),
-                                cli.load_config_file('default'))
+  config = export.write_workdir(pretrained_lib.load_checkpoint(prefix), str(workdir),
+                                startup.load_config_file('default'))
   assert config.model.num_heads == 2 and config.electra.generator_hidden_fraction == 0.5
   assert config.tokenizer.type == 'wordpiece'
-  pretrained = convert.load_checkpoint(str(workdir))
+  pretrained = pretrained_lib.load_checkpoint(str(workdir))
   ours_disc = model_lib.Discriminator(pretrained.disc_config).apply(
       {'params': pretrained.disc_params}, ids, types, mask)
   positions = np.tile(np.arange(16, dtype=np.int32), (2, 1))
@@ -434,14 +434,14 @@ def test_tf1_to_hf_cli_and_to_workdir_match_the_original_model(tf1_checkpoint, t
 def test_tf1_errors_name_the_problem(tf1_checkpoint, tmp_path):
   prefix, _, _ = tf1_checkpoint
   with pytest.raises(ValueError, match='not divisible by 3 heads'):
-    convert.load_checkpoint(prefix, num_heads=3)
+    pretrained_lib.load_checkpoint(prefix, num_heads=3)
   with pytest.raises(ValueError, match='--from=hf but .* looks like a tf1 source'):
-    convert.load_checkpoint(prefix, kind='hf')
+    pretrained_lib.load_checkpoint(prefix, kind='hf')
   with pytest.raises(ValueError, match='nothing.* does not exist'):
-    convert.load_checkpoint(str(tmp_path / 'nothing'))
+    pretrained_lib.load_checkpoint(str(tmp_path / 'nothing'))
   with pytest.raises(ValueError, match='is not a checkpoint'):
-    convert.load_checkpoint(str(tmp_path))
+    pretrained_lib.load_checkpoint(str(tmp_path))
   other = str(tmp_path / 'other.ckpt')
   _write_tf1_checkpoint(other, {'bert/embeddings/word_embeddings': np.zeros((4, 2), np.float32)})
   with pytest.raises(ValueError, match='not an ELECTRA TF1 checkpoint'):
-    convert.load_checkpoint(other)
+    pretrained_lib.load_checkpoint(other)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import corpus
 from electra_jax.data import packing
+from electra_jax.data import tokenizers
 
-CLS, SEP, PAD = tokenizer_lib.CLS_ID, tokenizer_lib.SEP_ID, tokenizer_lib.PAD_ID
+CLS, SEP, PAD = tokenizers.CLS_ID, tokenizers.SEP_ID, tokenizers.PAD_ID
 SEED = tf.constant([0, 1], tf.int64)
 
 
@@ -21,7 +21,7 @@ def sp_tokenizer(tmp_path_factory):
   config = ml_collections.ConfigDict({'tokenizer': {
       'cache_dir': str(tmp_path_factory.getbasetemp() / 'electra_jax_cache'), 'vocab_size': 4096},
       'data': {'builtin_packages': ''}})
-  return tokenizer_lib.SentencePieceTokenizer(tokenizer_lib.builtin_tokenizer_path(config))
+  return tokenizers.SentencePieceTokenizer(tokenizers.builtin_tokenizer_path(config))
 
 
 def _tokenized(documents):
@@ -141,7 +141,7 @@ def test_real_text_packs_with_valid_layout(sp_tokenizer):
     assert a_length >= 1
     two_segments += b_length > 0
     inner = example['input_ids'][1:]
-    assert not np.isin(inner, [CLS, tokenizer_lib.MASK_ID]).any()
+    assert not np.isin(inner, [CLS, tokenizers.MASK_ID]).any()
   assert two_segments > len(examples) // 3
   # Full-length examples dominate, as the target is usually max_seq_length.
   assert np.mean([(e['input_ids'] != PAD).sum() >= 120 for e in examples]) > 0.3

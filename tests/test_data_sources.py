@@ -6,17 +6,17 @@ import os
 import numpy as np
 import pytest
 
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.configs import tiny
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
+from electra_jax.data import tokenizers
 
 
 @pytest.fixture(scope='session')
 def builtin_model(tmp_path_factory):
   config = tiny.get_config()
   config.tokenizer.cache_dir = str(tmp_path_factory.getbasetemp() / 'electra_jax_cache')
-  return tokenizer_lib.builtin_tokenizer_path(config)
+  return tokenizers.builtin_tokenizer_path(config)
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_messy_text_files_are_read_not_fatal(config, tmp_path):
   config.data.eval_files = str(tmp_path / 'messy.txt')
   examples = list(pretraining.packed_examples(config, 'train', training=False)
                   .as_numpy_iterator())
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(config.tokenizer.path)
+  tokenizer = tokenizers.SentencePieceTokenizer(config.tokenizer.path)
   texts = [tokenizer.decode(e['input_ids']) for e in examples]
   # Per file 4 documents ('\t' is blank too): the two sentences, the bad-bytes line, the huge
   # line (which fills an example on its own), the unterminated last line. Files interleave.

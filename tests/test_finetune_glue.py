@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from electra_jax import cli
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import startup
+from electra_jax.data import tokenizers
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
 from electra_jax.finetune import glue_data
@@ -24,7 +24,7 @@ NUMBERS = ('zero', 'one', 'two', 'three', 'four', 'five')
 
 
 def load_config(repo_root, arg):
-  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
+  return startup.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
 
 
 def _words(rng, low=4, high=10):
@@ -82,8 +82,8 @@ def sst2_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp('glue') / 'SST-2'
   texts = write_sst2(directory, np.random.default_rng(0))
   prefix = str(directory.parent / 'sp')
-  path = tokenizer_lib.train_sentencepiece(texts + [' '.join(NUMBERS)], prefix, 48,
-                                           allow_smaller_vocab=True, num_threads=1)
+  path = tokenizers.train_sentencepiece(texts + [' '.join(NUMBERS)], prefix, 48,
+                                        allow_smaller_vocab=True, num_threads=1)
   return directory, path
 
 
@@ -226,7 +226,7 @@ def test_unordered_pairs_train_on_both_orders(repo_root, sst2_dir, tmp_path, mon
   glue.run(config, str(tmp_path / 'work'))
   arrays = captured[0].train_arrays
   task = glue_data.get_task(task_name)
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(tokenizer_path)
+  tokenizer = tokenizers.SentencePieceTokenizer(tokenizer_path)
   if task_name == 'mrpc':  # the original's reader, on the file's own lines
     lines = [line.split('\t') for line in
              (directory / 'train.tsv').read_text().splitlines()]

@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from electra_jax import cli
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import startup
+from electra_jax.data import tokenizers
 from electra_jax.finetune import squad
 from electra_jax.finetune import squad_eval
 
@@ -26,7 +26,7 @@ QUESTION = 'who holds a title?'
 
 
 def load_config(repo_root, arg):
-  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', arg)
+  return startup.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', arg)
 
 
 def make_question(rng, qid, answerable):
@@ -61,8 +61,8 @@ def tokenizer_path(tmp_path_factory):
   texts = [make_question(rng, str(i), True)['context'] for i in range(200)]
   texts.append(QUESTION)
   prefix = str(tmp_path_factory.mktemp('spm') / 'sp')
-  return tokenizer_lib.train_sentencepiece(texts, prefix, 96, allow_smaller_vocab=True,
-                                           num_threads=1)
+  return tokenizers.train_sentencepiece(texts, prefix, 96, allow_smaller_vocab=True,
+                                        num_threads=1)
 
 
 def tiny(config, tokenizer_path, data_dir):

@@ -8,12 +8,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from electra_jax import cli
-from electra_jax import convert
 from electra_jax import export
 from electra_jax import model as model_lib
 from electra_jax import param_trees
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import pretrained as pretrained_lib
+from electra_jax import startup
+from electra_jax.data import tokenizers
 from electra_jax.finetune import __main__ as finetune_cli
 from electra_jax.finetune import glue
 from electra_jax.finetune import layerwise
@@ -27,7 +27,7 @@ DECAY = 0.8
 
 
 def load_config(repo_root, arg='sst2'):
-  return cli.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
+  return startup.load_config_file(repo_root / 'configs' / 'finetune' / 'glue.py', arg)
 
 
 def tiny_model_config(repo_root, **overrides):
@@ -178,15 +178,16 @@ def test_init_from_an_hf_export_loads_the_encoder(repo_root, tmp_path):
   rng = np.random.default_rng(0)
   words = 'good bad movie film plot the a was very'.split()
   texts = [' '.join(rng.choice(words, size=6)) for _ in range(100)]
-  sp_path = tokenizer_lib.train_sentencepiece(texts, str(tmp_path / 'sp'), 24,
-                                              allow_smaller_vocab=True, num_threads=1)
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(sp_path)
+  sp_path = tokenizers.train_sentencepiece(texts, str(tmp_path / 'sp'), 24,
+                                           allow_smaller_vocab=True, num_threads=1)
+  tokenizer = tokenizers.SentencePieceTokenizer(sp_path)
   disc_config = tiny_model_config(repo_root)
   ids = jnp.ones((1, 8), jnp.int32)
   disc_params = jax.tree.map(np.asarray, model_lib.nn.meta.unbox(model_lib.Discriminator(
       disc_config).init({'params': jax.random.key(7)}, ids, ids * 0, ids)['params']))
-  export.write_hf(convert.Pretrained(disc_config, disc_params, tokenizer=tokenizer,
-                                     tokenizer_files=tokenizer.files()), str(tmp_path / 'hf'))
+  export.write_hf(pretrained_lib.Pretrained(disc_config, disc_params, tokenizer=tokenizer,
+                                            tokenizer_files=tokenizer.files()),
+                  str(tmp_path / 'hf'))
   data_dir = tmp_path / 'SST-2'
   data_dir.mkdir()
   for split in ('train', 'dev'):
@@ -265,7 +266,7 @@ def test_reported_epoch_is_the_last_unless_best_is_selected(repo_root, tmp_path,
 
 def test_protocol_switches_default_to_the_original_and_are_reported(repo_root, tmp_path):
   glue_config = load_config(repo_root)
-  squad_config = cli.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
+  squad_config = startup.load_config_file(repo_root / 'configs' / 'finetune' / 'squad.py', 'v2.0')
   for path, original in start_lib.PROTOCOL_SWITCHES.items():
     section, field = path.split('.')
     present = [c for c in (glue_config, squad_config) if field in c.get(section, {})]

@@ -7,16 +7,16 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from electra_jax import cli
 from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import param_trees
+from electra_jax import startup
 from electra_jax import validate
 
 
 def load_config(repo_root, name):
-  return cli.load_config_file(repo_root / 'configs' / f'{name}.py')
+  return startup.load_config_file(repo_root / 'configs' / f'{name}.py')
 
 
 def small_test_config(repo_root, embedding_size=64, sharing='shared'):

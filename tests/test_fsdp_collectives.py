@@ -13,12 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-from electra_jax import cli
 from electra_jax import mesh as mesh_lib
 from electra_jax import model as model_lib
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import reporting
 from electra_jax import sharding
+from electra_jax import startup
 from electra_jax import steps
 from electra_jax import validate
 
@@ -47,7 +47,7 @@ def _collectives(hlo: str) -> dict[str, list[int]]:
 
 @pytest.fixture(scope='module')
 def fsdp8(repo_root):
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   config.mesh.update(data=1, fsdp=8, tensor=1)
   # The original's generator (H/4, tied tables), whose shared-table gradients are counted below.
   config.electra.update(generator_hidden_fraction=0.25, embedding_sharing='shared')

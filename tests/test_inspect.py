@@ -17,15 +17,15 @@ import pytest
 import tensorflow as tf
 from absl import flags
 
-from electra_jax import convert
 from electra_jax import errors
 from electra_jax import export
 from electra_jax import inspect
 from electra_jax import model as model_lib
 from electra_jax import objective
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import pretrained as pretrained_lib
 from electra_jax.data import masking
 from electra_jax.data import pretraining
+from electra_jax.data import tokenizers
 from electra_jax.errors import UserError
 from saved_params import restore_params  # tests/saved_params.py
 
@@ -42,7 +42,7 @@ def run(trained_tiny_run):
 @pytest.fixture(scope='module')
 def hf_export(run, tmp_path_factory):
   dst = tmp_path_factory.mktemp('inspect_export') / 'hf'
-  export.write_hf(convert.load_checkpoint(run.workdir), str(dst))
+  export.write_hf(pretrained_lib.load_checkpoint(run.workdir), str(dst))
   return dst
 
 
@@ -76,7 +76,7 @@ def _recompute(run, ids, types, inspections, seed, bias_token=None):
   Read with plain orbax and applied with the pretrainer, not through the inspector's loaders;
   the mask is checked against `mask_batch` with the run's options (4 slots at length 32).
   """
-  tokenizer = tokenizer_lib.SentencePieceTokenizer(run.config.tokenizer.path)
+  tokenizer = tokenizers.SentencePieceTokenizer(run.config.tokenizer.path)
   options = pretraining.masking_options_for(run.config, tokenizer)
   assert options.max_predictions == 4
   expected_mask = masking.mask_batch(
@@ -285,7 +285,7 @@ def _cli(*argv):
   """Runs the CLI in-process (as `python -m electra_jax.inspect ARGV` does, minus the imports)."""
   values = flags.FlagValues()
   inspect.define_flags(values)
-  errors.guard(inspect.main)(values(['inspect', *argv]), values)  # as cli.run runs it
+  errors.guard(inspect.main)(values(['inspect', *argv]), values)  # as startup.run runs it
 
 
 def _cli_error(capsys, *argv) -> str:

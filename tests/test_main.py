@@ -98,9 +98,9 @@ def _unigram_baseline(repo_root, tokenizer_path) -> float:
   """Accuracy of always guessing the most frequent masked token of the held-out split."""
   import collections
 
-  from electra_jax import cli
   from electra_jax.data import pretraining
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  from electra_jax import startup
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   config.tokenizer.path = str(tokenizer_path)
   counts = collections.Counter()
   for batch in pretraining.make_dataset(config, 'eval').take(config.train.eval_steps):

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from electra_jax import convert
 from electra_jax import export
 from electra_jax import flops
 from electra_jax import model as model_lib
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import steps
 from electra_jax import objective_switch
 from electra_jax import train
@@ -195,7 +195,7 @@ def test_objective_trains_the_same_on_a_mesh_and_resumes_exactly(repo_root, tmp_
   assert ('disc_auc' in mesh[-1]) == (name in ('electra_15', 'all_tokens_mlm'))
   assert ('main_mlm_accuracy' in mesh[-1]) == (name in ('replace_mlm', 'all_tokens_mlm'))
   # The checkpoint exports as the objective's classes: a masked LM as ElectraForMaskedLM.
-  written = export.write_hf(convert.load_checkpoint(str(mesh_dir)), str(tmp_path / 'hf'))
+  written = export.write_hf(pretrained_lib.load_checkpoint(str(mesh_dir)), str(tmp_path / 'hf'))
   expected = {'mlm': ['masked_lm'], 'electra_15': ['discriminator', 'generator']}.get(
       name, ['masked_lm', 'generator'])
   assert [p.rsplit('/', 1)[1] for p in written] == expected
@@ -224,7 +224,7 @@ def test_masked_lm_main_network_exports_as_electra_for_masked_lm(repo_root, tmp_
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
   networks = jax.tree.map(np.asarray, objective_switch.split_params(joint, config))
   gen_config = None if name == 'mlm' else model.gen_config
-  written = export.write_hf(convert.Pretrained(
+  written = export.write_hf(pretrained_lib.Pretrained(
       config.model, networks['discriminator'], gen_config, networks['generator'],
       source_config=config.to_dict()), str(tmp_path / 'hf'))
   assert [p.rsplit('/', 1)[1] for p in written] == (

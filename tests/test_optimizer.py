@@ -150,8 +150,8 @@ def _flat(tree):
 
 def test_the_whole_default_chain_replays_the_originals_steps(repo_root):
   """Clipping, uncorrected Adam, decoupled decay and the schedule together, from step 0."""
-  from electra_jax import cli  # noqa: PLC0415
-  train_config = cli.load_config_file(repo_root / 'configs' / 'default.py').train
+  from electra_jax import startup  # noqa: PLC0415
+  train_config = startup.load_config_file(repo_root / 'configs' / 'default.py').train
   train_config.update(num_steps=12, warmup_steps=4, learning_rate=1e-2)
   params, grads = _random_problem(steps=12, seed=1)
   ours = _run_ours(optimizer.make_optimizer(train_config), params, grads)
@@ -163,9 +163,9 @@ def test_the_whole_default_chain_replays_the_originals_steps(repo_root):
 
 def test_default_adam_is_the_originals_without_bias_correction(repo_root):
   """The default configs (pre-training and fine-tuning) give the original's update exactly."""
-  from electra_jax import cli  # noqa: PLC0415
+  from electra_jax import startup  # noqa: PLC0415
   for path in ('default.py', 'finetune/finetune_default.py'):
-    train_config = cli.load_config_file(repo_root / 'configs' / path).train
+    train_config = startup.load_config_file(repo_root / 'configs' / path).train
     assert train_config.bias_correction is False, path
     params, grads = _random_problem(steps=6)
     rates = [1e-2] * 6

@@ -94,7 +94,7 @@ def _cli_error(capsys, *argv) -> str:
   values = flags.FlagValues()
   plot.define_flags(values)
   with pytest.raises(SystemExit) as exit_info:
-    errors.guard(plot.main)(values(['plot', *argv]), values)  # as cli.run runs it
+    errors.guard(plot.main)(values(['plot', *argv]), values)  # as startup.run runs it
   assert exit_info.value.code == 2
   lines = capsys.readouterr().err.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: '), lines

@@ -11,7 +11,7 @@ import sentencepiece as spm
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax.data import tokenizers
 from electra_jax.finetune import squad_data
 
 _RNG = np.random.default_rng(7)
@@ -82,7 +82,7 @@ def sentencepiece_tokenizer(tmp_path_factory):
       control_symbols=['[CLS]', '[SEP]', '[MASK]'], num_threads=1, minloglevel=2)
   path = tmp_path_factory.mktemp('spm') / 'tiny.model'
   path.write_bytes(model.getvalue())
-  return tokenizer_lib.SentencePieceTokenizer(str(path))
+  return tokenizers.SentencePieceTokenizer(str(path))
 
 
 def _long_example(qid, answer_word_index, num_answer_words=1, num_sentences=30):

@@ -8,13 +8,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from electra_jax import cli
+from electra_jax import startup
 from electra_jax import train
 from saved_params import restore_params  # tests/saved_params.py
 
 
 def load_config(repo_root, name='tiny'):
-  return cli.load_config_file(repo_root / 'configs' / f'{name}.py')
+  return startup.load_config_file(repo_root / 'configs' / f'{name}.py')
 
 
 def small_config(repo_root, **mesh) -> ml_collections.ConfigDict:

@@ -17,9 +17,9 @@ import textwrap
 
 import ml_collections
 
-from electra_jax import cli
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import startup
 from electra_jax import train
+from electra_jax.data import tokenizers
 
 
 def _documents():
@@ -39,9 +39,9 @@ def tiny_run_config(repo_root, root) -> ml_collections.ConfigDict:
   train_docs, eval_docs = documents[:-8], documents[-8:]
   for name, docs in (('train.txt', train_docs), ('eval.txt', eval_docs)):
     (root / name).write_text('\n\n'.join('\n'.join(d) for d in docs) + '\n', encoding='utf-8')
-  sp_path = tokenizer_lib.train_sentencepiece(
+  sp_path = tokenizers.train_sentencepiece(
       [line for d in train_docs for line in d], str(root / 'sp'), 256, allow_smaller_vocab=True)
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   m = config.model
   m.vocab_size, m.embedding_size, m.hidden_size, m.num_heads = 256, 32, 64, 2
   m.intermediate_size, m.num_layers, m.max_position_embeddings = 128, 1, 32

@@ -5,6 +5,6 @@
 `configs/` of a checkout is a link to this directory.
 
 On the command line name them by path (`--config=configs/tiny.py`) or, installed, by name:
-`--config=tiny`, `--config=glue:rte` (see `electra_jax.cli.resolve_config`). In Python, import
-them as modules (`from electra_jax.configs import tiny`) or use `cli.load_config_file`.
+`--config=tiny`, `--config=glue:rte` (see `electra_jax.startup.resolve_config`). In Python, import
+them as modules (`from electra_jax.configs import tiny`) or use `startup.load_config_file`.
 """

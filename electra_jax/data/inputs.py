@@ -22,11 +22,11 @@ import ml_collections
 import tensorflow as tf
 
 from electra_jax import checkpoint as checkpoint_lib
-from electra_jax import convert
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import validate
 from electra_jax.data import pretraining
 from electra_jax.data import synthetic
+from electra_jax.data import tokenizers
 
 _BUILTIN_COPY = 'tokenizer/builtin.model'  # the workdir's copy of the built-in tokenizer
 
@@ -35,20 +35,20 @@ def _record_tokenizer_path(config: ml_collections.ConfigDict, workdir: str,
                            pretrained: Any = None) -> None:
   """Sets `config.tokenizer` when unset: init_from's tokenizer, else the workdir's built-in copy.
 
-  `pretrained` is `init_from` already loaded (`convert.load_checkpoint`), so that the checkpoint
+  `pretrained` is `init_from` already loaded (`pretrained.load_checkpoint`), so that the checkpoint
   is read once; without it only its tokenizer is read.
   """
   if not config.tokenizer.path and config.init_from:
-    convert.use_source_tokenizer(config, pretrained)
+    pretrained_lib.use_source_tokenizer(config, pretrained)
   if not config.tokenizer.path and config.data.source == 'builtin':
     kept = f'{workdir}/{_BUILTIN_COPY}'
     if not tf.io.gfile.exists(kept):
-      checkpoint_lib.copy_file(tokenizer_lib.builtin_tokenizer_path(config), kept)
+      checkpoint_lib.copy_file(tokenizers.builtin_tokenizer_path(config), kept)
     config.tokenizer.path = kept
 
 
 def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str,
-                      pretrained: Any = None) -> Optional[tokenizer_lib.Tokenizer]:
+                      pretrained: Any = None) -> Optional[tokenizers.Tokenizer]:
   """The run's tokenizer, recorded in `config.tokenizer`; the data sources checked (see above)."""
   if config.data.source == 'synthetic':
     return None
@@ -65,7 +65,7 @@ class HostInputs:
   """This host's training and eval batches, from tf.data or synthetic, as numpy dicts."""
 
   def __init__(self, config: ml_collections.ConfigDict,
-               tokenizer: Optional[tokenizer_lib.Tokenizer], process_index: int = 0,
+               tokenizer: Optional[tokenizers.Tokenizer], process_index: int = 0,
                process_count: int = 1):
     self._config = config
     self._process = (process_index, process_count)

@@ -23,8 +23,8 @@ import dataclasses
 
 import tensorflow as tf
 
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax.data import corpus
+from electra_jax.data import tokenizers
 
 MIN_SHORT_TARGET = 5  # the original's lower bound for random short target lengths
 _TOKENIZE_BATCH = 256  # lines tokenised per op call: amortises per-op overhead
@@ -112,7 +112,7 @@ def select_documents(lines: tf.data.Dataset, shard_index: tf.Tensor,
           .unbatch())
 
 
-def tokenize_lines(lines: tf.data.Dataset, tokenizer: tokenizer_lib.Tokenizer,
+def tokenize_lines(lines: tf.data.Dataset, tokenizer: tokenizers.Tokenizer,
                    max_seq_length: int) -> tf.data.Dataset:
   """Raw lines -> `(tokens [n] int32, is_boundary bool)`; a blank line is a document boundary.
 
@@ -248,7 +248,7 @@ def build_example(group: dict[str, tf.Tensor], seed: tf.Tensor, options: Packing
           'token_type_ids': tf.ensure_shape(token_type_ids, [max_length])}
 
 
-def pack_lines(lines: tf.data.Dataset, tokenizer: tokenizer_lib.Tokenizer, seed: tf.Tensor,
+def pack_lines(lines: tf.data.Dataset, tokenizer: tokenizers.Tokenizer, seed: tf.Tensor,
                shard_index: tf.Tensor, options: PackingOptions,
                document_filter: DocumentFilter = DocumentFilter()) -> tf.data.Dataset:
   """The lines of one shard -> packed examples `{'input_ids', 'token_type_ids'}`, each `[length]`.

@@ -23,14 +23,13 @@ import ml_collections
 from ml_collections import config_flags
 import tensorflow as tf
 
-from electra_jax import cli
 from electra_jax.errors import UserError
-from electra_jax import tokenizer as tokenizer_lib
-from electra_jax import wordpiece
+from electra_jax import startup
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
 from electra_jax.data import records
 from electra_jax.data import sources
+from electra_jax.data import tokenizers
 
 _WRITE_BATCH = 1024  # examples serialised per step
 _MIN_EXAMPLES_PER_TFDS_SHARD = 16
@@ -76,13 +75,13 @@ def _write_shard(examples: tf.data.Dataset, path: str, id_dtype: str,
   return num_examples, num_tokens
 
 
-def _store_tokenizer(tokenizer: tokenizer_lib.Tokenizer, output_dir: str) -> dict:
+def _store_tokenizer(tokenizer: tokenizers.Tokenizer, output_dir: str) -> dict:
   """Copies the tokenizer into `output_dir`; returns its `metadata.json` entry."""
-  if isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
+  if isinstance(tokenizer, tokenizers.SentencePieceTokenizer):
     with tf.io.gfile.GFile(os.path.join(output_dir, records.TOKENIZER_FILE), 'wb') as f:
       f.write(tokenizer.model_proto)
     return {'type': 'sentencepiece', 'file': records.TOKENIZER_FILE}
-  if isinstance(tokenizer, wordpiece.WordPieceTokenizer):
+  if isinstance(tokenizer, tokenizers.WordPieceTokenizer):
     tf.io.gfile.copy(tokenizer.files()[0],
                      os.path.join(output_dir, records.WORDPIECE_VOCAB_FILE), overwrite=True)
     return {'type': 'wordpiece', 'file': records.WORDPIECE_VOCAB_FILE,
@@ -178,8 +177,8 @@ def _define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  cli.no_arguments(argv)
-  cli.check_output_dir(FLAGS.output_dir, 'output_dir')  # before the tokenizer or any text
+  startup.no_arguments(argv)
+  startup.check_output_dir(FLAGS.output_dir, 'output_dir')  # before the tokenizer or any text
   metadata = prepare(FLAGS.config, FLAGS.output_dir, FLAGS.num_workers, FLAGS.tfds_shards)
   for split, count in metadata['counts'].items():
     print(f'{split}: {count["examples"]} examples, {count["tokens"]} tokens in '
@@ -190,7 +189,7 @@ def main(argv: Sequence[str]) -> None:
 def run():
   """Console-script entry point (`electra-jax-prepare`)."""
   _define_flags()
-  cli.run(main)
+  startup.run(main)
 
 
 if __name__ == '__main__':

@@ -25,14 +25,13 @@ import ml_collections
 import tensorflow as tf
 
 from electra_jax.errors import UserError
-from electra_jax import tokenizer as tokenizer_lib
 from electra_jax import validate
-from electra_jax import wordpiece
 from electra_jax.data import corpus
 from electra_jax.data import masking
 from electra_jax.data import packing
 from electra_jax.data import records
 from electra_jax.data import sources
+from electra_jax.data import tokenizers
 
 SPLITS = ('train', 'eval')
 _INFINITE = 1 << 62
@@ -42,7 +41,7 @@ _SALT_DATA, _SALT_FILE_ORDER, _SALT_SHUFFLE, _SALT_MASK = 11, 12, 13, 14
 
 
 def masking_options_for(config: ml_collections.ConfigDict,
-                        tokenizer: tokenizer_lib.Tokenizer) -> masking.MaskingOptions:
+                        tokenizer: tokenizers.Tokenizer) -> masking.MaskingOptions:
   """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
   data = config.data
   mask_token_prob, random_token_prob = validate.masking_probs(config)
@@ -65,10 +64,10 @@ def _check_pipeline_source(config: ml_collections.ConfigDict) -> None:
                     f"{tuple(s for s in validate.SOURCES if s != 'synthetic')} here.")
 
 
-def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
+def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
   """The tokenizer the text sources use (prepared shards carry their own: see `_prepared`)."""
   if config.tokenizer.path:
-    return tokenizer_lib.load_tokenizer(config.tokenizer)
+    return tokenizers.load_tokenizer(config.tokenizer)
   if config.data.source != 'builtin':
     raise UserError(f'data.source={config.data.source!r} needs a tokenizer: train one with '
                     '`python -m electra_jax.tokenizer --source=... --vocab_size=N '
@@ -80,19 +79,19 @@ def _tokenizer_for(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer
   if config.tokenizer.vocab_size > config.model.vocab_size:
     raise UserError(f'tokenizer.vocab_size={config.tokenizer.vocab_size} exceeds '
                     f'model.vocab_size={config.model.vocab_size}: lower one or raise the other.')
-  return tokenizer_lib.SentencePieceTokenizer(tokenizer_lib.builtin_tokenizer_path(config))
+  return tokenizers.SentencePieceTokenizer(tokenizers.builtin_tokenizer_path(config))
 
 
 def _prepared_tokenizer(config: ml_collections.ConfigDict,
-                        metadata: dict) -> tokenizer_lib.Tokenizer:
+                        metadata: dict) -> tokenizers.Tokenizer:
   """The tokenizer stored with prepared shards (SentencePiece, or WordPiece with its casing)."""
   stored = metadata.get('tokenizer', {'type': 'sentencepiece', 'file': records.TOKENIZER_FILE})
   path = os.path.join(config.data.prepared_dir, stored['file'])
   if stored['type'] == 'wordpiece':
-    tokenizer = wordpiece.WordPieceTokenizer(path, lower_case=stored['lower_case'],
-                                             strip_accents=stored['strip_accents'])
+    tokenizer = tokenizers.WordPieceTokenizer(path, lower_case=stored['lower_case'],
+                                              strip_accents=stored['strip_accents'])
   else:
-    tokenizer = tokenizer_lib.SentencePieceTokenizer(path)
+    tokenizer = tokenizers.SentencePieceTokenizer(path)
   if config.tokenizer.path:
     with tf.io.gfile.GFile(config.tokenizer.path, 'rb') as given, tf.io.gfile.GFile(path,
                                                                                      'rb') as own:
@@ -116,7 +115,7 @@ def _check_has_text(files: list[str], what: str) -> None:
                   'with one sentence per line and blank lines between documents.')
 
 
-def validate_data_config(config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
+def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
   """Checks the data and tokenizer config and the sources, before anything expensive runs.
 
   Trains the built-in corpus's tokenizer if needed (seconds). The trainer calls this first.
@@ -237,7 +236,7 @@ def _prepared_records(config, split, training, process_index, process_count) -> 
 
 
 def packed_examples(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
-                    process_count: int = 1, tokenizer: tokenizer_lib.Tokenizer | None = None,
+                    process_count: int = 1, tokenizer: tokenizers.Tokenizer | None = None,
                     training: bool | None = None) -> tf.data.Dataset:
   """Unmasked, unbatched packed examples `{'input_ids', 'token_type_ids'}` `[length]` of a text source.
 
@@ -272,7 +271,7 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
 
 def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
                  process_count: int = 1,
-                 tokenizer: tokenizer_lib.Tokenizer | None = None) -> tf.data.Dataset:
+                 tokenizer: tokenizers.Tokenizer | None = None) -> tf.data.Dataset:
   """Host `process_index`'s dataset of masked pre-training batches (see the module docstring).
 
   Args:

@@ -7,7 +7,7 @@
 
 Installed (`electra-jax-finetune`), name the packaged configs instead: `--config=glue:mrpc`,
 `--config=squad:v2.0` (or `finetune/glue:mrpc`). A mistake the user can fix is reported as one
-`error: ...` line with exit status 2 (see `cli.run`).
+`error: ...` line with exit status 2 (see `startup.run`).
 
 Writes `DIR/<task>/seed_<n>/` (the reported epoch's checkpoint, metrics.jsonl, TensorBoard,
 predictions or GLUE submissions), `DIR/<task>/results.json` (every seed, the median and spread
@@ -28,11 +28,11 @@ import tensorflow as tf
 from absl import flags
 from absl import logging
 
-from electra_jax import cli
 from electra_jax import files
 from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
+from electra_jax import startup
 
 RESULTS_FILE = 'results.json'
 
@@ -148,16 +148,16 @@ def _enable_compilation_cache() -> None:
   """
   import jax  # noqa: PLC0415
   if not jax.config.jax_compilation_cache_dir:
-    from electra_jax import tokenizer as tokenizer_lib  # noqa: PLC0415 - for the cache root
+    from electra_jax.data import tokenizers  # noqa: PLC0415 - for the cache root
     jax.config.update('jax_compilation_cache_dir',
-                      os.path.join(tokenizer_lib.default_cache_dir(), 'xla_compilation_cache'))
+                      os.path.join(tokenizers.default_cache_dir(), 'xla_compilation_cache'))
 
 
 def main(argv):
-  cli.no_arguments(argv)
-  cli.check_output_dir(flags.FLAGS.workdir, 'workdir')  # every process, before the hosts meet
-  cli.quiet_checkpoint_logs()
-  cli.start_distributed()  # TPU pods automatically; elsewhere $ELECTRA_JAX_COORDINATOR_ADDRESS
+  startup.no_arguments(argv)
+  startup.check_output_dir(flags.FLAGS.workdir, 'workdir')  # every process, before the hosts meet
+  startup.quiet_checkpoint_logs()
+  startup.start_distributed()  # TPU pods automatically; elsewhere $ELECTRA_JAX_COORDINATOR_ADDRESS
   _enable_compilation_cache()
   result = finetune_and_report(flags.FLAGS.config, flags.FLAGS.workdir)
   medians = {k: float(np.round(v['median'], 4)) for k, v in result['summary'].items()}
@@ -174,7 +174,7 @@ def run():
   flags.DEFINE_string('workdir', None, 'Experiment directory (local or gs://): one subdirectory '
                       'per task; results.json collects every task run there.')
   flags.mark_flags_as_required(['config', 'workdir'])
-  cli.run(main, config_subdir='finetune')
+  startup.run(main, config_subdir='finetune')
 
 
 if __name__ == '__main__':

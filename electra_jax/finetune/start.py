@@ -17,10 +17,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from electra_jax import convert
 from electra_jax.errors import UserError
-from electra_jax import tokenizer as tokenizer_lib
+from electra_jax import pretrained as pretrained_lib
 from electra_jax import validate
+from electra_jax.data import tokenizers
 from electra_jax.finetune import layerwise
 
 MODEL_SIZES = ('small', 'base', 'large')
@@ -60,8 +60,8 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
   given, else the checkpoint's; from scratch with no path, the built-in corpus's model.
   """
   if config.init_from:
-    pretrained = convert.load_checkpoint(config.init_from,
-                                         step=None if config.init_step < 0 else config.init_step)
+    pretrained = pretrained_lib.load_checkpoint(
+        config.init_from, step=None if config.init_step < 0 else config.init_step)
     model_config = ml_collections.ConfigDict(pretrained.disc_config.to_dict())
     params = jax.tree.map(np.asarray, nn.meta.unbox(pretrained.disc_params))
     tokenizer, files = pretrained.tokenizer, list(pretrained.tokenizer_files or [])
@@ -78,11 +78,11 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
   validate.validate_model_config(model_config)
 
   if config.tokenizer.path:
-    tokenizer = tokenizer_lib.load_tokenizer(config.tokenizer)
+    tokenizer = tokenizers.load_tokenizer(config.tokenizer)
     files = tokenizer.files()
   elif tokenizer is None and not config.init_from:
-    tokenizer = tokenizer_lib.load_tokenizer(
-        config.tokenizer, tokenizer_lib.builtin_tokenizer_path(config))
+    tokenizer = tokenizers.load_tokenizer(
+        config.tokenizer, tokenizers.builtin_tokenizer_path(config))
     files = tokenizer.files()
   elif tokenizer is None:
     raise UserError(f'{config.init_from} carries no tokenizer: pass the one it was pre-trained '

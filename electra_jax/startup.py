@@ -1,4 +1,4 @@
-"""What every command line shares: naming configs, parsing flags, one-line errors, start-up.
+"""Process start-up, shared by every command line: naming configs, parsing flags, one-line errors.
 
 `run(main)` is how each CLI starts: flags are parsed by `parse_flags` (a `--config` given by name
 is resolved to the packaged file; an override of a field the config lacks is refused with the

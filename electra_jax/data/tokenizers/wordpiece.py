@@ -27,8 +27,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from electra_jax.data.tokenizers import base
 from electra_jax.errors import UserError
-from electra_jax import tokenizer as tokenizer_lib
 
 MAX_CHARS_PER_WORD = 100  # BERT's limit: a longer word is a single [UNK]
 CONTINUATION_PREFIX = '##'
@@ -57,8 +57,8 @@ def read_vocab(path: str) -> list[str]:
   return [line.rstrip('\r') for line in lines]
 
 
-class WordPieceTokenizer(tokenizer_lib.Tokenizer):
-  """A BERT `vocab.txt` tokenizer satisfying `electra_jax.tokenizer.Tokenizer`.
+class WordPieceTokenizer(base.Tokenizer):
+  """A BERT `vocab.txt` tokenizer satisfying `base.Tokenizer`.
 
   Args:
     vocab_path: the vocab file (local or gs://), one piece per line, id = line number.
@@ -71,15 +71,15 @@ class WordPieceTokenizer(tokenizer_lib.Tokenizer):
     self._pieces = read_vocab(vocab_path)
     # Like Hugging Face's loader, a piece listed twice keeps its last id.
     self._ids = {piece: index for index, piece in enumerate(self._pieces)}
-    missing = [p for p in tokenizer_lib.SPECIAL_PIECES if p not in self._ids]
+    missing = [p for p in base.SPECIAL_PIECES if p not in self._ids]
     if missing:
       raise UserError(f'WordPiece vocab {vocab_path!r} lacks the special tokens {missing}; a BERT '
-                      f'vocab.txt has all of {list(tokenizer_lib.SPECIAL_PIECES)} (check that '
+                      f'vocab.txt has all of {list(base.SPECIAL_PIECES)} (check that '
                       "tokenizer.type='wordpiece' is right for this file).")
     self.lower_case, self.strip_accents = bool(lower_case), bool(strip_accents)
     self.vocab_size = len(self._pieces)
     self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (
-        self._ids[p] for p in tokenizer_lib.SPECIAL_PIECES)
+        self._ids[p] for p in base.SPECIAL_PIECES)
     self._tf_ops = None
 
   # ---- TF ops (usable inside tf.data) --------------------------------------------------------
@@ -100,7 +100,7 @@ class WordPieceTokenizer(tokenizer_lib.Tokenizer):
             table, suffix_indicator=CONTINUATION_PREFIX,
             # Long words are handled by character count in `_words`; this only bounds the work.
             max_bytes_per_word=4 * MAX_CHARS_PER_WORD, token_out_type=tf.int64,
-            unknown_token=tokenizer_lib.UNK_PIECE)
+            unknown_token=base.UNK_PIECE)
         self._tf_ops = (basic, wordpiece)
     return self._tf_ops
 
@@ -124,7 +124,7 @@ class WordPieceTokenizer(tokenizer_lib.Tokenizer):
     basic, _ = self._ops()
     words, starts, ends = basic.tokenize_with_offsets(normalized)
     too_long = tf.strings.length(words.flat_values, unit='UTF8_CHAR') > MAX_CHARS_PER_WORD
-    flat = tf.where(too_long, tokenizer_lib.UNK_PIECE, words.flat_values)
+    flat = tf.where(too_long, base.UNK_PIECE, words.flat_values)
     return words.with_flat_values(flat), starts, ends
 
   def tf_tokenize(self, strings: tf.Tensor) -> tf.RaggedTensor:

@@ -24,15 +24,16 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from electra_jax.errors import UserError
 from electra_jax import files
-from electra_jax import tokenizer as tokenizer_lib
-from electra_jax import wordpiece
+from electra_jax.data.tokenizers import base
+from electra_jax.data.tokenizers import sentencepiece
+from electra_jax.data.tokenizers import wordpiece
+from electra_jax.errors import UserError
 
 SENTENCEPIECE_FILE = 'spiece.model'
-_SPECIAL_TOKEN_KEYS = dict(pad_token=tokenizer_lib.PAD_PIECE, unk_token=tokenizer_lib.UNK_PIECE,
-                           cls_token=tokenizer_lib.CLS_PIECE, sep_token=tokenizer_lib.SEP_PIECE,
-                           mask_token=tokenizer_lib.MASK_PIECE)
+_SPECIAL_TOKEN_KEYS = dict(pad_token=base.PAD_PIECE, unk_token=base.UNK_PIECE,
+                           cls_token=base.CLS_PIECE, sep_token=base.SEP_PIECE,
+                           mask_token=base.MASK_PIECE)
 # ELECTRA reads segment ids: ask transformers to return them (it omits them for generic tokenizers).
 _MODEL_INPUT_NAMES = ['input_ids', 'token_type_ids', 'attention_mask']
 _META = '\u2581'  # SentencePiece's "▁", which stands for a space
@@ -42,7 +43,7 @@ def _copy(source: str, destination: str) -> None:
   tf.io.gfile.copy(source, destination, overwrite=True)
 
 
-def export_tokenizer(tokenizer: tokenizer_lib.Tokenizer, directory: str, *,
+def export_tokenizer(tokenizer: base.Tokenizer, directory: str, *,
                      model_max_length: int) -> list[str]:
   """Writes the Hugging Face tokenizer files for `tokenizer` into `directory`; returns them."""
   if isinstance(tokenizer, wordpiece.WordPieceTokenizer):
@@ -52,7 +53,7 @@ def export_tokenizer(tokenizer: tokenizer_lib.Tokenizer, directory: str, *,
                   strip_accents=tokenizer.strip_accents, tokenize_chinese_chars=True,
                   model_max_length=model_max_length, **_SPECIAL_TOKEN_KEYS)
     written = [vocab]
-  elif isinstance(tokenizer, tokenizer_lib.SentencePieceTokenizer):
+  elif isinstance(tokenizer, sentencepiece.SentencePieceTokenizer):
     model = os.path.join(directory, SENTENCEPIECE_FILE)
     _copy(tokenizer.files()[0], model)
     fast = os.path.join(directory, 'tokenizer.json')
@@ -104,14 +105,14 @@ def sentencepiece_tokenizer_json(model_proto: bytes) -> dict:
     decoder.append({'type': 'Strip', 'content': ' ', 'start': 1, 'stop': 0})
 
   ids = {p.piece: i for i, p in enumerate(proto.pieces)}
-  missing = [p for p in tokenizer_lib.SPECIAL_PIECES if p not in ids]
+  missing = [p for p in base.SPECIAL_PIECES if p not in ids]
   if missing:
     raise UserError(f'The SentencePiece model lacks the special pieces {missing}.')
   # The special pieces are matched in raw text before segmenting (SentencePiece never emits a
   # control piece for text, so this only differs on a literal "[MASK]" and the like).
   added = [dict(id=ids[p], content=p, single_word=False, lstrip=False, rstrip=False,
-                normalized=False, special=True) for p in tokenizer_lib.SPECIAL_PIECES]
-  cls, sep = tokenizer_lib.CLS_PIECE, tokenizer_lib.SEP_PIECE
+                normalized=False, special=True) for p in base.SPECIAL_PIECES]
+  cls, sep = base.CLS_PIECE, base.SEP_PIECE
 
   def special(piece, type_id):
     return {'SpecialToken': {'id': piece, 'type_id': type_id}}
@@ -143,7 +144,7 @@ def sentencepiece_tokenizer_json(model_proto: bytes) -> dict:
   }
 
 
-def find_tokenizer(directory: str) -> tuple[tokenizer_lib.Tokenizer | None, list[str]]:
+def find_tokenizer(directory: str) -> tuple[base.Tokenizer | None, list[str]]:
   """The tokenizer in a Hugging Face model directory: (tokenizer, its files), or (None, [])."""
   config = {}
   config_path = os.path.join(directory, 'tokenizer_config.json')
@@ -164,13 +165,13 @@ def find_tokenizer(directory: str) -> tuple[tokenizer_lib.Tokenizer | None, list
   for name in candidates:
     path = os.path.join(directory, name)
     if tf.io.gfile.exists(path):
-      tokenizer = tokenizer_lib.SentencePieceTokenizer(path)
+      tokenizer = sentencepiece.SentencePieceTokenizer(path)
       return tokenizer, tokenizer.files()
   logging.warning('%s has no vocab.txt or SentencePiece .model: no tokenizer loaded.', directory)
   return None, []
 
 
-def tokenizer_config_fields(tokenizer: tokenizer_lib.Tokenizer) -> dict:
+def tokenizer_config_fields(tokenizer: base.Tokenizer) -> dict:
   """The `config.tokenizer` fields that load `tokenizer` again (type, path, casing, size)."""
   if isinstance(tokenizer, wordpiece.WordPieceTokenizer):
     return dict(type='wordpiece', path=tokenizer.files()[0], lower_case=tokenizer.lower_case,

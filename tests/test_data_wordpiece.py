@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_jax import hf_tokenizer
-from electra_jax import tokenizer as tokenizer_lib
-from electra_jax import wordpiece
+from electra_jax.data import tokenizers
+from electra_jax.data.tokenizers import hf as hf_tokenizer
 
 # BERT's layout: [PAD] first, then unused slots, then the other specials (ids read from the file).
 VOCAB = (['[PAD]', '[unused0]', '[unused1]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
@@ -39,7 +38,7 @@ def vocab_path(tmp_path_factory):
 def test_ids_and_offsets_equal_huggingface_bert_tokenizer(vocab_path, lower_case):
   from transformers import BertTokenizer  # noqa: PLC0415
   reference = BertTokenizer.from_pretrained(os.path.dirname(vocab_path), do_lower_case=lower_case)
-  ours = wordpiece.WordPieceTokenizer(vocab_path, lower_case=lower_case, strip_accents=lower_case)
+  ours = tokenizers.WordPieceTokenizer(vocab_path, lower_case=lower_case, strip_accents=lower_case)
   unknown_seen = 0
   for text in TRICKY:
     expected = reference(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -52,7 +51,7 @@ def test_ids_and_offsets_equal_huggingface_bert_tokenizer(vocab_path, lower_case
 
 
 def test_special_ids_come_from_the_vocab(vocab_path):
-  tokenizer = wordpiece.WordPieceTokenizer(vocab_path)
+  tokenizer = tokenizers.WordPieceTokenizer(vocab_path)
   assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id,
           tokenizer.mask_id) == (0, 3, 4, 5, 6)
   assert tokenizer.vocab_size == len(VOCAB)
@@ -62,7 +61,7 @@ def test_special_ids_come_from_the_vocab(vocab_path):
 
 
 def test_tf_tokenize_inside_tf_data_equals_encode(vocab_path):
-  tokenizer = wordpiece.WordPieceTokenizer(vocab_path)
+  tokenizer = tokenizers.WordPieceTokenizer(vocab_path)
   dataset = tf.data.Dataset.from_tensor_slices(TRICKY).batch(5).map(tokenizer.tf_tokenize)
   rows = [row.tolist() for batch in dataset for row in batch.numpy()]
   assert rows == [tokenizer.encode(text) for text in TRICKY]
@@ -70,7 +69,7 @@ def test_tf_tokenize_inside_tf_data_equals_encode(vocab_path):
 
 
 def test_decode_joins_continuations_and_drops_specials(vocab_path):
-  tokenizer = wordpiece.WordPieceTokenizer(vocab_path)
+  tokenizer = tokenizers.WordPieceTokenizer(vocab_path)
   ids = [tokenizer.cls_id] + tokenizer.encode('Hello, unknownable world!') + [tokenizer.sep_id,
                                                                              tokenizer.pad_id]
   assert tokenizer.decode(ids) == 'hello , unknownable world !'
@@ -80,29 +79,29 @@ def test_bad_vocab_files_raise_clear_errors(tmp_path, vocab_path):
   no_mask = tmp_path / 'vocab.txt'
   no_mask.write_text('\n'.join(v for v in VOCAB if v != '[MASK]') + '\n')
   with pytest.raises(ValueError, match=r"lacks the special tokens \['\[MASK\]'\]"):
-    wordpiece.WordPieceTokenizer(str(no_mask))
+    tokenizers.WordPieceTokenizer(str(no_mask))
   binary = tmp_path / 'sp.model'
   binary.write_bytes(b'\x0a\xff\xfe\x00binary')
   with pytest.raises(ValueError, match="tokenizer.type='sentencepiece'"):
-    wordpiece.WordPieceTokenizer(str(binary))
+    tokenizers.WordPieceTokenizer(str(binary))
   with pytest.raises(ValueError, match='does not exist'):
-    wordpiece.WordPieceTokenizer(str(tmp_path / 'missing.txt'))
+    tokenizers.WordPieceTokenizer(str(tmp_path / 'missing.txt'))
 
 
 def test_load_tokenizer_dispatches_wordpiece_with_casing(vocab_path):
   config = ml_collections.ConfigDict(dict(type='wordpiece', path=vocab_path, lower_case=False,
                                           strip_accents=False))
-  cased = tokenizer_lib.load_tokenizer(config)
-  assert isinstance(cased, wordpiece.WordPieceTokenizer)
+  cased = tokenizers.load_tokenizer(config)
+  assert isinstance(cased, tokenizers.WordPieceTokenizer)
   assert cased.encode('Hello') == [VOCAB.index('Hello')]
   config.lower_case = config.strip_accents = True
-  assert tokenizer_lib.load_tokenizer(config).encode('Hello') == [VOCAB.index('hello')]
+  assert tokenizers.load_tokenizer(config).encode('Hello') == [VOCAB.index('hello')]
 
 
 @pytest.mark.parametrize('lower_case', [True, False])
 def test_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, vocab_path, lower_case):
   from transformers import AutoTokenizer  # noqa: PLC0415
-  ours = wordpiece.WordPieceTokenizer(vocab_path, lower_case=lower_case, strip_accents=lower_case)
+  ours = tokenizers.WordPieceTokenizer(vocab_path, lower_case=lower_case, strip_accents=lower_case)
   files = hf_tokenizer.export_tokenizer(ours, str(tmp_path), model_max_length=64)
   assert sorted(f.rsplit('/', 1)[1] for f in files) == ['tokenizer_config.json', 'vocab.txt']
   assert json.loads((tmp_path / 'tokenizer_config.json').read_text())['do_lower_case'] == lower_case
@@ -119,8 +118,8 @@ def test_hf_export_loads_in_transformers_with_the_same_ids(tmp_path, vocab_path,
 
 def test_pretraining_pipeline_runs_on_wordpiece(tmp_path, vocab_path, repo_root):
   from electra_jax.data import pretraining  # noqa: PLC0415
-  from electra_jax import cli  # noqa: PLC0415
-  config = cli.load_config_file(repo_root / 'configs' / 'tiny.py')
+  from electra_jax import startup  # noqa: PLC0415
+  config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   words = [w for w in VOCAB[7:] if not w.startswith('##')]
   rng = np.random.default_rng(0)
   lines = []
