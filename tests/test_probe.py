@@ -99,7 +99,7 @@ def test_topic_classes_are_capped_and_the_draw_is_fixed_by_the_seed():
 
 
 def test_source_documents_are_labelled_with_their_top_level_module(tmp_path):
-  doc = lambda name: '"""' + f'The {name} module. ' + 'It explains itself at length. ' * 10 + '"""\n'
+  doc = lambda name: f'"""The {name} module. ' + 'It explains itself at length. ' * 10 + '"""\n'
   (tmp_path / 'email' / 'mime').mkdir(parents=True)
   (tmp_path / 'email' / '__init__.py').write_text(doc('email'))
   (tmp_path / 'email' / 'mime' / 'text.py').write_text(doc('email.mime.text'))
