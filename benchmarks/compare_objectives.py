@@ -12,7 +12,8 @@ Then fine-tunes the offline probe (`configs/finetune/probe.py`: which standard-l
 a docstring section from?) from each run's main network, once per seed, and prints one table:
 objective, steps, pre-training PFLOPs, the final eval masked-LM accuracy (the generator's, or
 BERT's own; `main_mlm_accuracy` of the replace/all-tokens main network) and disc AUC where a
-discriminator exists, and the probe's dev accuracy median and spread over seeds.
+discriminator exists, and the probe's dev accuracy median and spread over seeds. Caveat
+(WORKSPACE.md): neither probe task yet ranks an untrained tiny encoder below a pre-trained one.
 
 Prints figures, asserts nothing. Runs are kept in WORKDIR/<objective> and WORKDIR/probe_<objective>;
 a finished pre-training run or probe seed is reused on a rerun with the same flags.
