@@ -13,7 +13,8 @@ a docstring section from?) from each run's main network, once per seed, and prin
 objective, steps, pre-training PFLOPs, the final eval masked-LM accuracy (the generator's, or
 BERT's own; `main_mlm_accuracy` of the replace/all-tokens main network) and disc AUC where a
 discriminator exists, and the probe's dev accuracy median and spread over seeds. Caveat
-(WORKSPACE.md): neither probe task yet ranks an untrained tiny encoder below a pre-trained one.
+(WORKSPACE.md): the topic probe separates pre-trained from untrained tiny encoders, but does not
+yet order 1500 vs 6000 pre-training steps, so its column is not yet a ranking.
 
 Prints figures, asserts nothing. Runs are kept in WORKDIR/<objective> and WORKDIR/probe_<objective>;
 a finished pre-training run or probe seed is reused on a rerun with the same flags.

@@ -8,9 +8,9 @@ Two tasks, chosen by `config.probe.task`:
   email, asyncio, ...), at most `config.probe.max_per_class` documents each, so the classes are
   roughly balanced (chance about 1/num_classes; the log prints the majority share). Single text,
   accuracy. A tiny encoder learns it in minutes on a CPU (0.75-0.91 at lr 1e-3 x 10 epochs), but
-  there an untrained encoder beats pre-trained ones; at the default lr 1e-4 x 3 epochs pre-trained
-  ones beat it (0.31-0.37 vs 0.12) while underfitting (WORKSPACE.md has the table). It does not
-  yet order longer pre-training above shorter.
+  there an untrained encoder beats pre-trained ones; at the default lr 3e-4 x 3 epochs pre-trained
+  ones beat it (0.47-0.49 vs 0.31, disjoint seed ranges) while underfitting (WORKSPACE.md has the
+  table). It does not yet order longer pre-training above shorter.
 * 'coherence': given two sentences of the SAME document, are they adjacent (label 1: sentence i,
   then sentence i + 1) or not (label 0: sentence i and a sentence at least two away, in either
   order)? Balanced. Kept for comparison: a tiny encoder stays at chance on it (0.495 from a
