@@ -127,21 +127,32 @@ def _split_document(text: str) -> list[list[str]]:
   return [d for d in documents if len(d) > 1 or len(d[0]) > 80]
 
 
-def _source_docstrings(root: pathlib.Path) -> Iterator[str]:
-  """Long docstrings of the Python sources under `root`, read with `ast` (nothing imported)."""
+def _source_files(root: pathlib.Path) -> Iterator[pathlib.Path]:
+  """The Python sources under `root` whose docstrings join the corpus, in a fixed order."""
   for path in sorted(root.rglob('*.py')):
     relative = path.relative_to(root)
     if _SKIPPED_DIRS.intersection(relative.parts[:-1]) or path.name.endswith('_test.py'):
       continue
-    try:
-      tree = ast.parse(path.read_bytes())
-    except (SyntaxError, ValueError, OSError):
-      continue  # a broken or unreadable source file is no reason to fail
-    for node in ast.walk(tree):
-      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-        docstring = ast.get_docstring(node)
-        if docstring and len(docstring) >= _MIN_DOCSTRING_CHARS:
-          yield docstring
+    yield path
+
+
+def _file_docstrings(path: pathlib.Path) -> Iterator[str]:
+  """Long docstrings of one Python source, read with `ast` (nothing imported)."""
+  try:
+    tree = ast.parse(path.read_bytes())
+  except (SyntaxError, ValueError, OSError):
+    return  # a broken or unreadable source file is no reason to fail
+  for node in ast.walk(tree):
+    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+      docstring = ast.get_docstring(node)
+      if docstring and len(docstring) >= _MIN_DOCSTRING_CHARS:
+        yield docstring
+
+
+def _source_docstrings(root: pathlib.Path) -> Iterator[str]:
+  """Long docstrings of the Python sources under `root`, read with `ast` (nothing imported)."""
+  for path in _source_files(root):
+    yield from _file_docstrings(path)
 
 
 def package_root(name: str) -> pathlib.Path:

@@ -68,7 +68,7 @@ def split_metrics(task: glue_data.GlueTask, split: str, scores: dict[str, float]
 
 
 def _read(config: ml_collections.ConfigDict, task: glue_data.GlueTask, split: str):
-  if task.name == probe_data.TASK_NAME:  # the offline probe (configs/finetune/probe.py)
+  if config.task.kind == 'probe':  # the offline probe (configs/finetune/probe.py)
     return probe_data.read_examples(config, split)
   return glue_data.read_examples(task, split, source=config.data.source,
                                  data_dir=config.data.data_dir)
@@ -84,8 +84,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     start: the encoder to fine-tune (default: `train.load_starting_point(config)`).
   """
   if config.task.kind == 'probe':
-    task = probe_data.TASK
-    probe_data.validate_probe_config(config)
+    task = probe_data.get_task(config)
   else:
     task = glue_data.get_task(config.task.name)
   if config.data.source not in ('tsv', 'tfds') and config.task.kind != 'probe':
