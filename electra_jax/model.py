@@ -242,6 +242,14 @@ class Encoder(nn.Module):
     return hidden
 
 
+def tables_or_own(config, tables):
+  """`tables` when the pretrainer passes shared ones, else the calling network's own `embeddings`.
+
+  Called from a compact `__call__`, so the own `EmbeddingTables` is a submodule of that network.
+  """
+  return EmbeddingTables(config, name='embeddings')() if tables is None else tables
+
+
 def encode(module, config, tables, input_ids, token_type_ids, attention_mask, deterministic):
   """Embeddings (+ dropout, + E->H projection when E != H) and the encoder, inside `module`.
 
@@ -310,8 +318,7 @@ class Discriminator(nn.Module):
   def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True,
                embedding_tables=None):
     c = self.config
-    if embedding_tables is None:
-      embedding_tables = EmbeddingTables(c, name='embeddings')()
+    embedding_tables = tables_or_own(c, embedding_tables)
     hidden = encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
                     deterministic)
     return DiscriminatorHead(c, name='discriminator_predictions')(hidden)
@@ -330,8 +337,7 @@ class Generator(nn.Module):
   def __call__(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
                deterministic: bool = True, embedding_tables=None):
     c = self.config
-    if embedding_tables is None:
-      embedding_tables = EmbeddingTables(c, name='embeddings')()
+    embedding_tables = tables_or_own(c, embedding_tables)
     hidden = encode(self, c, embedding_tables, input_ids, token_type_ids, attention_mask,
                     deterministic)
     hidden = jnp.take_along_axis(hidden, masked_lm_positions[..., None], axis=1)

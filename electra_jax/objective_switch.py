@@ -80,8 +80,7 @@ class AllTokensNetwork(nn.Module):
   def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True,
                embedding_tables=None):
     c = self.config
-    if embedding_tables is None:
-      embedding_tables = model_lib.EmbeddingTables(c, name='embeddings')()
+    embedding_tables = model_lib.tables_or_own(c, embedding_tables)
     hidden = model_lib.encode(self, c, embedding_tables, input_ids, token_type_ids,
                               attention_mask, deterministic)
     gate_logits = model_lib.DiscriminatorHead(c, name='discriminator_predictions')(hidden)
