@@ -46,7 +46,7 @@ def test_the_l2_is_chosen_on_train_folds_alone():
   assert second['l2'] == first['l2'] and second['cv_accuracy'] == first['cv_accuracy']
   assert second['accuracy'] != first['accuracy']  # dev did change, and only the score saw it
   scores = first['cv_accuracy']
-  assert scores[str(first['l2'])] == max(scores.values())
+  assert scores[str(first['l2'])] == first['cv_accuracy_at_l2'] == max(scores.values())
   assert len(set(scores.values())) > 1  # the grid is not flat, so the choice means something
 
 
