@@ -71,6 +71,12 @@ def test_bad_linear_config_names_the_field(field, value):
     linear_probe.validate_linear_config(config)
 
 
+def test_run_needs_a_pre_trained_encoder(tmp_path):
+  from electra_jax.configs.finetune import probe  # noqa: PLC0415
+  with pytest.raises(UserError, match=r'config\.init_from'):
+    linear_probe.run(probe.get_config(), str(tmp_path))
+
+
 def test_run_on_a_tiny_checkpoint_writes_its_result(trained_tiny_run, tmp_path):
   from electra_jax.configs.finetune import probe  # noqa: PLC0415
   config = probe.get_config()

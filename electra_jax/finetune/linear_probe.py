@@ -267,11 +267,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     'num_features'}.
   """
   validate_linear_config(config)
+  if start is None and not config.init_from:
+    raise UserError('The linear probe reads a pre-trained encoder: set config.init_from (a '
+                    'pre-training workdir, HF directory or TF1 prefix).')
   task = probe_data.get_task(config)
   start = start or start_lib.load_starting_point(config)
   if start.encoder_params is None:
-    raise UserError('The linear probe reads a pre-trained encoder: set config.init_from (a '
-                    'pre-training workdir, HF directory or TF1 prefix).')
+    raise UserError('The linear probe reads a pre-trained encoder; this starting point has '
+                    'none (random initialisation).')
   length = config.data.max_seq_length
   validate.check_sequence_fits(length, start.model_config)
   p = config.probe
