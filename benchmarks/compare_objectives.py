@@ -12,12 +12,18 @@ Then fine-tunes the offline probe (`configs/finetune/probe.py`: which standard-l
 a docstring section from?) from each run's main network, once per seed, and prints one table:
 objective, steps, pre-training PFLOPs, the final eval masked-LM accuracy (the generator's, or
 BERT's own; `main_mlm_accuracy` of the replace/all-tokens main network) and disc AUC where a
-discriminator exists, and the probe's dev accuracy median and spread over seeds. Caveat
-(WORKSPACE.md): the topic probe separates pre-trained from untrained tiny encoders, but does not
-yet order 1500 vs 6000 pre-training steps, so its column is not yet a ranking.
+discriminator exists, the probe's dev accuracy median and spread over seeds, and the
+frozen-encoder linear probe's dev accuracy with its train cross-validated accuracy in brackets
+(`finetune/linear_probe.py`: same task and examples, deterministic, ~30 s per objective;
+`--skip_linear_probe` leaves it out). Caveat (WORKSPACE.md, "The probe's task is topic"): on the
+tiny runs both probes separate pre-trained from untrained encoders; the fine-tuned one never
+orders 1500 below 6000 pre-training steps; the linear one put ELECTRA above the other four
+objectives of a 400-step comparison beyond dev-set noise, but orders pre-training lengths
+(400 / 1500 / 6000 ELECTRA steps) only within that noise.
 
-Prints figures, asserts nothing. Runs are kept in WORKDIR/<objective> and WORKDIR/probe_<objective>;
-a finished pre-training run or probe seed is reused on a rerun with the same flags.
+Prints figures, asserts nothing. Runs are kept in WORKDIR/<objective>, WORKDIR/probe_<objective>
+and WORKDIR/linear_probe_<objective>; a finished pre-training run or probe seed is reused on a
+rerun with the same flags (the linear probe, ~30 s, runs again).
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ def parse_args(argv=None):
   parser.add_argument('--probe_dev', type=int, default=None, help='probe dev examples cap')
   parser.add_argument('--probe_epochs', type=int, default=None)
   parser.add_argument('--probe_seq_length', type=int, default=None)
+  parser.add_argument('--skip_linear_probe', action='store_true',
+                      help='leave out the frozen-encoder linear probe column')
   return parser.parse_args(argv)
 
 
@@ -89,10 +97,11 @@ def pretrain(args, objective: str, num_steps: int) -> dict[str, float]:
   return merged
 
 
-def probe(args, objective: str) -> list[float]:
-  from electra_jax.configs.finetune import probe as probe_config  # noqa: PLC0415
-  from electra_jax.finetune import glue  # noqa: PLC0415
-  config = probe_config.get_config()
+def probe_config(args, objective: str):
+  """configs/finetune/probe.py from the objective's run (the loader picks its main network:
+  the discriminator, or the masked LM of 'mlm' / 'replace_mlm' / 'all_tokens_mlm')."""
+  from electra_jax.configs.finetune import probe as probe_lib  # noqa: PLC0415
+  config = probe_lib.get_config()
   config.init_from = os.path.join(args.workdir, objective)
   config.seeds = tuple(int(s) for s in args.seeds.split(','))
   for value, section, field in ((args.probe_task, config.probe, 'task'),
@@ -102,22 +111,38 @@ def probe(args, objective: str) -> list[float]:
                                 (args.probe_seq_length, config.data, 'max_seq_length')):
     if value is not None:  # None: the probe config's own setting
       section[field] = value
-  result = glue.run(config, os.path.join(args.workdir, f'probe_{objective}'))
+  return config
+
+
+def probe(args, objective: str) -> list[float]:
+  from electra_jax.finetune import glue  # noqa: PLC0415
+  result = glue.run(probe_config(args, objective), os.path.join(args.workdir, f'probe_{objective}'))
   return [seed['metrics']['accuracy'] for seed in result['seeds']]
+
+
+def linear_probe(args, objective: str) -> tuple[float, float]:
+  """(dev accuracy, train cross-validated accuracy at the chosen L2) of the linear probe."""
+  from electra_jax.finetune import linear_probe as linear_probe_lib  # noqa: PLC0415
+  result = linear_probe_lib.run(probe_config(args, objective),
+                                os.path.join(args.workdir, f'linear_probe_{objective}'))
+  return result['accuracy'], result['cv_accuracy_at_l2']
 
 
 def format_table(rows) -> str:
   header = (f"{'objective':<16}{'steps':>7}{'PFLOPs':>9}{'eval mlm acc':>14}{'main mlm acc':>14}"
-            f"{'disc AUC':>10}{'probe acc (median ± half range, seeds)':>42}")
+            f"{'disc AUC':>10}{'probe acc (median ± half range, seeds)':>42}"
+            f"{'linear probe acc dev (train CV)':>33}")
   lines = [header, '-' * len(header)]
   fmt = lambda value: '-' if value is None else f'{value:.3f}'
   for row in rows:
     accuracies = row['probe']
     probe_cell = (f"{np.median(accuracies):.3f} ± {(max(accuracies) - min(accuracies)) / 2:.3f}"
                   f" (n={len(accuracies)})")
+    linear = row['linear_probe']
+    linear_cell = '-' if linear is None else f'{linear[0]:.3f} ({linear[1]:.3f})'
     lines.append(f"{row['objective']:<16}{row['steps']:>7}{row['pflops']:>9.3g}"
                  f"{fmt(row['mlm_acc']):>14}{fmt(row['main_mlm_acc']):>14}"
-                 f"{fmt(row['disc_auc']):>10}{probe_cell:>42}")
+                 f"{fmt(row['disc_auc']):>10}{probe_cell:>42}{linear_cell:>33}")
   return '\n'.join(lines)
 
 
@@ -136,13 +161,17 @@ def main(argv=None):
     pretrain_s = time.time() - start
     accuracies = probe(args, objective)
     probe_s = time.time() - start - pretrain_s
-    print(f'{objective}: pre-training {pretrain_s:.0f} s, probe {probe_s:.0f} s, probe '
-          f'accuracies {accuracies}', flush=True)
+    linear = None if args.skip_linear_probe else linear_probe(args, objective)
+    linear_s = time.time() - start - pretrain_s - probe_s
+    print(f'{objective}: pre-training {pretrain_s:.0f} s, probe {probe_s:.0f} s, linear probe '
+          f'{linear_s:.0f} s, probe accuracies {accuracies}, linear probe accuracy {linear}',
+          flush=True)
     rows.append({'objective': objective, 'steps': budget[objective],
                  'pflops': metrics.get('pflops', float('nan')),
                  'mlm_acc': metrics.get('eval_masked_lm_accuracy'),
                  'main_mlm_acc': metrics.get('eval_main_mlm_accuracy'),
-                 'disc_auc': metrics.get('eval_disc_auc'), 'probe': accuracies})
+                 'disc_auc': metrics.get('eval_disc_auc'), 'probe': accuracies,
+                 'linear_probe': linear})
   table = format_table(rows)
   print(table)
   with open(os.path.join(args.workdir, 'table.txt'), 'w') as f:

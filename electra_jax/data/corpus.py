@@ -149,10 +149,18 @@ def _file_docstrings(path: pathlib.Path) -> Iterator[str]:
         yield docstring
 
 
-def _source_docstrings(root: pathlib.Path) -> Iterator[str]:
-  """Long docstrings of the Python sources under `root`, read with `ast` (nothing imported)."""
+def source_file_documents(root: pathlib.Path
+                          ) -> Iterator[tuple[pathlib.PurePath, list[list[str]]]]:
+  """The built-in corpus's documents from the Python sources under `root`, file by file.
+
+  Yields (the file's path relative to `root`, the documents of its long docstrings in order) for
+  every source the corpus reads, in the corpus's fixed order; read with `ast`, nothing imported.
+  The corpus builder and the offline probe (`finetune/probe_data.py`, which labels a document
+  with its file's top-level module) both read the sources through this one selection.
+  """
   for path in _source_files(root):
-    yield from _file_docstrings(path)
+    yield path.relative_to(root), [document for docstring in _file_docstrings(path)
+                                   for document in _split_document(docstring)]
 
 
 def package_root(name: str) -> pathlib.Path:
@@ -225,8 +233,8 @@ def _build_documents(packages: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     documents.extend(_split_document(pydoc_data.topics.topics[topic]))
   roots = [pathlib.Path(sysconfig.get_paths()['stdlib'])] + [package_root(p) for p in packages]
   for root in roots:
-    for docstring in _source_docstrings(root):
-      documents.extend(_split_document(docstring))
+    for _, file_documents in source_file_documents(root):
+      documents.extend(file_documents)
   # Sources repeat docstrings (inherited, copied or re-exported APIs): keep each document once,
   # so that no held-out document also appears in training.
   return tuple(dict.fromkeys(tuple(d) for d in documents if d))

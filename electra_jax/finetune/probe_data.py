@@ -103,21 +103,18 @@ def make_examples(documents: Sequence[Sequence[str]], split: str, *, dev_fractio
 def source_labelled_documents(root: pathlib.Path) -> list[tuple[tuple[str, ...], str]]:
   """(document, top-level module) for the docstrings of the sources under `root`.
 
-  The same files and documents as the built-in corpus (`corpus._source_files`,
-  `_file_docstrings`, `_split_document`), each labelled with the first part of its path under
-  `root` (`email/mime/text.py` -> 'email', `turtle.py` -> 'turtle'). Top-level names the corpus
-  skips (test, idlelib, site-packages, ...) stay out. A document found under two modules (a copied
-  docstring) is dropped: its label would be ambiguous.
+  The same files and documents as the built-in corpus (`corpus.source_file_documents`), each
+  labelled with the first part of its path under `root` (`email/mime/text.py` -> 'email',
+  `turtle.py` -> 'turtle'). The directories the corpus skips (test, idlelib, site-packages, ...)
+  stay out with their files. A document found under two modules (a copied docstring) is dropped:
+  its label would be ambiguous.
   """
   from electra_jax.data import corpus  # noqa: PLC0415 - TensorFlow, only when reading
   labels = collections.defaultdict(set)
-  for path in corpus._source_files(root):  # noqa: SLF001 - the corpus's own selection
-    module = path.relative_to(root).parts[0].removesuffix('.py')
-    if module in corpus._SKIPPED_DIRS:  # noqa: SLF001
-      continue
-    for docstring in corpus._file_docstrings(path):  # noqa: SLF001
-      for document in corpus._split_document(docstring):  # noqa: SLF001
-        labels[tuple(document)].add(module)
+  for relative, documents in corpus.source_file_documents(root):
+    module = relative.parts[0].removesuffix('.py')
+    for document in documents:
+      labels[tuple(document)].add(module)
   return [(document, next(iter(modules))) for document, modules in labels.items()
           if len(modules) == 1]
 

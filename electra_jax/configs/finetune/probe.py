@@ -8,7 +8,10 @@ from (num_classes modules, at most max_per_class documents each; accuracy, chanc
 1/num_classes)? 'coherence' (are two sentences of one document adjacent?) is kept for comparison,
 but a tiny encoder stays at chance on it. Train/dev split by document (finetune/probe_data.py);
 fine-tuned by the GLUE loop. The tokenizer and the architecture come from `init_from`. Used by
-benchmarks/compare_objectives.py.
+benchmarks/compare_objectives.py. The same config runs the frozen-encoder linear probe:
+
+  python -m electra_jax.finetune.linear_probe --config=configs/finetune/probe.py \
+      --workdir=/tmp/linear_probe --config.init_from=/tmp/electra-tiny
 """
 
 import ml_collections
@@ -36,6 +39,16 @@ def get_config():
   config.probe.num_classes = 10  # topic: the modules with the most documents
   config.probe.max_per_class = 100  # topic: documents per module at most (roughly balanced)
   config.probe.seed = 0  # which documents, sentence pairs and labels (not the fine-tuning seed)
+  # The frozen-encoder linear probe (`python -m electra_jax.finetune.linear_probe`, same config;
+  # no fine-tuning, no seeds): the encoder's pooled features -> logistic regression with L2.
+  # Pooling: 'mean_all_layers' (every layer's mean over the tokens, concatenated), 'mean' (the
+  # last layer's), 'cls' (the last layer at [CLS]). mean_all_layers ordered the tiny runs best
+  # (WORKSPACE.md, "The probe's task is topic").
+  config.probe.linear_pooling = 'mean_all_layers'
+  # L2 strengths (on the mean loss, standardised features) tried by linear_folds-fold
+  # cross-validation on train only: 1e-4 ... 1 in half decades.
+  config.probe.linear_l2_grid = tuple(10.0 ** (e / 2) for e in range(-8, 1))
+  config.probe.linear_folds = 5
   # Fine-tuning, measured on the topic task for the tiny model (WORKSPACE.md, "The probe's task is
   # topic"; 3 seeds each): lr 3e-4 x 3 epochs puts both pre-trained runs (0.466, 0.494) above an
   # untrained encoder (0.305) with disjoint seed ranges; the original's 1e-4 underfits more
