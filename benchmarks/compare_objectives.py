@@ -120,29 +120,35 @@ def probe(args, objective: str) -> list[float]:
   return [seed['metrics']['accuracy'] for seed in result['seeds']]
 
 
-def linear_probe(args, objective: str) -> tuple[float, float]:
-  """(dev accuracy, train cross-validated accuracy at the chosen L2) of the linear probe."""
+def linear_probe(args, objective: str) -> dict:
+  """The linear probe's result (`linear_probe.run`: 'accuracy', 'cv_accuracy_at_l2', ...)."""
   from electra_jax.finetune import linear_probe as linear_probe_lib  # noqa: PLC0415
-  result = linear_probe_lib.run(probe_config(args, objective),
-                                os.path.join(args.workdir, f'linear_probe_{objective}'))
-  return result['accuracy'], result['cv_accuracy_at_l2']
+  return linear_probe_lib.run(probe_config(args, objective),
+                              os.path.join(args.workdir, f'linear_probe_{objective}'))
 
 
 def format_table(rows) -> str:
+  from electra_jax.finetune import linear_probe as linear_probe_lib  # noqa: PLC0415
   header = (f"{'objective':<16}{'steps':>7}{'PFLOPs':>9}{'eval mlm acc':>14}{'main mlm acc':>14}"
             f"{'disc AUC':>10}{'probe acc (median ± half range, seeds)':>42}"
-            f"{'linear probe acc dev (train CV)':>33}")
+            f"{'linear probe acc dev (train CV)':>33}{'linear - electra [90% bootstrap]':>34}")
   lines = [header, '-' * len(header)]
   fmt = lambda value: '-' if value is None else f'{value:.3f}'
+  electra = next((row['linear_probe'] for row in rows if row['objective'] == 'electra'), None)
   for row in rows:
     accuracies = row['probe']
     probe_cell = (f"{np.median(accuracies):.3f} ± {(max(accuracies) - min(accuracies)) / 2:.3f}"
                   f" (n={len(accuracies)})")
     linear = row['linear_probe']
-    linear_cell = '-' if linear is None else f'{linear[0]:.3f} ({linear[1]:.3f})'
+    linear_cell = ('-' if linear is None
+                   else f"{linear['accuracy']:.3f} ({linear['cv_accuracy_at_l2']:.3f})")
+    gap_cell = '-'  # this objective's linear-probe accuracy minus ELECTRA's, paired interval
+    if linear is not None and electra is not None and row['objective'] != 'electra':
+      gap = linear_probe_lib.paired_bootstrap(linear['dev_correct'], electra['dev_correct'])
+      gap_cell = '{:+.3f} [{:+.3f}, {:+.3f}]'.format(*gap)
     lines.append(f"{row['objective']:<16}{row['steps']:>7}{row['pflops']:>9.3g}"
                  f"{fmt(row['mlm_acc']):>14}{fmt(row['main_mlm_acc']):>14}"
-                 f"{fmt(row['disc_auc']):>10}{probe_cell:>42}{linear_cell:>33}")
+                 f"{fmt(row['disc_auc']):>10}{probe_cell:>42}{linear_cell:>33}{gap_cell:>34}")
   return '\n'.join(lines)
 
 
@@ -164,7 +170,8 @@ def main(argv=None):
     linear = None if args.skip_linear_probe else linear_probe(args, objective)
     linear_s = time.time() - start - pretrain_s - probe_s
     print(f'{objective}: pre-training {pretrain_s:.0f} s, probe {probe_s:.0f} s, linear probe '
-          f'{linear_s:.0f} s, probe accuracies {accuracies}, linear probe accuracy {linear}',
+          f'{linear_s:.0f} s, probe accuracies {accuracies}, linear probe accuracy '
+          f'{None if linear is None else linear["accuracy"]}',
           flush=True)
     rows.append({'objective': objective, 'steps': budget[objective],
                  'pflops': metrics.get('pflops', float('nan')),

@@ -77,6 +77,26 @@ def test_run_needs_a_pre_trained_encoder(tmp_path):
     linear_probe.run(probe.get_config(), str(tmp_path))
 
 
+def test_paired_bootstrap_of_a_dev_accuracy_difference():
+  rng = np.random.default_rng(1)
+  better = (rng.random(400) < 0.8).astype(int)
+  worse = better * (rng.random(400) < 0.75)  # right on a subset of `better`'s examples
+  gap, low, high = linear_probe.paired_bootstrap(worse, better)
+  assert gap == pytest.approx(np.mean(worse) - np.mean(better))
+  assert low < gap < high < 0  # about -0.2 on 400 examples: far beyond the noise
+  # Two equally accurate probes that disagree on 20 examples, 10 each way: the interval holds 0.
+  noisy = better.copy()
+  flip = np.concatenate([rng.choice(np.flatnonzero(better == 1), 10, replace=False),
+                         rng.choice(np.flatnonzero(better == 0), 10, replace=False)])
+  noisy[flip] = 1 - noisy[flip]
+  gap, low, high = linear_probe.paired_bootstrap(noisy, better)
+  assert gap == 0 and low < 0 < high
+  # The paired interval is narrower than the two accuracies' own spread would suggest.
+  assert high - low < 0.1
+  with pytest.raises(ValueError, match='equal'):
+    linear_probe.paired_bootstrap(better, better[:10])
+
+
 def test_run_on_a_tiny_checkpoint_writes_its_result(trained_tiny_run, tmp_path):
   from electra_jax.configs.finetune import probe  # noqa: PLC0415
   config = probe.get_config()
@@ -95,3 +115,5 @@ def test_run_on_a_tiny_checkpoint_writes_its_result(trained_tiny_run, tmp_path):
   assert (result['num_train'], result['num_dev'], result['num_classes']) == (60, 30, 10)
   assert result['pooling'] == 'mean_all_layers'
   assert result['num_features'] == 64  # one layer of 64
+  assert len(result['dev_correct']) == 30
+  assert np.mean(result['dev_correct']) == pytest.approx(result['accuracy'])

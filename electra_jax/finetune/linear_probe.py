@@ -230,7 +230,8 @@ def fit_and_evaluate(train_features: np.ndarray, train_labels: np.ndarray,
   (features and labels) is used for nothing but the final accuracy.
 
   Returns:
-    {'accuracy' (dev), 'l2', 'cv_accuracy' (per grid value, keyed by `str(l2)`),
+    {'accuracy' (dev), 'dev_correct' (0/1 per dev example), 'l2', 'cv_accuracy' (per grid
+    value, keyed by `str(l2)`),
     'cv_accuracy_at_l2' (the chosen one's: a train-only estimate, on more examples than dev
     holds, slightly optimistic as the best of the grid), 'train_accuracy', 'iterations'}.
   """
@@ -239,14 +240,35 @@ def fit_and_evaluate(train_features: np.ndarray, train_labels: np.ndarray,
   scores = cross_validate(train_features, train_labels, num_classes, l2_grid, num_folds)
   best = max(range(len(l2_grid)), key=lambda i: (scores[i], l2_grid[i]))
   model = fit_logistic_regression(train_features, train_labels, num_classes, l2_grid[best])
+  dev_correct = predict(model, dev_features) == dev_labels
   return {
-      'accuracy': float(np.mean(predict(model, dev_features) == dev_labels)),
+      'accuracy': float(np.mean(dev_correct)),
+      'dev_correct': dev_correct.astype(int).tolist(),  # per dev example, for paired_bootstrap
       'l2': l2_grid[best],
       'cv_accuracy': dict(zip(map(str, l2_grid), scores)),
       'cv_accuracy_at_l2': scores[best],
       'train_accuracy': float(np.mean(predict(model, train_features) == train_labels)),
       'iterations': model['iterations'],
   }
+
+
+def paired_bootstrap(correct_a: Sequence[int], correct_b: Sequence[int], level: float = 0.9,
+                     resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+  """Dev accuracy of A minus B, and its `level` percentile interval over resampled dev sets.
+
+  Both probes predicted the same dev examples (`dev_correct` of two results, in the same order),
+  so one resample of example indices serves both: the interval is of the paired difference. An
+  interval that excludes 0 says the gap is larger than the dev set's sampling noise.
+  """
+  a, b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
+  if a.shape != b.shape or not a.size:
+    raise ValueError(f'paired_bootstrap needs two equal, non-empty dev sets ({a.shape}, '
+                     f'{b.shape}).')
+  rows = np.random.default_rng(seed).integers(0, a.size, size=(resamples, a.size))
+  differences = a[rows].mean(1) - b[rows].mean(1)
+  tail = 100 * (1 - level) / 2
+  low, high = np.percentile(differences, [tail, 100 - tail])
+  return float(a.mean() - b.mean()), float(low), float(high)
 
 
 # ---- Entry point ------------------------------------------------------------------------------
@@ -261,7 +283,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     start: the encoder and tokenizer (default: `start.load_starting_point(config)`).
 
   Returns:
-    {'task', 'init_from', 'init_step', 'pooling', 'accuracy' (dev), 'l2' (chosen), 'l2_grid',
+    {'task', 'init_from', 'init_step', 'pooling', 'accuracy' (dev), 'dev_correct', 'l2'
+    (chosen), 'l2_grid',
     'num_folds', 'cv_accuracy', 'cv_accuracy_at_l2', 'train_accuracy', 'iterations',
     'num_train', 'num_dev', 'num_classes', 'dev_majority_share', 'max_seq_length',
     'num_features'}.
