@@ -1,6 +1,6 @@
 """The paper's objective comparison (section 3.2, Table 5) at equal train FLOPs, on a CPU.
 
-  python benchmarks/compare_objectives.py --workdir=/tmp/compare            # ~30 min, 2 cores
+  python benchmarks/compare_objectives.py --workdir=/tmp/compare            # ~20 min, 2 cores
   python benchmarks/compare_objectives.py --workdir=/tmp/compare --electra_steps=4000 \
       --seeds=0,1,2,3,4 --config=small                                      # scale up
 
@@ -14,12 +14,12 @@ objective, steps, pre-training PFLOPs, the final eval masked-LM accuracy (the ge
 BERT's own; `main_mlm_accuracy` of the replace/all-tokens main network) and disc AUC where a
 discriminator exists, the probe's dev accuracy median and spread over seeds, and the
 frozen-encoder linear probe's dev accuracy with its train cross-validated accuracy in brackets
-(`finetune/linear_probe.py`: same task and examples, deterministic, ~30 s per objective;
-`--skip_linear_probe` leaves it out). Caveat (WORKSPACE.md, "The probe's task is topic"): on the
-tiny runs both probes separate pre-trained from untrained encoders; the fine-tuned one never
-orders 1500 below 6000 pre-training steps; the linear one put ELECTRA above the other four
-objectives of a 400-step comparison beyond dev-set noise, but orders pre-training lengths
-(400 / 1500 / 6000 ELECTRA steps) only within that noise.
+(`finetune/linear_probe.py`: same task and examples, deterministic, ~10-30 s per objective;
+`--skip_linear_probe` leaves it out), with each objective's linear-probe gap to ELECTRA and its
+90% paired-bootstrap interval over the dev examples. How to read it (WORKSPACE.md has the
+default run's table): at the default size the linear probe puts ELECTRA above the other four
+beyond dev-set noise, but resolves smaller gaps (and 1500 vs 6000 ELECTRA steps) only within
+it; the fine-tuned column measures how fast fine-tuning moves, not a ranking.
 
 Prints figures, asserts nothing. Runs are kept in WORKDIR/<objective>, WORKDIR/probe_<objective>
 and WORKDIR/linear_probe_<objective>; a finished pre-training run or probe seed is reused on a
