@@ -308,6 +308,21 @@ def test_finished_seeds_are_reused_and_other_configs_refused(repo_root, tmp_path
     seeds_lib.run_seeds(config, str(tmp_path), run_seed)
 
 
+def test_the_linear_probe_settings_leave_fine_tuned_probe_seeds_valid(tmp_path):
+  from electra_jax.configs.finetune import probe  # noqa: PLC0415
+  config = probe.get_config()
+  config.seeds = (0,)
+  calls = []
+  run_seed = lambda seed, seed_dir: calls.append(seed) or {'metrics': {'accuracy': 0.5}}
+  seeds_lib.run_seeds(config, str(tmp_path), run_seed)
+  config.probe.linear_pooling, config.probe.linear_folds = 'cls', 3
+  seeds_lib.run_seeds(config, str(tmp_path), run_seed)
+  assert calls == [0]  # reused
+  config.probe.max_train_examples = 100  # this one does change the fine-tuned probe
+  with pytest.raises(ValueError, match='different configuration'):
+    seeds_lib.run_seeds(config, str(tmp_path), run_seed)
+
+
 def _fake_result(task, kind, metric_names, base):
   seeds = [{'seed': s, 'metrics': {name: base + 0.01 * s for name in metric_names}}
            for s in range(3)]

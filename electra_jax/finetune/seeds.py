@@ -18,6 +18,11 @@ def _fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """The config as JSON, less the seed list: what makes two seeds' results comparable."""
   settings = json.loads(json.dumps(config.to_dict(), default=str))
   settings.pop('seeds', None)
+  # The probe config's `linear_*` fields configure the frozen-encoder linear probe
+  # (finetune/linear_probe.py) alone: a change to them leaves fine-tuned seeds valid.
+  probe = settings.get('probe', {})
+  for key in [key for key in probe if key.startswith('linear_')]:
+    del probe[key]
   return settings
 
 
