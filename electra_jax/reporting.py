@@ -15,24 +15,14 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-# Dense bfloat16 peak TFLOP/s of ONE jax device (a TPU v2/v3 device is one of a chip's two cores).
-_PEAK_TFLOPS_BY_KIND = (
-    ('TPU v2', 22.5), ('TPU v3', 61.5), ('TPU v4', 275.0), ('TPU v5 lite', 197.0),
-    ('TPU v5e', 197.0), ('TPU v5p', 459.0), ('TPU v5', 459.0), ('TPU v6 lite', 918.0),
-    ('TPU v6e', 918.0), ('TPU7x', 2307.0), ('H200', 989.0), ('H100', 989.0), ('A100', 312.0),
-    ('L4', 121.0), ('V100', 125.0),
-)
-
+from electra_jax import chips
 
 def peak_tflops_per_device(device: jax.Device, override: float = 0.0) -> float | None:
-  """The chip's dense bf16 peak for MFU, or None when unknown (e.g. CPUs)."""
+  """The device's dense bf16 peak for MFU (`chips.CHIPS`), or None when unknown (e.g. CPUs)."""
   if override:
     return float(override)
-  kind = getattr(device, 'device_kind', '')
-  for prefix, peak in _PEAK_TFLOPS_BY_KIND:
-    if prefix in kind:
-      return peak
-  return None
+  chip = chips.of_device(device)
+  return None if chip is None else chip.peak_flops_per_device / 1e12
 
 
 def format_duration(seconds: float) -> str:

@@ -21,6 +21,17 @@ BATCH_KEYS = ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids
               'masked_lm_positions', 'masked_lm_ids', 'masked_lm_weights')
 
 
+def batch_shapes(batch_size: int, max_seq_length: int,
+                 max_predictions: int) -> dict[str, tuple[tuple[int, ...], Any]]:
+  """Key -> (shape, dtype) of the global batch the input pipeline feeds (`data.masking`)."""
+  per_position, per_slot = (batch_size, max_seq_length), (batch_size, max_predictions)
+  return {'input_ids': (per_position, jnp.int32), 'attention_mask': (per_position, jnp.int32),
+          'token_type_ids': (per_position, jnp.int32),
+          'masked_input_ids': (per_position, jnp.int32),
+          'masked_lm_positions': (per_slot, jnp.int32), 'masked_lm_ids': (per_slot, jnp.int32),
+          'masked_lm_weights': (per_slot, jnp.float32)}
+
+
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array  # int32 scalar: optimizer steps taken

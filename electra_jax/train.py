@@ -137,21 +137,76 @@ class Run:
     self.writer.close()
 
 
-def _initial_state(config, checkpointer, inputs, init_fn, init_rng, mesh, rules, pretrained,
-                   workdir) -> tuple[int, steps.TrainState, Any]:
-  """(step, state, its shardings): the latest checkpoint's, else fresh (from `init_from` when
-  given)."""
-  abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
-  restored = checkpointer.restore_latest(abstract_state, data_iterator=inputs.checkpoint_iterator)
+def _initial_state(config, checkpointer, inputs, program: Program, mesh, rules, pretrained,
+                   workdir) -> tuple[int, steps.TrainState]:
+  """(step, state): the latest checkpoint's, else fresh (from `init_from` when given)."""
+  restored = checkpointer.restore_latest(program.abstract_state,
+                                         data_iterator=inputs.checkpoint_iterator)
   if restored is not None:
     logging.info('Resumed from the checkpoint at step %d in %s.', restored[0], workdir)
-    return (*restored, state_shardings)
-  state = sharding.init_state(init_fn, init_rng, mesh, rules, state_shardings)
+    return restored
+  state = sharding.init_state(program.init_fn, program.init_rng, mesh, rules,
+                              program.state_shardings)
   if config.init_from:
     if pretrained is None:  # checkpoints were listed at start-up, but none restored
       pretrained = pretrained_lib.load_checkpoint(config.init_from)
     state = state.replace(params=pretrained_lib.initial_params(config, state.params, pretrained))
-  return 0, state, state_shardings
+  return 0, state
+
+
+def checked_mesh(config: ml_collections.ConfigDict, devices: list[jax.Device],
+                 process_count: int) -> tuple[Any, tuple]:
+  """(mesh, logical axis rules) after every config check that needs no data or files."""
+  validate.validate_config(config, num_devices=len(devices), process_count=process_count)
+  return mesh_lib.make_mesh(config.mesh, devices), validate.logical_axis_rules(config.mesh)
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """The run's jitted program, built by `build_program` for training and the compile check alike.
+
+  Nothing here touches data, files or device memory: the state and batch are abstract
+  (`jax.ShapeDtypeStruct`s carrying their shardings), so the same program can be lowered for
+  devices this host does not have (`electra_jax.compile_check`).
+  """
+  model: Any
+  tx: Any
+  schedule: Any  # step -> learning rate
+  init_fn: Any  # rng -> boxed TrainState
+  init_rng: jax.Array
+  train_rng: jax.Array
+  abstract_state: Any  # TrainState of ShapeDtypeStructs with their shardings
+  state_shardings: Any
+  batch_sharding: Any
+  abstract_batch: dict[str, jax.ShapeDtypeStruct]
+  train_step: Any  # jitted: (state, batch) -> (state, stats); the state is donated
+  eval_step: Any  # jitted: (params, batch, batch index) -> stats
+
+
+def build_program(config: ml_collections.ConfigDict, mesh, rules) -> Program:
+  """Model, optimizer, sharded abstract state and the jitted train/eval steps over `mesh`."""
+  jax.config.update('jax_threefry_partitionable', True)  # random bits independent of the mesh
+  model = objective_switch.build_model(config)
+  schedule = optimizer_lib.learning_rate_schedule(config.train)
+  tx = optimizer_lib.make_optimizer(config.train, schedule)
+  max_predictions = validate.max_predictions(config)
+  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
+  batch_sharding = sharding.batch_sharding(mesh, rules)
+  train_step = jax.jit(
+      functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=train_rng),
+      in_shardings=(state_shardings, batch_sharding),
+      out_shardings=(state_shardings, None), donate_argnums=(0,))
+  eval_step = jax.jit(
+      functools.partial(steps.eval_step, model=model, config=config, base_rng=train_rng),
+      in_shardings=(state_shardings.params, batch_sharding, None))
+  abstract_batch = {
+      key: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
+      for key, (shape, dtype) in steps.batch_shapes(
+          config.train.batch_size, config.data.max_seq_length, max_predictions).items()}
+  return Program(model, tx, schedule, init_fn, init_rng, train_rng, abstract_state,
+                 state_shardings, batch_sharding, abstract_batch, train_step, eval_step)
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str,
@@ -161,9 +216,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   choice is recorded in it."""
   process_index, process_count = jax.process_index(), jax.process_count()
   # ---- Config and mesh: all checks before anything expensive.
-  validate.validate_config(config, num_devices=len(devices), process_count=process_count)
-  mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = validate.logical_axis_rules(config.mesh)
+  mesh, rules = checked_mesh(config, devices, process_count)
   tf.io.gfile.makedirs(workdir)
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, save_every=config.train.checkpoint_every, keep=config.train.keep_checkpoints,
@@ -178,15 +231,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   tokenizer = inputs_lib.resolve_tokenizer(config, workdir, pretrained)
   inputs = inputs_lib.HostInputs(config, tokenizer, process_index, process_count)
 
-  # ---- Model, optimizer and the sharded train state, resumed or fresh.
-  model = objective_switch.build_model(config)
-  schedule = optimizer_lib.learning_rate_schedule(config.train)
-  tx = optimizer_lib.make_optimizer(config.train, schedule)
-  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length,
-                               validate.max_predictions(config))
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  start_step, state, state_shardings = _initial_state(
-      config, checkpointer, inputs, init_fn, init_rng, mesh, rules, pretrained, workdir)
+  # ---- The jitted program (shared with the compile check); the state, resumed or fresh.
+  program = build_program(config, mesh, rules)
+  start_step, state = _initial_state(config, checkpointer, inputs, program, mesh, rules,
+                                     pretrained, workdir)
   del pretrained  # the host copy of the weights
   completed_path = f'{workdir}/{COMPLETED_MARKER}'
   if start_step >= config.train.num_steps:
@@ -199,21 +247,14 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
     tf.io.gfile.remove(completed_path)  # training continues past an earlier end
 
   # ---- Compile ahead of time, and say what the run looks like.
-  batch_sharding = sharding.batch_sharding(mesh, rules)
-  train_step = jax.jit(
-      functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=train_rng),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, None), donate_argnums=(0,))
-  eval_step = jax.jit(
-      functools.partial(steps.eval_step, model=model, config=config, base_rng=train_rng),
-      in_shardings=(state_shardings.params, batch_sharding, None))
+  batch_sharding = program.batch_sharding
   host_batches = inputs.train_batches(start_step)
   first_batch = _to_global(next(host_batches), batch_sharding)
   counts = flops_lib.param_counts(config)
   logging.info('Parameters: %s', ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   logging.info('Mesh: %s', mesh_lib.describe(mesh))
   with sharding.mesh_scope(mesh, rules):
-    compiled_train_step = train_step.lower(state, first_batch).compile()
+    compiled_train_step = program.train_step.lower(state, first_batch).compile()
   reporting.log_memory_analysis(compiled_train_step)
 
   tokens_per_step = config.train.batch_size * config.data.max_seq_length
@@ -223,9 +264,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
       num_devices=len(devices),
       peak_tflops=reporting.peak_tflops_per_device(devices[0],
                                                    config.train.peak_tflops_per_device))
-  return Run(config, workdir, mesh, rules, checkpointer, inputs, schedule, compiled_train_step,
-             eval_step, batch_sharding, state, start_step, host_batches, first_batch, throughput,
-             reporting.MetricsWriter(workdir))
+  return Run(config, workdir, mesh, rules, checkpointer, inputs, program.schedule,
+             compiled_train_step, program.eval_step, batch_sharding, state, start_step,
+             host_batches, first_batch, throughput, reporting.MetricsWriter(workdir))
 
 
 # ---- Evaluation ------------------------------------------------------------------------------
@@ -338,7 +379,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     stop_after: stop cleanly after this many steps of this invocation, exactly as a preemption
       does (checkpoint, then return), e.g. for time-boxed jobs.
   """
-  jax.config.update('jax_threefry_partitionable', True)  # random bits independent of the mesh
   config = ml_collections.ConfigDict(config.to_dict())  # a private, mutable copy
   run = setup(config, workdir, list(jax.devices() if devices is None else devices))
   if run is None:

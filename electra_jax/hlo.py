@@ -1,0 +1,60 @@
+"""Reading a compiled program's HLO text: its collectives, by kind, with the bytes they produce.
+
+Shared by the compile check (`compile_check`) and the tests that pin what crosses devices.
+Counts are static: an op inside a loop body (a scanned layer stack) is counted once.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+COLLECTIVES = ('all-gather', 'all-reduce', 'reduce-scatter', 'collective-permute', 'all-to-all')
+_DTYPE_BYTES = {'f64': 8, 's64': 8, 'u64': 8, 'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2, 'f16': 2,
+                's16': 2, 'u16': 2, 's8': 1, 'u8': 1, 'pred': 1}
+_SHAPE = re.compile(r'\b(\w+)\[([\d,]*)\]')
+_COLLECTIVE = re.compile(r'= (\(.*?\)|\S+) (' + '|'.join(COLLECTIVES) + r')(-start)?\(')
+# A transfer between slices (multi-slice TPU): a host-transfer send over the data-center network.
+_DCN_SEND = re.compile(r'= (\(.*?\)|\S+) send\(.*_xla_megascale_transfer_type="(\w+)"')
+
+
+def shape_bytes(shape: str) -> int:
+  """Bytes of one array shape as HLO prints it, e.g. 'bf16[8,128]{1,0:T(8,128)}' -> 2048."""
+  dtype, dims = _SHAPE.search(shape).groups()
+  return _DTYPE_BYTES.get(dtype, 4) * int(np.prod([int(d) for d in dims.split(',') if d]))
+
+
+def _array_shapes(result: str) -> list[str]:
+  return [m.group(0) for m in _SHAPE.finditer(result) if m.group(1) in _DTYPE_BYTES]
+
+
+def collectives(hlo_text: str) -> dict[str, list[int]]:
+  """Opcode -> the byte size of the result of each such collective in the program.
+
+  An async `-start` op is counted once, by its result buffer (its tuple also carries the
+  operand, for all-gather and collective-permute).
+  """
+  found: dict[str, list[int]] = {kind: [] for kind in COLLECTIVES}
+  for line in hlo_text.splitlines():
+    match = _COLLECTIVE.search(line)
+    if not match:
+      continue
+    result, kind, is_start = match.groups()
+    shapes = _array_shapes(result)
+    if is_start and kind in ('all-gather', 'collective-permute') and len(shapes) >= 2:
+      shapes = shapes[1:2]
+    found[kind].append(sum(shape_bytes(s) for s in shapes))
+  return found
+
+
+def dcn_transfers(hlo_text: str) -> dict[str, list[int]]:
+  """Transfer type ('ALL_REDUCE', ...) -> bytes sent by each cross-slice transfer."""
+  found: dict[str, list[int]] = {}
+  for line in hlo_text.splitlines():
+    match = _DCN_SEND.search(line)
+    if match:
+      result, kind = match.groups()
+      shapes = _array_shapes(result)
+      found.setdefault(kind, []).append(shape_bytes(shapes[0]) if shapes else 0)
+  return found
