@@ -19,6 +19,26 @@ _COLLECTIVE = re.compile(r'= (\(.*?\)|\S+) (' + '|'.join(COLLECTIVES) + r')(-sta
 _DCN_SEND = re.compile(r'= (\(.*?\)|\S+) send\(.*_xla_megascale_transfer_type="(\w+)"')
 
 
+_METADATA = re.compile(r',? metadata=\{[^{}]*\}')
+_DEBUG_TABLES = ('FileNames', 'FunctionNames', 'FileLocations', 'StackFrames')
+
+
+def without_source_locations(hlo_text: str) -> str:
+  """The program alone: no table of Python files and frames, no per-op `metadata={...}`.
+
+  Two compiles of one program from different call sites differ only in these.
+  """
+  kept, in_table = [], False
+  for line in hlo_text.splitlines():
+    if line in _DEBUG_TABLES:
+      in_table = True
+    elif in_table and not line.strip():
+      in_table = False
+    elif not in_table:
+      kept.append(_METADATA.sub('', line))
+  return '\n'.join(kept)
+
+
 def shape_bytes(shape: str) -> int:
   """Bytes of one array shape as HLO prints it, e.g. 'bf16[8,128]{1,0:T(8,128)}' -> 2048."""
   dtype, dims = _SHAPE.search(shape).groups()

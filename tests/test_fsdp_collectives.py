@@ -6,43 +6,21 @@ and TPU pipelines rewrite that pair into a reduce-scatter; the CPU pipeline does
 sharded parameter is all-gathered once per step, the gathered copy serving forward and backward.
 """
 
-import functools
-import re
-
 import jax
 import numpy as np
 import pytest
 
-from electra_jax import mesh as mesh_lib
-from electra_jax import model as model_lib
-from electra_jax import optimizer as optimizer_lib
+from electra_jax import hlo
 from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import startup
-from electra_jax import steps
-from electra_jax import validate
+from electra_jax import train
 
-_DTYPE_BYTES = {'f32': 4, 's32': 4, 'u32': 4, 'bf16': 2, 'pred': 1, 'u8': 1}
 # What XLA (jax 0.10) emits for this tiny config: 61 sharded parameter leaves, each gathered
 # once, plus 13 re-gathers of LayerNorm vectors in the backward pass; no reduce-scatter on CPU.
 # If an XLA upgrade changes these, check the invariants in the tests below before updating them.
 _EXPECTED_COUNTS = {'all-gather': 74, 'reduce-scatter': 0}
-
-
-def _bytes(shape: str) -> int:
-  dtype, dims = re.match(r'(\w+)\[([\d,]*)\]', shape).groups()
-  return _DTYPE_BYTES[dtype] * int(np.prod([int(d) for d in dims.split(',') if d]))
-
-
-def _collectives(hlo: str) -> dict[str, list[int]]:
-  """Opcode -> the byte size of every array each such collective produces."""
-  found = {'all-gather': [], 'all-reduce': [], 'reduce-scatter': []}
-  for line in hlo.splitlines():
-    match = re.search(r'= (\(.*?\)|\S+) (all-gather|all-reduce|reduce-scatter)(?:-start)?\(', line)
-    if match:
-      found[match.group(2)].append(sum(_bytes(s) for s in re.findall(r'\w+\[[\d,]*\]',
-                                                                     match.group(1))))
-  return found
+_collectives = hlo.collectives  # the compile check's parser (tests/test_compile_check.py: on TPU)
 
 
 @pytest.fixture(scope='module')
@@ -53,27 +31,11 @@ def fsdp8(repo_root):
   config.electra.update(generator_hidden_fraction=0.25, embedding_sharing='shared')
   config.train.batch_size, config.data.max_seq_length = 16, 32
   config.data.source = 'synthetic'
-  jax.config.update('jax_threefry_partitionable', True)
-  mesh = mesh_lib.make_mesh(config.mesh)
-  rules = validate.logical_axis_rules(config.mesh)
-  model = model_lib.build_pretrainer(config)
-  tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = validate.max_predictions(config)
-  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
-  rng = jax.random.key(0)
-  state, shardings = sharding.state_shardings(init_fn, rng, mesh, rules)
-  batch_sharding = sharding.batch_sharding(mesh, rules)
+  mesh, rules = train.checked_mesh(config, jax.devices(), 1)
+  program = train.build_program(config, mesh, rules)  # what training compiles
   with sharding.mesh_scope(mesh, rules):
-    shapes = {'masked_lm_positions': (16, max_predictions), 'masked_lm_ids': (16, max_predictions),
-              'masked_lm_weights': (16, max_predictions)}
-    batch = {k: jax.ShapeDtypeStruct(shapes.get(k, (16, 32)),
-                                     np.float32 if k == 'masked_lm_weights' else np.int32,
-                                     sharding=batch_sharding) for k in steps.BATCH_KEYS}
-    compiled = jax.jit(
-        functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=rng),
-        in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
-        donate_argnums=(0,)).lower(state, batch).compile()
-  return state, batch, compiled
+    compiled = program.train_step.lower(program.abstract_state, program.abstract_batch).compile()
+  return program.abstract_state, program.abstract_batch, compiled
 
 
 def _shard_bytes(tree) -> int:
