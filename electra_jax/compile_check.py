@@ -359,25 +359,43 @@ def estimate(config: ml_collections.ConfigDict, topology: str,
 
 # ---- What would make it fit -----------------------------------------------------------------
 
-def _candidates(config: ml_collections.ConfigDict, report: Report | None,
+@dataclasses.dataclass(frozen=True)
+class Shortfall:
+  """What a step that does not fit needs per device, as far as it is known (bytes)."""
+  state: float  # arguments: parameters, optimizer state, batch
+  temp: float  # activations and other temporaries
+  capacity: float
+
+  @classmethod
+  def of_report(cls, report: Report) -> Shortfall:
+    return cls(report.hbm['argument'], report.hbm['temp'], report.hbm_capacity)
+
+  @classmethod
+  def of_xla_error(cls, message: str) -> Shortfall:
+    """From XLA's refusal, e.g. '... required for HLO temporaries (15.71G) exceeds available HBM
+    (15.25G)'; unknown parts are 0."""
+    def size(pattern):
+      match = re.search(pattern + r'\s*\(?([\d.]+)([KMGT])', message)
+      return float(match.group(1)) * 1024**'KMGT'.index(match.group(2)) * 1024 if match else 0.0
+    return cls(size(r'arguments'), size(r'temporaries'), size(r'available HBM') or float('inf'))
+
+
+def _candidates(config: ml_collections.ConfigDict, need: Shortfall,
                 num_devices: int) -> list[dict[str, Any]]:
   """Overrides to try, cheapest in step time first, keeping those a first-order model says may
   fit: fsdp divides the state (arguments); accumulation divides the activations (temporaries)
   but adds a gradient buffer; remat trades compute for activations (no model: always tried)."""
   candidates: list[dict[str, Any]] = []
-  state = report.hbm['argument'] if report else 0.0
-  temp = report.hbm['temp'] if report else 0.0
-  capacity = report.hbm_capacity if report else float('inf')
   fsdp_sizes = [f for f in (2, 4, 8, 16, 32, 64) if f <= num_devices and not num_devices % f
                 and f > config.mesh.fsdp]
   for fsdp in fsdp_sizes:
-    if report is None or state / fsdp + temp <= capacity:
+    if need.state / fsdp + need.temp <= need.capacity:
       candidates.append({'mesh.fsdp': fsdp})
   per_device = config.train.batch_size // num_devices
   for accum in (2, 4, 8, 16, 32, 64):
     if accum <= config.train.grad_accum_steps or per_device % accum:
       continue
-    if report is None or state + temp / accum + state / 3 <= capacity:
+    if need.state * 4 / 3 + need.temp / accum <= need.capacity:  # + a gradient buffer
       candidates.append({'train.grad_accum_steps': accum})
   for remat in ('dots', 'full'):
     if config.model.remat == 'none' or (config.model.remat == 'dots' and remat == 'full'):
@@ -406,9 +424,9 @@ def _flags(overrides: dict[str, Any]) -> str:
 
 
 def suggest(config: ml_collections.ConfigDict, devices: Sequence[jax.Device], topology: Topology,
-            report: Report | None, max_compiles: int = 6) -> tuple[dict[str, Any], Report] | None:
+            need: Shortfall, max_compiles: int = 6) -> tuple[dict[str, Any], Report] | None:
   """The first candidate (see `_candidates`) whose compiled step fits, or None."""
-  for overrides in _candidates(config, report, len(devices))[:max_compiles]:
+  for overrides in _candidates(config, need, len(devices))[:max_compiles]:
     candidate = _with(config, overrides)
     logging.info('Trying %s ...', _flags(overrides))
     print(f'  trying {_flags(overrides)} ...', flush=True)
@@ -454,12 +472,14 @@ def check(config: ml_collections.ConfigDict, config_name: str, topology_name: st
   try:
     compiled = compile_steps(config, devices, with_eval=with_eval)
   except DoesNotFit as error:
-    report, refusal = None, f'XLA: {error}'
+    message = str(error).removeprefix('RESOURCE_EXHAUSTED: ')
+    need, refusal = Shortfall.of_xla_error(message), f'XLA: {message.rstrip(".")}'
   else:
     report = analyse(compiled, topology)
     print(format_report(report, config, config_name), flush=True)
     if report.fits:
       return report
+    need = Shortfall.of_report(report)
     refusal = (f'{_gib(max(report.hbm["total"], (report.eval_hbm or {}).get("total", 0)))} per '
                f'device of {_gib(report.hbm_capacity)}')
   message = (f'{config_name} does not fit on {topology.name} ({refusal}), at batch '
@@ -467,7 +487,7 @@ def check(config: ml_collections.ConfigDict, config_name: str, topology_name: st
   if not want_suggestion:
     raise UserError(f'{message} Rerun with --suggest to find the cheapest setting that fits '
                     '(mesh.fsdp, train.grad_accum_steps, model.remat).')
-  found = suggest(config, devices, topology, report)
+  found = suggest(config, devices, topology, need)
   if found is None:
     raise UserError(f'{message} Nothing tried fits: use a larger topology or a smaller batch.')
   overrides, fitting = found

@@ -247,6 +247,12 @@ def slow_catalogue(a, repo_root) -> list[Case]:
           f'--config.tokenizer.path={a["text_model"]}'], [a['text_model']]),
       Case('prepare_output_is_a_file', 'electra_jax.data.prepare', [
           '--config=tiny', f'--output_dir={a["afile"]}'], [a['afile'], 'not a directory']),
+      Case('compile_check_odd_core_count', 'electra_jax.compile_check', [
+          '--config=tiny', '--topology=v3-12'], ['--topology=v3-12', 'power-of-two']),
+      Case('compile_check_unknown_accelerator', 'electra_jax.compile_check', [
+          '--config=tiny', '--topology=tpu-8'], ['--topology=tpu-8', 'v3-32']),
+      Case('compile_check_missing_topology', 'electra_jax.compile_check', ['--config=tiny'],
+           ['--topology']),
   ]
 
 
@@ -307,7 +313,7 @@ def test_catalogue_is_large_and_covers_every_cli():
   assert len(cases) >= 20 and len({c.name for c in cases}) == len(cases)
   assert {c.module for c in cases} == {
       'electra_jax.main', 'electra_jax.finetune', 'electra_jax.convert', 'electra_jax.tokenizer',
-      'electra_jax.data.prepare', 'electra_jax.finetune.squad_eval'}
+      'electra_jax.data.prepare', 'electra_jax.finetune.squad_eval', 'electra_jax.compile_check'}
   assert sum(bool(c.protected) for c in cases) >= 2
 
 
