@@ -327,15 +327,6 @@ def hf_source_shards(data, split: str):
   return _rows_lines_fn(read), -(-size // rows)
 
 
-def check_hf_source(data) -> None:
-  """Loads the train (and eval) split and reads the first rows: bad settings fail here."""
-  for split in (data.hf_split, data.hf_eval_split):
-    if split:
-      dataset = load_hf_dataset(data, split)
-      hf_rows(dataset, 0, min(len(dataset), 16), data.hf_path, data.text_field,
-              data.on_bad_record)
-
-
 def iter_hf_documents(data, split: str) -> Iterator[str]:
   dataset = load_hf_dataset(data, split)
   where = f'{data.hf_path} (split {split!r})'

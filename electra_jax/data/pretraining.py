@@ -108,23 +108,27 @@ def _prepared_tokenizer(config: ml_collections.ConfigDict,
   return tokenizer
 
 
-def _check_has_text(config, files: list[str], what: str) -> None:
+def _check_has_text(config, what: str, files: list[str] | None = None,
+                    split: str = '') -> None:
   """Reads until the first non-blank line: an empty corpus fails here, not mid-training.
 
-  For JSON Lines and Parquet the first records are parsed too, so a wrong text field fails
-  here (for Parquet, every file's footer is checked for the column).
+  For JSON Lines, Parquet and Hugging Face datasets the first records are parsed too, so a wrong
+  text field fails here (for Parquet, every file's footer is checked for the column).
   """
   data = config.data
   if data.source == 'files':
     texts = corpus.iter_files_texts(files, max_chars=1)
+  elif data.source == 'hf':
+    texts = documents.document_texts(documents.iter_hf_documents(data, split), 1)
   else:
     texts = documents.document_texts(
         documents.iter_documents(data.source, files, data.text_field, data.on_bad_record), 1)
   for line in texts:
     del line
     return
-  kind = {'files': 'text', 'jsonl': 'JSON Lines', 'parquet': 'Parquet'}[data.source]
-  raise UserError(f'{what} is an empty corpus: its {len(files)} {kind} file(s) hold no text. '
+  kind = {'files': 'text', 'jsonl': 'JSON Lines', 'parquet': 'Parquet'}.get(data.source)
+  held = f'{len(files)} {kind} file(s)' if files is not None else 'rows'
+  raise UserError(f'{what} is an empty corpus: its {held} hold no text. '
                   + ('Give files with one sentence per line and blank lines between documents.'
                      if data.source == 'files' else
                      f'Check --config.data.text_field={data.text_field!r}.'))
@@ -151,10 +155,12 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokeni
     if data.source in FILE_SOURCES:
       for field in ('train_files', 'eval_files'):
         if data[field]:
-          _check_has_text(config, corpus.expand_file_patterns(data[field], f'data.{field}'),
-                          f'data.{field}')
+          _check_has_text(config, f'data.{field}',
+                          corpus.expand_file_patterns(data[field], f'data.{field}'))
     elif data.source == 'hf':
-      documents.check_hf_source(data)
+      for split in (data.hf_split, data.hf_eval_split):
+        if split:
+          _check_has_text(config, f'{data.hf_path} (split {split!r})', split=split)
     elif data.source == 'tfds':
       builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
       sources.tfds_splits(builder, data.tfds_train_split, data.tfds_eval_split, data.eval_fraction)
