@@ -106,10 +106,14 @@ def test_every_format_yields_the_batches_of_the_same_text(tokenizer_path, corpor
     assert name and expected['train'][0]['input_ids'].any()
 
 
-@pytest.mark.parametrize('name', ['jsonl.gz', 'parquet'])
+@pytest.mark.parametrize('name', ['jsonl.gz', 'parquet', 'hf streamed'])
 def test_resume_mid_file_sees_the_same_batches(tokenizer_path, corpora, tmp_path, name):
   """Saved through the trainer's orbax handler a few batches into the first files."""
-  config = _format_configs(tokenizer_path, corpora)[name]
+  if name == 'hf streamed':
+    config = _config(tokenizer_path, 'hf', hf_path='json', hf_streaming=True, hf_shard_rows=7,
+                     hf_data_files=','.join(f'{corpora}/part-{i}.jsonl' for i in range(4)))
+  else:
+    config = _format_configs(tokenizer_path, corpora)[name]
   config.data.shuffle_buffer = 1  # so the saved position lies inside the files, not past them
   handler = checkpoint_lib.TfIteratorHandler()
   iterator = iter(pretraining.make_dataset(config, 'train'))
@@ -254,5 +258,50 @@ def test_hf_load_dataset_from_data_files(tokenizer_path, corpora):
   configs = _format_configs(tokenizer_path, corpora)
   config = _config(tokenizer_path, 'hf', hf_path='json', hf_shard_rows=DOCS_PER_FILE,
                    hf_data_files=','.join(f'{corpora}/part-{i}.jsonl' for i in range(4)))
-  _assert_same(_take(iter(pretraining.make_dataset(configs['text'], 'train')), 2),
-               _take(iter(pretraining.make_dataset(config, 'train')), 2))
+  expected = _take(iter(pretraining.make_dataset(configs['text'], 'train')), 2)
+  _assert_same(expected, _take(iter(pretraining.make_dataset(config, 'train')), 2))
+  # Streamed, each file is a shard, read a few records at a time; a restored iterator reopens
+  # its shards and skips to the saved row.
+  config.data.hf_streaming, config.data.hf_shard_rows = True, 7
+  _assert_same(expected[:1], _take(iter(pretraining.make_dataset(config, 'train')), 1))
+
+
+def test_a_corrupt_prepared_record_is_named_or_skipped(tokenizer_path, tmp_path):
+  for i in range(10):
+    (tmp_path / f'part-{i}.txt').write_text(
+        '\n\n'.join(f'Document {d} of file {i} says something.' for d in range(60)))
+  config = _config(tokenizer_path, 'files', train_files=f'{tmp_path}/part-*.txt')
+  out = tmp_path / 'prepared'
+  prepare.prepare(config, str(out), num_workers=2)
+  shard = out / 'train-00009-of-00010.tfrecord'
+  raw = bytearray(shard.read_bytes())
+  raw[len(raw) // 2] ^= 0xFF
+  shard.write_bytes(bytes(raw))
+  config.data.source, config.data.prepared_dir, config.tokenizer.path = 'prepared', str(out), ''
+
+  def read_all():
+    records = pretraining._prepared_records(config, 'train', False, 0, 1)  # noqa: SLF001
+    return list(inputs._numpy(records.map(lambda r: {'record': r})))  # noqa: SLF001
+
+  with pytest.raises(ValueError, match=r'train-00009-of-00010.tfrecord has a corrupt or cut '
+                     r'record after record \d+ \(byte \d+ of \d+\)'):
+    read_all()
+  config.data.on_bad_record = 'skip'
+  bad_records.LOG.reset()
+  assert read_all() and bad_records.LOG.count == 1
+
+
+def test_tokenizer_reads_the_same_text_from_every_format(corpora):
+  from electra_jax import tokenizer  # noqa: PLC0415
+  import types  # noqa: PLC0415
+
+  def texts(**values):
+    values = {'text_field': 'text', 'hf_name': '', 'hf_data_files': '', 'hf_split': 'train',
+              **values}
+    return list(tokenizer._texts_from_flags(types.SimpleNamespace(**values)))  # noqa: SLF001
+
+  expected = texts(source='files', files=f'{corpora}/part-*.txt')
+  assert len(expected) > 100
+  assert texts(source='jsonl', files=f'{corpora}/part-*.jsonl.gz') == expected
+  assert texts(source='parquet', files=f'{corpora}/part-*.parquet') == expected
+  assert texts(source='hf', hf_path=f'{corpora}/saved') == expected

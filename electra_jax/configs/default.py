@@ -87,7 +87,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.hf_data_files = ''  # load_dataset's data_files (comma-separated); '' = none
   config.data.hf_split = 'train'  # the training split
   config.data.hf_eval_split = ''  # '' = hold out eval_fraction of hf_split's documents
-  config.data.hf_shard_rows = 10_000  # rows per shard (the unit spread over hosts)
+  # hf_streaming: read with load_dataset(streaming=True), nothing downloaded or cached first; a
+  # shard is one of the stream's files, so hosts need as many files. Exact resume re-reads a
+  # shard up to the saved row (the stream cannot seek).
+  config.data.hf_streaming = False
+  # Rows per shard (the unit spread over hosts); with hf_streaming, records read per chunk.
+  config.data.hf_shard_rows = 10_000
   # Bad input met mid-stream (a line that is not JSON, a record without its text field, a
   # truncated gzip, a corrupt prepared record, ...): 'error' stops with one line naming the file
   # and position (the original has no such switch); 'skip' leaves it out and counts it

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import json
 import os
+import threading
 from typing import Callable, Iterator, Sequence
 import zlib
 
@@ -259,8 +261,9 @@ def is_saved_dataset(path: str) -> bool:
 # ---- Hugging Face datasets ----------------------------------------------------------------------
 
 
-def load_hf_dataset(data, split: str):
-  """The `datasets.Dataset` of `split` from `data.hf_path` (saved directory or load_dataset).
+def load_hf_dataset(data, split: str, streaming: bool = False):
+  """The `datasets.Dataset` of `split` from `data.hf_path` (saved directory or load_dataset);
+  with `streaming`, `load_dataset`'s `IterableDataset`.
 
   Raises:
     UserError: no path, an unknown dataset or split, or no text column (listing the columns).
@@ -271,7 +274,7 @@ def load_hf_dataset(data, split: str):
                     'a name or path for datasets.load_dataset, e.g. --config.data.hf_path=json '
                     "--config.data.hf_data_files='/data/*.jsonl.gz'.")
   try:
-    if is_saved_dataset(data.hf_path):
+    if is_saved_dataset(data.hf_path) and not streaming:
       dataset = datasets.load_from_disk(data.hf_path)
       if isinstance(dataset, datasets.DatasetDict):
         if split not in dataset:
@@ -281,13 +284,15 @@ def load_hf_dataset(data, split: str):
     else:
       data_files = [f.strip() for f in data.hf_data_files.split(',') if f.strip()] or None
       dataset = datasets.load_dataset(data.hf_path, data.hf_name or None, split=split,
-                                      data_files=data_files)
+                                      data_files=data_files, streaming=streaming)
   except UserError:
     raise
   except Exception as error:  # noqa: BLE001 - datasets raises many types for a bad name/split
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     raise UserError(f'data.hf_path={data.hf_path!r} (split {split!r}) cannot be loaded: '
                     f'{reason}') from None
+  if streaming:
+    return dataset  # its features may be unknown until read: rows are checked one by one
   features = dataset.features
   if data.text_field not in features:
     raise UserError(f'{data.hf_path} (split {split!r}) has no column {data.text_field!r}; its '
@@ -313,8 +318,62 @@ def hf_rows(dataset, start: int, stop: int, where: str, text_field: str,
   return kept
 
 
+class _StreamChunks:
+  """Chunk c of shard s of a streamed dataset: records [c * size, (c + 1) * size).
+
+  Chunks are asked for in order, so each shard's open iterator is kept and continued; any other
+  chunk (the first one after a restore) reopens the shard and skips the records before it.
+  """
+
+  def __init__(self, stream, size: int, where: str, text_field: str, policy: str):
+    self._stream, self._size, self._where = stream, size, where
+    self._text_field, self._policy = text_field, policy
+    self._open = {}  # shard -> (next chunk, iterator, next row)
+    self._lock = threading.Lock()
+
+  def read(self, shard, chunk) -> np.ndarray:
+    shard, chunk = int(shard.numpy()), int(chunk.numpy())
+    with self._lock:
+      next_chunk, rows, row = self._open.pop(shard, (None, None, 0))
+    if next_chunk != chunk:
+      rows = iter(self._stream.shard(num_shards=self._stream.num_shards, index=shard))
+      row = 0
+      for _ in itertools.islice(rows, chunk * self._size):
+        row += 1
+    texts = []
+    for record in itertools.islice(rows, self._size):
+      text = _text_of(record.get(self._text_field), f'{self._where}: shard {shard}, row {row}',
+                      self._text_field, record.keys(), self._policy)
+      row += 1
+      if text is not None:
+        texts.append(text)
+    with self._lock:
+      self._open[shard] = (chunk + 1, rows, row)
+    return _string_tensor(texts)
+
+
+def _hf_streaming_shards(data, split: str):
+  """(lines_of, num_shards) of a streamed split: a shard is one of the stream's own shards."""
+  stream = load_hf_dataset(data, split, streaming=True)
+  chunks = _StreamChunks(stream, data.hf_shard_rows, f'{data.hf_path} (split {split!r})',
+                         data.text_field, data.on_bad_record)
+
+  def lines_of(shard_index):
+    texts = (tf.data.Dataset.range(1 << 62)
+             .map(lambda chunk: tf.ensure_shape(
+                 tf.py_function(chunks.read, [shard_index, chunk], tf.string), [None]))
+             .take_while(lambda texts: tf.size(texts) > 0)
+             .flat_map(tf.data.Dataset.from_tensor_slices))
+    return sources.document_lines(texts)
+
+  return lines_of, stream.num_shards
+
+
 def hf_source_shards(data, split: str):
-  """(lines_of, num_shards) of a split of an `hf` source: runs of `hf_shard_rows` rows."""
+  """(lines_of, num_shards) of a split of an `hf` source: runs of `hf_shard_rows` rows, or with
+  `hf_streaming` the stream's own shards (files), read `hf_shard_rows` records at a time."""
+  if data.hf_streaming:
+    return _hf_streaming_shards(data, split)
   dataset = load_hf_dataset(data, split)
   rows, size = data.hf_shard_rows, len(dataset)
   where = f'{data.hf_path} (split {split!r})'
@@ -328,6 +387,13 @@ def hf_source_shards(data, split: str):
 
 
 def iter_hf_documents(data, split: str) -> Iterator[str]:
+  if data.get('hf_streaming'):
+    for row, record in enumerate(load_hf_dataset(data, split, streaming=True)):
+      text = _text_of(record.get(data.text_field), f'{data.hf_path}: row {row}', data.text_field,
+                      record.keys(), data.on_bad_record)
+      if text is not None:
+        yield text
+    return
   dataset = load_hf_dataset(data, split)
   where = f'{data.hf_path} (split {split!r})'
   for start in range(0, len(dataset), 1000):

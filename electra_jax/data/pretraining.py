@@ -278,9 +278,13 @@ def _prepared_records(config, split, training, process_index, process_count) -> 
     raise UserError(f'{prepared_dir!r} holds no {split} shards (metadata.json lists none).')
   host = sources.assign_shards(len(files), process_index, process_count, what='record files')
   paths = tf.constant(files)
+  mine = set(host.shard_indices)  # sizes of this host's files only (a stat each)
+  sizes = tf.constant([tf.io.gfile.stat(path).length if i in mine else -1
+                       for i, path in enumerate(files)], tf.int64)
   data_seed = tf.constant([config.seed, _SALT_DATA], tf.int64)
   serialized = _shard_stream(host, data_seed, training).interleave(
-      lambda epoch, shard: tf.data.TFRecordDataset(paths[shard], buffer_size=1 << 20),
+      lambda epoch, shard: records.checked_records(paths[shard], sizes[shard],
+                                                   config.data.on_bad_record),
       cycle_length=min(len(host.shard_indices), _MAX_INTERLEAVE_RECORDS), block_length=1,
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if host.example_stride > 1:
