@@ -24,7 +24,8 @@ from electra_jax.errors import UserError
 NAMED = 5  # bad records named in the log (and kept in `BadRecordLog.first`)
 _TAG = '<<bad-record>>'
 _TAGGED = re.compile(re.escape(_TAG) + '(.*?)' + re.escape(_TAG), re.DOTALL)
-_SKIP_HINT = ' Fix or remove it, or set --config.data.on_bad_record=skip to leave such records out.'
+_SKIP_HINT = (' Fix or remove it, or set --config.data.on_bad_record=skip to leave such '
+              'records out (checkpoints written so far are kept).')
 
 
 class BadRecordError(UserError):
@@ -72,3 +73,25 @@ def user_error_from(error: BaseException) -> UserError | None:
   """The UserError a tf.data failure stands for (a tagged bad record), or None."""
   found = _TAGGED.search(str(error))
   return UserError(found.group(1)) if found else None
+
+
+def py_function(fn, inputs, dtypes, empty):
+  """`tf.py_function(fn, inputs, dtypes)` whose BadRecordError fails the pipeline cleanly.
+
+  An exception inside a py_function reaches the user with its Python traceback inside
+  TensorFlow's message; here `fn`'s BadRecordError becomes an extra string output instead (the
+  other outputs are then `empty`), and a graph assertion fails on it: the consumer sees only our
+  tagged message.
+  """
+  import tensorflow as tf  # noqa: PLC0415 - this module stays light for the Python-side readers
+
+  def body(*args):
+    try:
+      return (*fn(*args), b'')
+    except BadRecordError as error:
+      return (*empty, str(error).encode())
+
+  *outputs, error = tf.py_function(body, inputs, [*dtypes, tf.string])
+  check = tf.debugging.Assert(tf.equal(error, ''), [error])
+  with tf.control_dependencies([check]):
+    return [tf.identity(output) for output in outputs]

@@ -40,6 +40,7 @@ from electra_jax.data import sources
 from electra_jax.errors import UserError
 
 _PARSE_BATCH = 256  # JSON lines parsed per py_function call
+_NO_TEXTS = (np.zeros([0], object),)
 
 
 def _need(module: str):
@@ -106,8 +107,8 @@ def jsonl_lines_fn(files: Sequence[str], text_field: str, policy: str):
   def lines_of(shard_index):
     path = paths[shard_index]
     documents = (sources.text_lines(path, policy).enumerate(start=1).batch(_PARSE_BATCH)
-                 .map(lambda numbers, raw: _shaped(
-                     tf.py_function(parse, [path, numbers[0], raw], (tf.string, tf.bool))))
+                 .map(lambda numbers, raw: _shaped(bad_records.py_function(
+                     parse, [path, numbers[0], raw], [tf.string, tf.bool], _NO_TEXTS * 2)))
                  .unbatch()
                  .filter(lambda text, keep: keep)
                  .map(lambda text, keep: text))
@@ -205,9 +206,9 @@ def row_group_lines_fn(groups: Sequence[tuple[str, int]], text_field: str, polic
 def _rows_lines_fn(read: Callable[[tf.Tensor], np.ndarray]):
   """Lines of shards whose documents `read(shard_index)` returns at once (a py_function)."""
   def lines_of(shard_index):
-    texts = tf.py_function(read, [shard_index], tf.string)
+    texts = bad_records.py_function(lambda i: (read(i),), [shard_index], [tf.string], _NO_TEXTS)
     return sources.document_lines(
-        tf.data.Dataset.from_tensor_slices(tf.ensure_shape(texts, [None])))
+        tf.data.Dataset.from_tensor_slices(tf.ensure_shape(texts[0], [None])))
 
   return lines_of
 
@@ -360,8 +361,9 @@ def _hf_streaming_shards(data, split: str):
 
   def lines_of(shard_index):
     texts = (tf.data.Dataset.range(1 << 62)
-             .map(lambda chunk: tf.ensure_shape(
-                 tf.py_function(chunks.read, [shard_index, chunk], tf.string), [None]))
+             .map(lambda chunk: tf.ensure_shape(bad_records.py_function(
+                 lambda *args: (chunks.read(*args),), [shard_index, chunk], [tf.string],
+                 _NO_TEXTS)[0], [None]))
              .take_while(lambda texts: tf.size(texts) > 0)
              .flat_map(tf.data.Dataset.from_tensor_slices))
     return sources.document_lines(texts)

@@ -122,7 +122,7 @@ def checked_records(path: tf.Tensor, size: tf.Tensor, policy: str) -> tf.data.Da
         f'{path_tensor.numpy().decode()} has a corrupt or cut record after record '
         f'{int(count.numpy())} (byte {int(offset.numpy())} of {int(total.numpy())}); the rest of '
         'the file is lost. Prepare the data again or restore the file.', policy)
-    return False
+    return (False,)
 
   def step(state, element):
     offset, count = state
@@ -136,7 +136,8 @@ def checked_records(path: tf.Tensor, size: tf.Tensor, policy: str) -> tf.data.Da
     del record
     return tf.cond(
         tf.logical_and(is_end, offset != size),
-        lambda: tf.ensure_shape(tf.py_function(report, [path, count, offset, size], tf.bool), []),
+        lambda: tf.ensure_shape(bad_records.py_function(
+            report, [path, count, offset, size], [tf.bool], [False])[0], []),
         lambda: tf.logical_not(is_end))
 
   end = tf.data.Dataset.from_tensors((tf.constant(b''), tf.constant(True)))

@@ -105,10 +105,11 @@ def gzip_check(path: tf.Tensor, policy: str) -> tf.data.Dataset:
       bad_records.report(f'{name} is a truncated or corrupt gzip file: it breaks off after line '
                          f'{lines} (of {size} compressed bytes); the rest of the file is lost.',
                          policy)
-    return np.array(b'', dtype=object)
+    return (np.array(b'', dtype=object),)
 
   return (tf.data.Dataset.from_tensors(path)
-          .map(lambda p: tf.ensure_shape(tf.py_function(check, [p], tf.string), []))
+          .map(lambda p: tf.ensure_shape(
+              bad_records.py_function(check, [p], [tf.string], [b''])[0], []))
           .filter(lambda line: tf.constant(False)))
 
 
