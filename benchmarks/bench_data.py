@@ -86,7 +86,8 @@ def _time_formats(config) -> None:
         f.write(records)
       with gzip.open(os.path.join(directory, f'part-{shard:02d}.jsonl.gz'), 'wt') as f:
         f.write(records)
-      pq.write_table(pa.table({'text': texts}), os.path.join(directory, f'part-{shard:02d}.parquet'))
+      pq.write_table(pa.table({'text': texts}),
+                     os.path.join(directory, f'part-{shard:02d}.parquet'))
     datasets.Dataset.from_dict({'text': rows}).save_to_disk(os.path.join(directory, 'saved'))
     shard_rows = -(-len(rows) // 16)
     print(f'{len(rows)} documents, 16 files (HF: {shard_rows} rows per shard)')

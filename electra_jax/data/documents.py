@@ -254,7 +254,7 @@ def document_texts(documents: Iterator[str], max_chars: int) -> Iterator[str]:
 
 
 def is_saved_dataset(path: str) -> bool:
-  """Whether `path` is a directory written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`."""
+  """Whether `path` is a directory written by `save_to_disk` (a Dataset or a DatasetDict)."""
   return any(tf.io.gfile.exists(os.path.join(path, name))
              for name in ('state.json', 'dataset_dict.json'))
 
