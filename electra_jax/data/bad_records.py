@@ -9,9 +9,9 @@
   gzip's missing tail, a corrupt record of a prepared shard, ...) is left out; the run counts it
   (`bad_records` in the metrics) and logs the first few by name.
 
-Most checks run inside tf.data (a `tf.py_function`, or a check appended to a file's lines), where an
-exception reaches the consumer as a `tf.errors.OpError` whose message wraps ours: `BadRecordError`
-tags its text so that `user_error_from` finds it again, whatever TensorFlow wraps around it.
+Most checks run inside tf.data (`py_function` here, also for a check appended to a file's lines),
+where a failure reaches the consumer as a `tf.errors.OpError` whose message wraps ours: the text is
+tagged so that `user_error_from` finds it again, whatever TensorFlow wraps around it.
 """
 
 import re
@@ -29,10 +29,10 @@ _SKIP_HINT = (' Fix or remove it, or set --config.data.on_bad_record=skip to lea
 
 
 class BadRecordError(UserError):
-  """A bad record under on_bad_record='error' (raised inside tf.data, tagged for the consumer)."""
+  """A bad record under on_bad_record='error' (inside tf.data, `py_function` tags its text)."""
 
   def __init__(self, message: str):
-    super().__init__(f'{_TAG}{message}{_SKIP_HINT}{_TAG}')
+    super().__init__(f'{message}{_SKIP_HINT}')
 
 
 class BadRecordLog:
@@ -89,7 +89,7 @@ def py_function(fn, inputs, dtypes, empty):
     try:
       return (*fn(*args), b'')
     except BadRecordError as error:
-      return (*empty, str(error).encode())
+      return (*empty, f'{_TAG}{error}{_TAG}'.encode())
 
   *outputs, error = tf.py_function(body, inputs, [*dtypes, tf.string])
   check = tf.debugging.Assert(tf.equal(error, ''), [error])
