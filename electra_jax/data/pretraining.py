@@ -1,7 +1,8 @@
 """The pre-training input pipeline: config -> per-host tf.data.Dataset of masked batches.
 
   text source ──> lines ──> tokens ──> packed examples ──> shuffle ──> batch ──> mask ──> prefetch
-  (sources.py)        (packing.py, on the fly)                               (masking.py)
+  (sources.py; records as documents: documents.py)                          (masking.py)
+                      (packing.py, on the fly)
   prepared shards (records.py, made once by prepare.py) ──┘
 
 `make_dataset(config, split, process_index, process_count)` returns host `process_index`'s batches:
