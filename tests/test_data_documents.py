@@ -244,6 +244,12 @@ def test_parquet_without_the_column_or_text(tokenizer_path, tmp_path):
     pretraining.validate_data_config(config)
 
 
+def test_zstd_json_lines_are_refused_by_name(tokenizer_path, tmp_path):
+  (tmp_path / 'c4.jsonl.zst').write_bytes(b'(\xb5/\xfd')
+  with pytest.raises(ValueError, match='c4.jsonl.zst is zstd-compressed.*hf_streaming=True'):
+    pretraining.validate_data_config(_bad_config(tokenizer_path, tmp_path))
+
+
 def test_empty_datasets(tokenizer_path, tmp_path):
   (tmp_path / 'empty.jsonl').write_text('\n')
   with pytest.raises(ValueError, match='empty corpus'):

@@ -92,8 +92,19 @@ def _shaped(outputs):
   return tuple(tf.ensure_shape(output, [None]) for output in outputs)
 
 
+def check_jsonl_files(files: Sequence[str]) -> None:
+  """JSON Lines are read plain or gzipped; zstd is refused by name (see WORKSPACE)."""
+  for path in files:
+    if path.endswith(('.zst', '.zstd')):
+      raise UserError(f'{path} is zstd-compressed, which source=jsonl does not read (its reader '
+                      'could not resume mid-file). Recompress it as .gz (zstd -dc F | gzip > '
+                      'F.gz), or read it with --config.data.source=hf --config.data.hf_path=json '
+                      '--config.data.hf_data_files=... --config.data.hf_streaming=True.')
+
+
 def jsonl_lines_fn(files: Sequence[str], text_field: str, policy: str):
   """`shard_index -> tf.data.Dataset of lines` for JSON Lines files (one shard per file)."""
+  check_jsonl_files(files)
   paths = tf.constant(list(files))
 
   def parse(path, first_line, raw_lines):
@@ -128,6 +139,7 @@ def _iter_raw_lines(path: str) -> Iterator[bytes]:
 def iter_jsonl_documents(files: Sequence[str], text_field: str,
                          policy: str = 'error') -> Iterator[str]:
   """The documents of JSON Lines files in order (Python side: tokenizer, checks)."""
+  check_jsonl_files(files)
   for path in files:
     try:
       for number, raw in enumerate(_iter_raw_lines(path), 1):
