@@ -2,6 +2,8 @@
 
   python benchmarks/bench_data.py [--batch_size=128] [--seq_len=128] [--batches=200]
   python benchmarks/bench_data.py --eval_pass     # one eval pass at 1x and 10x the corpus
+  python benchmarks/bench_data.py --formats       # the same documents as text, JSONL(.gz),
+                                                  # Parquet, a saved HF dataset, prepared shards
 
 `--eval_pass` times what the trainer does at each evaluation (a fresh held-out iterator, then
 `train.eval_steps` batches) on the built-in corpus written to 16 files (1x) and to 160 files
@@ -29,6 +31,9 @@ _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Packed sequence length.')
 _BATCHES = flags.DEFINE_integer('batches', 200, 'Batches timed per path.')
 _WARMUP = flags.DEFINE_integer('warmup', 20, 'Batches drawn before timing (fills buffers).')
 _CACHE_DIR = flags.DEFINE_string('cache_dir', '', 'Tokenizer cache; "" = the default cache.')
+_FORMATS = flags.DEFINE_bool('formats', False, 'Time the on-the-fly path on the built-in '
+                              'corpus written as text, JSONL, JSONL.gz, Parquet and a saved HF '
+                              'dataset (16 files/shards each), then prepared shards.')
 _EVAL_PASS = flags.DEFINE_bool('eval_pass', False, 'Time one eval pass at 1x and 10x the '
                                'built-in corpus instead.')
 
@@ -59,6 +64,49 @@ def _time_eval_passes(config) -> None:
             f'{config.data.max_seq_length} in {time.perf_counter() - start:.1f}s')
 
 
+def _time_formats(config) -> None:
+  """The built-in corpus's documents in every format, one file (or HF shard) per 16th."""
+  import gzip  # noqa: PLC0415
+  import json  # noqa: PLC0415
+  import datasets  # noqa: PLC0415
+  import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  from electra_jax.data import corpus  # noqa: PLC0415
+  documents = corpus.builtin_corpus().documents
+  config.tokenizer.path = pretraining.validate_data_config(config).files()[0]
+  with tempfile.TemporaryDirectory() as directory:
+    rows = []
+    for shard in range(16):
+      texts = ['\n'.join(d) for d in documents[shard::16]]
+      rows.extend(texts)
+      with open(os.path.join(directory, f'part-{shard:02d}.txt'), 'w') as f:
+        f.write('\n\n'.join(texts) + '\n')
+      records = ''.join(json.dumps({'text': t}) + '\n' for t in texts)
+      with open(os.path.join(directory, f'part-{shard:02d}.jsonl'), 'w') as f:
+        f.write(records)
+      with gzip.open(os.path.join(directory, f'part-{shard:02d}.jsonl.gz'), 'wt') as f:
+        f.write(records)
+      pq.write_table(pa.table({'text': texts}),
+                     os.path.join(directory, f'part-{shard:02d}.parquet'))
+    datasets.Dataset.from_dict({'text': rows}).save_to_disk(os.path.join(directory, 'saved'))
+    shard_rows = -(-len(rows) // 16)
+    print(f'{len(rows)} documents, 16 files (HF: {shard_rows} rows per shard)')
+    formats = [('text', 'files', '*.txt'), ('jsonl', 'jsonl', '*.jsonl'),
+               ('jsonl.gz', 'jsonl', '*.jsonl.gz'), ('parquet', 'parquet', '*.parquet'),
+               ('hf', 'hf', '')]
+    for name, source, pattern in formats:
+      config.data.source = source
+      config.data.train_files = os.path.join(directory, pattern)
+      config.data.hf_path, config.data.hf_shard_rows = os.path.join(directory, 'saved'), shard_rows
+      _time_path(config, name)
+    config.data.source, config.data.train_files = 'files', os.path.join(directory, '*.txt')
+    config.data.prepared_dir = os.path.join(directory, 'prepared')
+    prepare.prepare(config, config.data.prepared_dir)
+    config.data.source = 'prepared'
+    config.tokenizer.path = ''
+    _time_path(config, 'prepared')
+
+
 def _time_path(config, name: str) -> None:
   start = time.perf_counter()
   iterator = iter(pretraining.make_dataset(config, 'train'))
@@ -85,6 +133,11 @@ def main(argv):
   config.tokenizer.cache_dir = _CACHE_DIR.value
   if _EVAL_PASS.value:
     _time_eval_passes(config)
+    return
+  if _FORMATS.value:
+    print(f'batch {_BATCH_SIZE.value} x {_SEQ_LEN.value}, {os.cpu_count()} CPUs, '
+          f'{_BATCHES.value} batches timed after {_WARMUP.value} warm-up batches')
+    _time_formats(config)
     return
   print(f'batch {_BATCH_SIZE.value} x {_SEQ_LEN.value}, {os.cpu_count()} CPUs, '
         f'{_BATCHES.value} batches timed after {_WARMUP.value} warm-up batches')

@@ -11,9 +11,11 @@ the built-in corpus with no `tokenizer.path` trains one automatically, once, int
 from typing import Iterable, Sequence
 
 from absl import flags
+import ml_collections
 
 from electra_jax import startup
 from electra_jax.data import corpus
+from electra_jax.data import documents
 from electra_jax.data import sources
 from electra_jax.data import tokenizers
 from electra_jax.errors import UserError
@@ -23,10 +25,18 @@ FLAGS = flags.FLAGS
 
 def _define_flags() -> None:
   """CLI flags, defined only when the CLI runs (importing this module must not add global flags)."""
-  flags.DEFINE_enum('source', 'builtin', ['builtin', 'files', 'tfds'], 'Where the text comes from.')
+  flags.DEFINE_enum('source', 'builtin', ['builtin', 'files', 'jsonl', 'parquet', 'hf', 'tfds'],
+                    'Where the text comes from.')
   flags.DEFINE_string('builtin_packages', '', 'source=builtin: installed packages whose '
                       'docstrings join the corpus, comma-separated (data.builtin_packages).')
-  flags.DEFINE_string('files', '', 'source=files: paths/globs, comma-separated (local, gs://, .gz).')
+  flags.DEFINE_string('files', '', 'source=files/jsonl/parquet: paths/globs, comma-separated '
+                      '(local, gs://, .gz).')
+  flags.DEFINE_string('text_field', 'text', 'source=jsonl/parquet/hf: the field holding the text.')
+  flags.DEFINE_string('hf_path', '', 'source=hf: a save_to_disk directory, or a load_dataset '
+                      'name/path (data.hf_path).')
+  flags.DEFINE_string('hf_name', '', 'source=hf: load_dataset configuration name.')
+  flags.DEFINE_string('hf_data_files', '', 'source=hf: load_dataset data_files, comma-separated.')
+  flags.DEFINE_string('hf_split', 'train', 'source=hf: the split.')
   flags.DEFINE_string('tfds_name', '', 'source=tfds: dataset name, e.g. wikipedia/20230601.en.')
   flags.DEFINE_string('tfds_split', 'train', 'source=tfds: split (slicing allowed).')
   flags.DEFINE_string('tfds_text_feature', 'text', 'source=tfds: the feature holding the text.')
@@ -46,6 +56,15 @@ def _texts_from_flags(values: flags.FlagValues) -> Iterable[str]:
     return corpus.builtin_corpus(values.builtin_packages).texts()
   if values.source == 'files':
     return corpus.iter_files_texts(corpus.expand_file_patterns(values.files, '--files'), max_chars)
+  if values.source in ('jsonl', 'parquet'):
+    files = corpus.expand_file_patterns(values.files, '--files')
+    return documents.document_texts(
+        documents.iter_documents(values.source, files, values.text_field), max_chars)
+  if values.source == 'hf':
+    data = ml_collections.ConfigDict(dict(
+        hf_path=values.hf_path, hf_name=values.hf_name, hf_data_files=values.hf_data_files,
+        text_field=values.text_field, on_bad_record='error'))
+    return documents.document_texts(documents.iter_hf_documents(data, values.hf_split), max_chars)
   return sources.iter_tfds_texts(values.tfds_name, values.tfds_split, values.tfds_text_feature,
                                  values.tfds_data_dir, limit=values.max_sentences)
 

@@ -35,6 +35,7 @@ from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import steps
 from electra_jax import validate
+from electra_jax.data import bad_records
 from electra_jax.data import inputs as inputs_lib
 
 COMPLETED_MARKER = 'COMPLETED'
@@ -336,6 +337,8 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
       metrics.update(loss=float(loss), grad_norm=float(grad_norm),
                      param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)))
       metrics.update(run.throughput.measure(step))
+      if run.config.data.on_bad_record == 'skip':  # read ahead of the step by the prefetch
+        metrics['bad_records'] = float(bad_records.LOG.count)
       run.writer.write(step, metrics)
       logging.info(reporting.progress_line(step, t.num_steps, metrics))
       last_token_counts = {k: window[k] for k in objective.TOKEN_COUNT_KEYS}

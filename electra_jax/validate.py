@@ -29,7 +29,9 @@ SAMPLERS = ('gumbel', 'inverse_cdf')  # config.electra.sampler; see configs/defa
 # config.electra.objective; see configs/default.py and objective_switch.py
 OBJECTIVES = ('electra', 'mlm', 'electra_15', 'replace_mlm', 'all_tokens_mlm')
 REMAT = ('none', 'full', 'dots')  # config.model.remat
-SOURCES = ('builtin', 'files', 'tfds', 'prepared', 'synthetic')  # config.data.source
+SOURCES = ('builtin', 'files', 'jsonl', 'parquet', 'hf', 'tfds', 'prepared',
+           'synthetic')  # config.data.source
+ON_BAD_RECORD = ('error', 'skip')  # config.data.on_bad_record
 MESH_AXES = ('data', 'fsdp', 'tensor')
 # [CLS] A [SEP] B [SEP] needs room for a few pieces of each segment.
 MIN_SEQ_LENGTH = 8
@@ -144,6 +146,9 @@ def validate_data_options(config: ml_collections.ConfigDict) -> None:
   """The data fields against each other and the model, without I/O."""
   data = config.data
   check_choice('config.data.source', data.source, SOURCES)
+  check_choice('config.data.on_bad_record', data.on_bad_record, ON_BAD_RECORD)
+  require(data.hf_shard_rows >= 1,
+          f'config.data.hf_shard_rows={data.hf_shard_rows} must be at least 1.')
   check_sequence_fits(data.max_seq_length, config.model)
   require(data.max_seq_length >= MIN_SEQ_LENGTH,
           f'config.data.max_seq_length={data.max_seq_length} is too short for '

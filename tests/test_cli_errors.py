@@ -121,6 +121,23 @@ def assets(files):
   (root / 'tf1' / 'model.ckpt.data-00000-of-00001').write_bytes(b'\0' * 64)
   a['tf1_garbage'] = str(root / 'tf1' / 'model.ckpt')
 
+  # Bad records (issue 23): JSON Lines and Parquet that are broken in each way the catalogue names.
+  import gzip  # noqa: PLC0415
+  import pyarrow as pa  # noqa: PLC0415
+  import pyarrow.parquet as pq  # noqa: PLC0415
+  bad = root / 'records'
+  bad.mkdir()
+  for name, lines in (('not_json', ['{"text": "cut off']), ('no_field', ['{"body": "x", "id": 1}']),
+                      ('not_text', ['{"text": 42}']), ('empty', ['', ' '])):
+    (bad / f'{name}.jsonl').write_text('\n'.join(lines) + '\n')
+    a[f'jsonl_{name}'] = str(bad / f'{name}.jsonl')
+  pq.write_table(pa.table({'body': ['x']}), bad / 'no_column.parquet')
+  a['parquet_no_column'] = str(bad / 'no_column.parquet')
+  records = ''.join(json.dumps({'text': s}) + '\n' for s in sentences * 20).encode()
+  packed = gzip.compress(records)
+  (bad / 'cut.jsonl.gz').write_bytes(packed[:len(packed) // 2])
+  a['jsonl_cut'] = str(bad / 'cut.jsonl.gz')
+
   rte = root / 'glue' / 'RTE'
   rte.mkdir(parents=True)
   rows = [['index', 'sentence1', 'sentence2', 'label'], ['0', 'A cat sat.', 'A cat.', 'entailment'],
@@ -191,6 +208,24 @@ def slow_catalogue(a, repo_root) -> list[Case]:
           '--config=tiny', f'--workdir={out}/p10', '--config.data.source=files',
           f'--config.data.train_files={out}/nothing*.txt', f'--config.tokenizer.path={a["sp"]}'],
            ['nothing*.txt']),
+      *[Case(f'jsonl_{name}', pretrain, [
+          '--config=tiny', f'--workdir={out}/pj{name}', '--config.data.source=jsonl',
+          f'--config.data.train_files={a[f"jsonl_{name}"]}', f'--config.tokenizer.path={a["sp"]}'],
+           [a[f'jsonl_{name}'], *culprits]) for name, culprits in (
+              ('not_json', ['line 1 is not JSON']),
+              ('no_field', ["no field 'text'", "['body', 'id']"]),
+              ('not_text', ["field 'text' holds int"]), ('empty', ['empty corpus']))],
+      Case('parquet_without_the_column', pretrain, [
+          '--config=tiny', f'--workdir={out}/pq', '--config.data.source=parquet',
+          f'--config.data.train_files={a["parquet_no_column"]}',
+          f'--config.tokenizer.path={a["sp"]}'],
+           [a['parquet_no_column'], "no column 'text'", "['body']"]),
+      # Found by the pipeline while the run starts, after the checks have passed.
+      Case('jsonl_truncated_gzip', pretrain, [
+          '--config=tiny', f'--workdir={out}/pjcut', *run_fields, '--config.data.source=jsonl',
+          f'--config.data.train_files={a["jsonl_cut"]}', f'--config.tokenizer.path={a["sp"]}',
+          '--config.data.eval_fraction=0.5'],
+           [a['jsonl_cut'], 'truncated', 'on_bad_record=skip']),
       Case('init_from_without_config_json', pretrain, [
           '--config=tiny', f'--workdir={out}/p11', f'--config.init_from={a["hf_no_config"]}'],
            [a['hf_no_config'], 'config.json']),
@@ -240,6 +275,9 @@ def slow_catalogue(a, repo_root) -> list[Case]:
       Case('tokenizer_files_match_nothing', 'electra_jax.tokenizer', [
           '--source=files', f'--files={out}/none*.txt', f'--output={out}/tok/sp'],
            ['none*.txt']),
+      Case('tokenizer_parquet_without_the_column', 'electra_jax.tokenizer', [
+          '--source=parquet', f'--files={a["parquet_no_column"]}', f'--output={out}/tok/pq'],
+           [a['parquet_no_column'], "no column 'text'"]),
       Case('tokenizer_output_under_a_file', 'electra_jax.tokenizer', [
           f'--output={a["afile"]}/sp'], [a['afile']]),
       Case('prepare_text_file_as_tokenizer', 'electra_jax.data.prepare', [

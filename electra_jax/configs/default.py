@@ -72,9 +72,32 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- Data ------------------------------------------------------------------------------
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'builtin'  # 'builtin' | 'files' | 'tfds' | 'prepared' | 'synthetic'
-  config.data.train_files = ''  # files/globs (comma-separated), local or gs://; .gz allowed
+  # 'builtin' | 'files' | 'jsonl' | 'parquet' | 'hf' | 'tfds' | 'prepared' | 'synthetic'.
+  # jsonl/parquet/hf: each record is a document, its text field cut into lines as a document of
+  # a text file is (data/documents.py); `pip install electra-jax[hf]` brings pyarrow and datasets.
+  config.data.source = 'builtin'
+  # files/jsonl/parquet: files/globs (comma-separated), local or gs://; .gz allowed (text, jsonl)
+  config.data.train_files = ''
   config.data.eval_files = ''  # held-out files; '' = hold out eval_fraction of train_files
+  config.data.text_field = 'text'  # jsonl/parquet/hf: the field (column) holding the text
+  # source=hf: a `Dataset.save_to_disk` directory, or a name/path for `datasets.load_dataset`
+  # (e.g. 'wikimedia/wikipedia' with hf_name='20231101.en', or 'json' with hf_data_files).
+  config.data.hf_path = ''
+  config.data.hf_name = ''  # load_dataset's configuration name; '' = none
+  config.data.hf_data_files = ''  # load_dataset's data_files (comma-separated); '' = none
+  config.data.hf_split = 'train'  # the training split
+  config.data.hf_eval_split = ''  # '' = hold out eval_fraction of hf_split's documents
+  # hf_streaming: read with load_dataset(streaming=True), nothing downloaded or cached first; a
+  # shard is one of the stream's files, so hosts need as many files. Exact resume re-reads a
+  # shard up to the saved row (the stream cannot seek).
+  config.data.hf_streaming = False
+  # Rows per shard (the unit spread over hosts); with hf_streaming, records read per chunk.
+  config.data.hf_shard_rows = 10_000
+  # Bad input met mid-stream (a line that is not JSON, a record without its text field, a
+  # truncated gzip, a corrupt prepared record, ...): 'error' stops with one line naming the file
+  # and position (the original has no such switch); 'skip' leaves it out and counts it
+  # (`bad_records` in the metrics), naming the first few in the log.
+  config.data.on_bad_record = 'error'
   config.data.tfds_name = ''  # e.g. 'wikipedia/20230601.en' or 'c4/en'
   config.data.tfds_data_dir = ''  # TFDS data_dir, e.g. gs://bucket/tensorflow_datasets
   config.data.tfds_train_split = 'train'  # TFDS split (slicing allowed: 'train[:99%]')

@@ -24,6 +24,7 @@ import tensorflow as tf
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import pretrained as pretrained_lib
 from electra_jax import validate
+from electra_jax.data import bad_records
 from electra_jax.data import pretraining
 from electra_jax.data import synthetic
 from electra_jax.data import tokenizers
@@ -57,7 +58,18 @@ def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _numpy(batches) -> Iterator[dict[str, Any]]:
-  for element in batches:
+  """The batches as numpy; a bad record met by tf.data (on_bad_record=error) is its UserError."""
+  iterator = iter(batches)
+  while True:
+    try:
+      element = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.OpError as error:
+      user_error = bad_records.user_error_from(error)
+      if user_error is None:
+        raise
+      raise user_error from None
     yield {k: v.numpy() for k, v in element.items()}
 
 

@@ -6,7 +6,8 @@
 
 then pre-train with `--config.data.source=prepared --config.data.prepared_dir=gs://bucket/wiki_packed`.
 
-Each input shard (a file, a built-in corpus shard, or a slice of a TFDS split) becomes one output
+Each input shard (a file, a Parquet row group, a run of a Hugging Face dataset's rows, a built-in
+corpus shard, or a slice of a TFDS split) becomes one output
 shard, packed by the same tf.data code as the on-the-fly path (`pretraining.packed_examples`), with
 `--num_workers` shards in flight at once (TF ops release the GIL, so threads run in parallel).
 Every shard is written under a temporary name and renamed when complete; `metadata.json` is written
@@ -40,10 +41,8 @@ def _num_input_shards(config: ml_collections.ConfigDict, split: str, tfds_shards
   data = config.data
   if data.source == 'builtin':
     return corpus.BUILTIN_NUM_SHARDS
-  if data.source == 'files':
-    patterns, what = ((data.eval_files, 'data.eval_files') if split == 'eval' and data.eval_files
-                      else (data.train_files, 'data.train_files'))
-    return len(corpus.expand_file_patterns(patterns, what))
+  if data.source in pretraining.FILE_SOURCES + ('hf',):
+    return pretraining.sharded_source(config, split)[1]  # files, row groups or runs of rows
   builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
   train_split, eval_split = sources.tfds_splits(builder, data.tfds_train_split,
                                                 data.tfds_eval_split, data.eval_fraction)
@@ -95,7 +94,7 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
   """Writes the packed train and eval shards of `config.data`'s source into `output_dir`.
 
   Args:
-    config: a pre-training config; its data source must be 'builtin', 'files' or 'tfds'.
+    config: a pre-training config; any data source but 'prepared' and 'synthetic'.
     output_dir: local or gs:// directory (created; earlier shards there are overwritten).
     num_workers: shards packed at once; 0 = number of CPUs.
     tfds_shards: output shards for a TFDS train split (its eval part gets an eighth).
@@ -107,7 +106,8 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
     ValueError: a bad config or source (checked first), or a split that yields no examples.
   """
   if config.data.source == 'prepared':
-    raise UserError('data.source="prepared" is already prepared: choose builtin, files or tfds.')
+    raise UserError('data.source="prepared" is already prepared: choose a text source '
+                    '(builtin, files, jsonl, parquet, hf or tfds).')
   if not output_dir:
     raise UserError('--output_dir is required.')
   tokenizer = pretraining.validate_data_config(config)

@@ -1,7 +1,8 @@
 """The pre-training input pipeline: config -> per-host tf.data.Dataset of masked batches.
 
   text source ──> lines ──> tokens ──> packed examples ──> shuffle ──> batch ──> mask ──> prefetch
-  (sources.py)        (packing.py, on the fly)                               (masking.py)
+  (sources.py; records as documents: documents.py)                          (masking.py)
+                      (packing.py, on the fly)
   prepared shards (records.py, made once by prepare.py) ──┘
 
 `make_dataset(config, split, process_index, process_count)` returns host `process_index`'s batches:
@@ -27,6 +28,7 @@ import tensorflow as tf
 from electra_jax.errors import UserError
 from electra_jax import validate
 from electra_jax.data import corpus
+from electra_jax.data import documents
 from electra_jax.data import masking
 from electra_jax.data import packing
 from electra_jax.data import records
@@ -34,6 +36,7 @@ from electra_jax.data import sources
 from electra_jax.data import tokenizers
 
 SPLITS = ('train', 'eval')
+FILE_SOURCES = ('files', 'jsonl', 'parquet')  # sources that read data.train_files
 _INFINITE = 1 << 62
 _MAX_INTERLEAVE = 8  # shards packed at once: enough parallelism, bounded memory
 _MAX_INTERLEAVE_RECORDS = 16  # record files read at once
@@ -106,13 +109,30 @@ def _prepared_tokenizer(config: ml_collections.ConfigDict,
   return tokenizer
 
 
-def _check_has_text(files: list[str], what: str) -> None:
-  """Reads until the first non-blank line: an empty corpus fails here, not mid-training."""
-  for line in corpus.iter_files_texts(files, max_chars=1):
+def _check_has_text(config, what: str, files: list[str] | None = None,
+                    split: str = '') -> None:
+  """Reads until the first non-blank line: an empty corpus fails here, not mid-training.
+
+  For JSON Lines, Parquet and Hugging Face datasets the first records are parsed too, so a wrong
+  text field fails here (for Parquet, every file's footer is checked for the column).
+  """
+  data = config.data
+  if data.source == 'files':
+    texts = corpus.iter_files_texts(files, max_chars=1)
+  elif data.source == 'hf':
+    texts = documents.document_texts(documents.iter_hf_documents(data, split), 1)
+  else:
+    texts = documents.document_texts(
+        documents.iter_documents(data.source, files, data.text_field, data.on_bad_record), 1)
+  for line in texts:
     del line
     return
-  raise UserError(f'{what} is an empty corpus: its {len(files)} file(s) hold no text. Give files '
-                  'with one sentence per line and blank lines between documents.')
+  kind = {'files': 'text', 'jsonl': 'JSON Lines', 'parquet': 'Parquet'}.get(data.source)
+  held = f'{len(files)} {kind} file(s)' if files is not None else 'rows'
+  raise UserError(f'{what} is an empty corpus: its {held} hold no text. '
+                  + ('Give files with one sentence per line and blank lines between documents.'
+                     if data.source == 'files' else
+                     f'Check --config.data.text_field={data.text_field!r}.'))
 
 
 def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
@@ -133,12 +153,15 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokeni
   if data.source == 'prepared':
     tokenizer = _prepared_tokenizer(config, records.read_metadata(data.prepared_dir))
   else:
-    if data.source == 'files':
-      _check_has_text(corpus.expand_file_patterns(data.train_files, 'data.train_files'),
-                      'data.train_files')
-      if data.eval_files:
-        _check_has_text(corpus.expand_file_patterns(data.eval_files, 'data.eval_files'),
-                        'data.eval_files')
+    if data.source in FILE_SOURCES:
+      for field in ('train_files', 'eval_files'):
+        if data[field]:
+          _check_has_text(config, f'data.{field}',
+                          corpus.expand_file_patterns(data[field], f'data.{field}'))
+    elif data.source == 'hf':
+      for split in (data.hf_split, data.hf_eval_split):
+        if split:
+          _check_has_text(config, f'{data.hf_path} (split {split!r})', split=split)
     elif data.source == 'tfds':
       builder = sources.tfds_builder(data.tfds_name, data.tfds_data_dir, data.tfds_text_feature)
       sources.tfds_splits(builder, data.tfds_train_split, data.tfds_eval_split, data.eval_fraction)
@@ -150,12 +173,43 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokeni
     raise UserError(f'The tokenizer has {tokenizer.vocab_size} tokens but model.vocab_size='
                     f'{config.model.vocab_size}: raise model.vocab_size to at least '
                     f'{tokenizer.vocab_size}.')
-  if data.source in ('builtin', 'files') and not data.eval_files and data.eval_fraction <= 0:
+  held_out = data.hf_eval_split if data.source == 'hf' else data.eval_files
+  if (data.source in ('builtin', 'hf') + FILE_SOURCES and not held_out
+      and data.eval_fraction <= 0):
     raise UserError('No eval data: set data.eval_fraction > 0 or data.eval_files.')
   return tokenizer
 
 
 # ---- Packed examples per source ----------------------------------------------------------------
+
+
+def _split_files(data, split: str) -> tuple[list[str], packing.DocumentFilter]:
+  """The files a split of a file source reads, and which of their documents it keeps."""
+  if split == 'eval' and data.eval_files:
+    return (corpus.expand_file_patterns(data.eval_files, 'data.eval_files'),
+            packing.DocumentFilter('all'))
+  return (corpus.expand_file_patterns(data.train_files, 'data.train_files'),
+          packing.DocumentFilter('all' if data.eval_files else split, data.eval_fraction))
+
+
+def sharded_source(config: ml_collections.ConfigDict, split: str):
+  """(lines_of, num_shards, document_filter) of a split of a files/jsonl/parquet/hf source.
+
+  `lines_of(shard_index)` is the shard's tf.data stream of lines (blank line = document end);
+  the held-out part is taken by `document_filter` as for text files, unless an eval split or
+  eval files are given.
+  """
+  data = config.data
+  if data.source == 'hf':
+    eval_given = bool(data.hf_eval_split)
+    hf_split = data.hf_eval_split if split == 'eval' and eval_given else data.hf_split
+    lines_of, num_shards = documents.hf_source_shards(data, hf_split)
+    keep = 'all' if eval_given else split
+    return lines_of, num_shards, packing.DocumentFilter(keep, data.eval_fraction)
+  files, document_filter = _split_files(data, split)
+  if data.source == 'files':
+    return sources.files_lines_fn(files, data.on_bad_record), len(files), document_filter
+  return (*documents.record_source_shards(data, files), document_filter)
 
 
 def _packing_options(config) -> packing.PackingOptions:
@@ -225,9 +279,13 @@ def _prepared_records(config, split, training, process_index, process_count) -> 
     raise UserError(f'{prepared_dir!r} holds no {split} shards (metadata.json lists none).')
   host = sources.assign_shards(len(files), process_index, process_count, what='record files')
   paths = tf.constant(files)
+  mine = set(host.shard_indices)  # sizes of this host's files only (a stat each)
+  sizes = tf.constant([tf.io.gfile.stat(path).length if i in mine else -1
+                       for i, path in enumerate(files)], tf.int64)
   data_seed = tf.constant([config.seed, _SALT_DATA], tf.int64)
   serialized = _shard_stream(host, data_seed, training).interleave(
-      lambda epoch, shard: tf.data.TFRecordDataset(paths[shard], buffer_size=1 << 20),
+      lambda epoch, shard: records.checked_records(paths[shard], sizes[shard],
+                                                   config.data.on_bad_record),
       cycle_length=min(len(host.shard_indices), _MAX_INTERLEAVE_RECORDS), block_length=1,
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if host.example_stride > 1:
@@ -253,16 +311,10 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
         config, tokenizer, sources.builtin_lines_fn(data.builtin_packages),
         corpus.BUILTIN_NUM_SHARDS,
         packing.DocumentFilter(split, data.eval_fraction), training, process_index, process_count)
-  if data.source == 'files':
-    if split == 'eval' and data.eval_files:
-      files, document_filter = (corpus.expand_file_patterns(data.eval_files, 'data.eval_files'),
-                                packing.DocumentFilter('all'))
-    else:
-      files = corpus.expand_file_patterns(data.train_files, 'data.train_files')
-      document_filter = packing.DocumentFilter('all' if data.eval_files else split,
-                                               data.eval_fraction)
-    return _text_examples(config, tokenizer, sources.files_lines_fn(files), len(files),
-                          document_filter, training, process_index, process_count)
+  if data.source in FILE_SOURCES + ('hf',):
+    lines_of, num_shards, document_filter = sharded_source(config, split)
+    return _text_examples(config, tokenizer, lines_of, num_shards, document_filter, training,
+                          process_index, process_count)
   raise ValueError(f'packed_examples does not read data.source={data.source!r}.')
 
 
@@ -328,4 +380,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
 
   options = tf.data.Options()
   options.deterministic = True
+  # The readers in Python (JSON parsing, Parquet row groups, the gzip end check) are stateless
+  # functions of their inputs, so the iterator's checkpoint need not (and cannot) hold them.
+  options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
   return batches.with_options(options)

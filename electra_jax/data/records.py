@@ -100,3 +100,50 @@ def read_metadata(prepared_dir: str) -> dict:
 def write_metadata(prepared_dir: str, metadata: dict) -> None:
   path = os.path.join(prepared_dir, METADATA_FILE)
   files.write_atomically(path, json.dumps(metadata, indent=2, sort_keys=True))
+
+
+_RECORD_OVERHEAD = 16  # per TFRecord: its length (8 bytes) and two CRC32s (4 each)
+
+
+def checked_records(path: tf.Tensor, size: tf.Tensor, policy: str) -> tf.data.Dataset:
+  """The serialised records of one shard; a corrupt or cut record is reported, not a crash.
+
+  TensorFlow's error for a bad record names neither the file nor the policy, and the rest of the
+  file cannot be resynchronised. So the file is read up to its first bad record
+  (`ignore_errors`), the bytes read are counted, and the file's end compares them with its
+  size (`size`, from a stat at start-up): a shortfall is a bad record, reported through
+  `bad_records.report` (one error line, or skipped and counted), naming the file, the record
+  and the byte offset.
+  """
+  from electra_jax.data import bad_records  # noqa: PLC0415 - records.py stays light to import
+
+  def report(path_tensor, count, offset, total):
+    bad_records.report(
+        f'{path_tensor.numpy().decode()} has a corrupt or cut record after record '
+        f'{int(count.numpy())} (byte {int(offset.numpy())} of {int(total.numpy())}); the rest of '
+        'the file is lost. Prepare the data again or restore the file.', policy)
+    return (False,)
+
+  def step(state, element):
+    offset, count = state
+    record, is_end = element
+    length = tf.where(is_end, tf.constant(0, tf.int64),
+                      tf.cast(tf.strings.length(record), tf.int64) + _RECORD_OVERHEAD)
+    return (offset + length, count + 1 - tf.cast(is_end, tf.int64)), (record, is_end, offset,
+                                                                        count)
+
+  def keep(record, is_end, offset, count):
+    del record
+    return tf.cond(
+        tf.logical_and(is_end, offset != size),
+        lambda: tf.ensure_shape(bad_records.py_function(
+            report, [path, count, offset, size], [tf.bool], [False])[0], []),
+        lambda: tf.logical_not(is_end))
+
+  end = tf.data.Dataset.from_tensors((tf.constant(b''), tf.constant(True)))
+  return (tf.data.TFRecordDataset(path, buffer_size=1 << 20).ignore_errors()
+          .map(lambda record: (record, tf.constant(False)))
+          .concatenate(end)
+          .scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
+          .filter(keep)
+          .map(lambda record, is_end, offset, count: record))

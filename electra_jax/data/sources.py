@@ -12,12 +12,17 @@ instructions), and each record is a document whose lines are split on newlines.
 
 import dataclasses
 from typing import Iterator, Sequence
+import zlib
 
 from absl import logging
+import numpy as np
 import tensorflow as tf
 
 from electra_jax.errors import UserError
+from electra_jax.data import bad_records
 from electra_jax.data import corpus
+
+_CHECK_CHUNK = 1 << 20  # compressed bytes per read when checking a gzip file's end
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +71,64 @@ def builtin_lines_fn(packages: str = '', split_shards: int = corpus.BUILTIN_NUM_
   return lines_of
 
 
-def files_lines_fn(files: Sequence[str]):
+# ---- Gzip integrity (text files and JSON Lines) -------------------------------------------------
+
+
+def _gzip_end(path: str) -> tuple[bool, int, int]:
+  """(complete, lines, compressed bytes) of a gzip file, decompressed in C; multi-member files ok.
+
+  TensorFlow's gzip reader ends a truncated file quietly where its data stop: this check is what
+  tells a cut file from a complete one.
+  """
+  lines = size = 0
+  decompressor = zlib.decompressobj(wbits=31)
+  with tf.io.gfile.GFile(path, 'rb') as f:
+    while chunk := f.read(_CHECK_CHUNK):
+      size += len(chunk)
+      while chunk:
+        try:
+          lines += decompressor.decompress(chunk).count(b'\n')
+        except zlib.error:
+          return False, lines, size
+        chunk = decompressor.unused_data if decompressor.eof else b''
+        if decompressor.eof and chunk:
+          decompressor = zlib.decompressobj(wbits=31)
+  return decompressor.eof and not decompressor.unconsumed_tail, lines, size
+
+
+def gzip_check(path: tf.Tensor, policy: str) -> tf.data.Dataset:
+  """An empty dataset of lines that, when reached (after the file's lines), checks a gzip's end."""
+  def check(path_tensor):
+    name = path_tensor.numpy().decode()
+    complete, lines, size = _gzip_end(name)
+    if not complete:
+      bad_records.report(f'{name} is a truncated or corrupt gzip file: it breaks off after line '
+                         f'{lines} (of {size} compressed bytes); the rest of the file is lost.',
+                         policy)
+    return (np.array(b'', dtype=object),)
+
+  return (tf.data.Dataset.from_tensors(path)
+          .map(lambda p: tf.ensure_shape(
+              bad_records.py_function(check, [p], [tf.string], [b''])[0], []))
+          .filter(lambda line: tf.constant(False)))
+
+
+def text_lines(path: tf.Tensor, policy: str) -> tf.data.Dataset:
+  """The raw lines of one text file (gzip by name), a gzip's end checked after its last line."""
+  is_gzip = tf.strings.regex_full_match(path, r'.*\.gz')
+  lines = tf.data.TextLineDataset(path, compression_type=tf.where(is_gzip, 'GZIP', ''))
+  check = (tf.data.Dataset.from_tensors(path)
+           .filter(lambda p: tf.strings.regex_full_match(p, r'.*\.gz'))
+           .flat_map(lambda p: gzip_check(p, policy)))
+  return lines.concatenate(check)
+
+
+def files_lines_fn(files: Sequence[str], policy: str = 'error'):
   """`shard_index -> tf.data.Dataset of lines` for a file list (one shard per file)."""
   paths = tf.constant(list(files))
 
   def lines_of(shard_index):
-    path = paths[shard_index]
-    compression = tf.where(tf.strings.regex_full_match(path, r'.*\.gz'), 'GZIP', '')
-    return tf.data.TextLineDataset(path, compression_type=compression)
+    return text_lines(paths[shard_index], policy)
 
   return lines_of
 
@@ -163,9 +218,14 @@ def tfds_documents(builder, split: str, text_feature: str, process_index: int,
 
 
 def document_lines(documents: tf.data.Dataset) -> tf.data.Dataset:
-  """Documents -> their lines, each document followed by a blank line."""
+  """Documents -> their lines, each document followed by a blank line.
+
+  The one rule for a source whose records are documents (TFDS, JSON Lines, Parquet, Hugging Face
+  datasets): a record's text, stripped, cut at newlines, then a blank line: the lines it has in a
+  text file. A blank line inside it (a paragraph break) so ends a document, as in a text file.
+  """
   def split(document):
-    lines = tf.strings.split(document, '\n')
+    lines = tf.strings.split(tf.strings.strip(tf.ensure_shape(document, [])), '\n')
     return tf.data.Dataset.from_tensor_slices(tf.concat([lines, [b'']], 0))
 
   return documents.flat_map(split)
