@@ -225,6 +225,8 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
     require(t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
   require(t.eval_every >= 0 and t.eval_steps >= 1,
           'config.train.eval_every must be >= 0 (0 = never) and eval_steps >= 1.')
+  for field in ('profile_steps', 'profile_warmup_steps'):
+    require(t[field] >= 0, f'config.train.{field}={t[field]} must be >= 0.')
 
   sizes = resolve_axis_sizes(config.mesh, num_devices)
   per_host_batch_size(t.batch_size, process_count)

@@ -115,6 +115,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3  # keep the last K checkpoints ...
   config.train.keep_period = 100_000  # ... plus every checkpoint at a multiple of this step
   config.train.peak_tflops_per_device = 0.0  # chip peak for MFU; 0 = look up the device kind
+  # Profiling on demand: a jax.profiler trace of `profile_steps` train steps into
+  # WORKDIR/profile, started once compilation is done and `profile_warmup_steps` steps of this
+  # invocation have run; `tensorboard --logdir WORKDIR/profile` (profile plugin) or XProf show it.
+  config.train.profile_steps = 0  # train steps to trace; 0 = no trace
+  config.train.profile_warmup_steps = 5  # steps of this invocation before the trace starts
 
   # ---- Continued pre-training ------------------------------------------------------------
   config.init_from = ''  # HF directory, TF1 checkpoint prefix or workdir: weights only
