@@ -242,7 +242,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   tx = optimizer_lib.make_optimizer(config.train, schedule)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length,
                                validate.max_predictions(config))
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  init_rng, train_rng = jax.random.split(jax.random.key(
+      config.seed, dtype=validate.prng_impl(config.train, devices[0].platform)))
   start_step, state, state_shardings = _initial_state(
       config, checkpointer, inputs, init_fn, init_rng, mesh, rules, pretrained, workdir)
   del pretrained  # the host copy of the weights
