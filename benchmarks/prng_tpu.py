@@ -9,8 +9,9 @@ topology (`jax.experimental.topologies.get_topology_desc`), once per implementat
 jax_threefry_partitionable on as in training. For each it prints XLA's compiled FLOPs and bytes
 accessed per device, the temporary memory per device, the compile time, and the random-number
 ops of the optimised TPU HLO: RngBitGenerator ops, and threefry's hash as the count of shift
-pairs (each of its 32-bit rotations is a shift-left, a shift-right-logical and an or). Prints figures; asserts
-nothing. Speed itself needs a TPU: these are what the compiler plans.
+pairs (each of its 32-bit rotations is a shift-left, a shift-right-logical and an or). Prints
+figures; asserts nothing. Speed itself needs a TPU: these are what the compiler plans. On a
+machine where another process holds libtpu, add ALLOW_MULTIPLE_LIBTPU_LOAD=1.
 """
 
 from __future__ import annotations

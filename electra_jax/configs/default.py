@@ -117,7 +117,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.peak_tflops_per_device = 0.0  # chip peak for MFU; 0 = look up the device kind
   # The random numbers of dropout and the generator's sampling, by jax PRNG implementation:
   # 'threefry' (jax's default; with jax_threefry_partitionable the same bits on any mesh), 'rbg'
-  # or 'unsafe_rbg' (XLA's RngBitGenerator; its bits may change with the backend or XLA version).
+  # or 'unsafe_rbg' (XLA's RngBitGenerator; its bits may change with the backend or XLA version,
+  # and a vmapped draw takes all its bits from the first example's key, so the per-example
+  # sampling keys no longer make micro-batches, grad_accum_steps > 1, sample the full batch's).
   # 'auto' = the platform's choice in validate.AUTO_PRNG_IMPL (threefry everywhere for now).
   # Keys are remade from `seed` at every start, so any choice resumes bit-exactly if unchanged.
   config.train.prng_impl = 'auto'
