@@ -8,7 +8,9 @@ Prints ONE markdown table:
   - ELECTRA-Small and -Base train steps in bfloat16 at sequence length 128, and Base at 512, on
     all local devices (data parallel, synthetic batches): tokens/s, TFLOP/s per device, MFU
     against the chip's bf16 peak (`electra_jax.reporting`), XLA's compiled peak memory per device,
-    compile time. A batch that would not fit in the device's memory is halved before running;
+    compile time. A batch that would not fit in the device's memory is halved before running.
+    On a TPU, beside each measured step: the compile check's roofline estimate for the same
+    config on this topology (`electra_jax.compile_check.estimate`), and measured / estimated;
   - a `tiny` pre-training run on the built-in corpus (loss at the first and the last log line),
     then its conversion to Hugging Face (`electra_jax.convert`), loaded back with `transformers`
     when that is installed.
@@ -97,7 +99,45 @@ def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
       'tokens/s': f'{tokens / step_time:,.0f}', 'TFLOP/s/device': f'{tflops:.3g}',
       'MFU': f'{tflops / peak:.1%}' if peak else 'n/a (peak unknown)',
       'peak memory/device': (f'{memory["peak"] / 2**30:.2f} GiB' if memory else 'n/a'),
-      'compile': f'{step.compile_s:.0f} s', 'result': 'ok'}
+      'compile': f'{step.compile_s:.0f} s', 'estimate (compile check)':
+          _estimate(config, devices, step_time), 'result': 'ok'}
+
+
+# jax's device kind -> (the compile check's generation name, cores that its type number counts
+# per jax device): v2/v3 devices are cores; a v4/v5p device is a two-core (megacore) chip; v5e
+# and v6e count chips.
+_TPU_GENERATIONS = {'TPU v2': ('v2', 1), 'TPU v3': ('v3', 1), 'TPU v4': ('v4', 2),
+                    'TPU v5': ('v5p', 2), 'TPU v5p': ('v5p', 2), 'TPU v5 lite': ('v5e', 1),
+                    'TPU v5e': ('v5e', 1), 'TPU v6 lite': ('v6e', 1), 'TPU v6e': ('v6e', 1)}
+
+
+def _tpu_topology(device_kind: str, device_count: int) -> str | None:
+  """The topology name the compile check takes for these devices: 'TPU v4' x 4 -> 'v4-8'."""
+  generation = _TPU_GENERATIONS.get(device_kind)
+  return None if generation is None else f'{generation[0]}-{device_count * generation[1]}'
+
+
+def _estimate(config, devices, step_time: float) -> str:
+  """The compile check's roofline estimate of this step on this topology, beside the measured
+  step time (TPUs only: the check compiles for a TPU topology)."""
+  if devices[0].platform != 'tpu':
+    return 'n/a (TPU only)'
+  topology = _tpu_topology(devices[0].device_kind, len(devices))
+  if topology is None:
+    return f'n/a (no topology name known for {devices[0].device_kind!r})'
+  try:
+    from electra_jax import compile_check  # noqa: PLC0415 - the [tpu] extra's tool
+    estimate_fn = compile_check.estimate
+  except (ImportError, AttributeError) as error:
+    return f'n/a (electra_jax.compile_check.estimate unavailable: {error})'
+  try:
+    estimate = estimate_fn(config, topology)
+  except Exception as error:  # noqa: BLE001 - the measured row stands; say why there is no estimate
+    traceback.print_exc()
+    return f'n/a (estimate for {topology} failed: {error})'
+  return (f'{topology}: {estimate["step_seconds"] * 1e3:.1f} ms/step, '
+          f'{estimate["tokens_per_second"]:,.0f} tokens/s, MFU {estimate["mfu"]:.1%}; '
+          f'measured {step_time * 1e3:.1f} ms = {step_time / estimate["step_seconds"]:.2f}x')
 
 
 def _run(args: list[str], log: pathlib.Path) -> None:
@@ -152,7 +192,7 @@ def _tiny_run_rows(workdir: pathlib.Path, num_steps: int) -> list[dict]:
 
 
 _COLUMNS = ('check', 'shape', 'tokens/s', 'TFLOP/s/device', 'MFU', 'peak memory/device',
-            'compile', 'result')
+            'compile', 'estimate (compile check)', 'result')
 
 
 def _default_backend() -> str:

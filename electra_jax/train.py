@@ -6,10 +6,14 @@ Side effects (files, logging, checkpoints, signals) live here; the math is in `s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import os
+import shutil
 import signal
+import tempfile
 import time
 from typing import Any, Iterator
 
@@ -76,6 +80,60 @@ class PreemptionWatcher:
   def close(self):
     if not self._multi_process:
       signal.signal(signal.SIGTERM, self._previous)
+
+
+# ---- Profiling ------------------------------------------------------------------------------
+
+class ProfileWindow:
+  """A jax.profiler trace of `train.profile_steps` steps into WORKDIR/profile, started after
+  `train.profile_warmup_steps` steps of this invocation (the step is compiled before the loop).
+
+  The trace holds whole steps: the device is drained before it starts and before it stops.
+  Every host writes its own file; TensorBoard's profile plugin and XProf read the folder. The
+  profiler writes local files only, so a remote (gs://) workdir gets a copy when the trace ends.
+  """
+
+  def __init__(self, train_config: ml_collections.ConfigDict, workdir: str, start_step: int):
+    self._first = start_step + train_config.profile_warmup_steps  # steps done when it starts
+    self._last = self._first + train_config.profile_steps  # steps done when it stops
+    self._enabled = train_config.profile_steps > 0
+    self.log_dir = f'{workdir}/profile'
+    self._trace_dir = None  # where the profiler writes: log_dir, or a local folder to copy
+    self._active = False
+
+  @contextlib.contextmanager
+  def step(self, steps_done: int, state):
+    """Around the dispatch of step `steps_done + 1`; `state` is its input."""
+    if self._active and steps_done == self._last:
+      self.stop(state)
+    if self._enabled and steps_done == self._first:
+      jax.block_until_ready(state)
+      self._trace_dir = tempfile.mkdtemp() if '://' in self.log_dir else self.log_dir
+      jax.profiler.start_trace(self._trace_dir)
+      self._active = True
+    if not self._active:
+      yield
+      return
+    with jax.profiler.StepTraceAnnotation('train', step_num=steps_done + 1):
+      yield
+
+  def stop(self, state):
+    """Ends the trace (if one is running) once `state` is computed."""
+    if not self._active:
+      return
+    jax.block_until_ready(state)
+    jax.profiler.stop_trace()
+    self._active = False
+    if self._trace_dir != self.log_dir:
+      for folder, _, names in os.walk(self._trace_dir):
+        target = f'{self.log_dir}/{os.path.relpath(folder, self._trace_dir)}'
+        tf.io.gfile.makedirs(target)
+        for name in names:
+          tf.io.gfile.copy(os.path.join(folder, name), f'{target}/{name}', overwrite=True)
+      shutil.rmtree(self._trace_dir)
+    logging.info('Profile of steps %d-%d written to %s: view it with `tensorboard --logdir %s` '
+                 '(profile plugin) or XProf.', self._first + 1, self._last, self.log_dir,
+                 self.log_dir)
 
 
 # ---- Data -----------------------------------------------------------------------------------
@@ -192,7 +250,10 @@ def build_program(config: ml_collections.ConfigDict, mesh, rules) -> Program:
   tx = optimizer_lib.make_optimizer(config.train, schedule)
   max_predictions = validate.max_predictions(config)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  # train.prng_impl, resolved for the mesh's platform (a TPU's, also in the compile check).
+  platform = mesh.devices.flat[0].platform
+  init_rng, train_rng = jax.random.split(jax.random.key(
+      config.seed, dtype=validate.prng_impl(config.train, platform)))
   abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
   batch_sharding = sharding.batch_sharding(mesh, rules)
   train_step = jax.jit(
@@ -316,10 +377,11 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
   last_token_counts = None
   pending_loss = None  # (step, loss) checked one step late, so the host never waits on the device
   batch = run.first_batch
+  profile = ProfileWindow(t, run.workdir, run.start_step)
   run.throughput.start(run.start_step)
   step = run.start_step
   while step < t.num_steps:
-    with sharding.mesh_scope(run.mesh, run.rules):
+    with sharding.mesh_scope(run.mesh, run.rules), profile.step(step, run.state):
       run.state, stats = run.train_step(run.state, batch)
     step += 1
     loss = stats.pop('total_loss')
@@ -353,6 +415,7 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
     stop_now = stop_after is not None and step - run.start_step >= stop_after
     if (preemption.should_stop(step) or stop_now) and step < t.num_steps:
       _check_finite(*pending_loss)
+      profile.stop(run.state)
       run.save(step, force=True)
       run.checkpointer.wait()
       logging.warning('Preempted: checkpoint saved at step %d. Rerun the same command to resume.',
@@ -364,6 +427,7 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
       wait_start = time.perf_counter()
       batch = run.next_batch()
       run.throughput.add_data_wait(time.perf_counter() - wait_start)
+  profile.stop(run.state)
   run.save(step, force=True)
   run.checkpointer.wait()
   _mark_completed(f'{run.workdir}/{COMPLETED_MARKER}', step)

@@ -33,6 +33,10 @@ SOURCES = ('builtin', 'files', 'jsonl', 'parquet', 'hf', 'tfds', 'prepared',
            'synthetic')  # config.data.source
 ON_BAD_RECORD = ('error', 'skip')  # config.data.on_bad_record
 MESH_AXES = ('data', 'fsdp', 'tensor')
+# config.train.prng_impl -> jax's PRNG implementation; 'auto' takes the platform's entry of
+# AUTO_PRNG_IMPL, else threefry (the reference behaviour everywhere until measured otherwise).
+PRNG_IMPLS = {'threefry': 'threefry2x32', 'rbg': 'rbg', 'unsafe_rbg': 'unsafe_rbg'}
+AUTO_PRNG_IMPL: dict[str, str] = {}  # platform ('tpu', 'gpu', 'cpu') -> a key of PRNG_IMPLS
 # [CLS] A [SEP] B [SEP] needs room for a few pieces of each segment.
 MIN_SEQ_LENGTH = 8
 
@@ -208,6 +212,15 @@ def check_data_parallel_batch(field: str, batch_size: int, data_parallel: int) -
           f'(mesh.data*mesh.fsdp). Use a multiple of {data_parallel}.')
 
 
+def prng_impl(train_config: ml_collections.ConfigDict, platform: str) -> str:
+  """jax's PRNG implementation for `train.prng_impl` on `platform`, e.g. 'threefry2x32'."""
+  choice = train_config.get('prng_impl', 'auto')  # runs saved before the field: the default
+  check_choice('config.train.prng_impl', choice, ('auto', *PRNG_IMPLS))
+  if choice == 'auto':
+    choice = AUTO_PRNG_IMPL.get(platform, 'threefry')
+  return PRNG_IMPLS[choice]
+
+
 # ---- The whole pre-training config ---------------------------------------------------------------
 
 def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
@@ -230,6 +243,9 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
     require(t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
   require(t.eval_every >= 0 and t.eval_steps >= 1,
           'config.train.eval_every must be >= 0 (0 = never) and eval_steps >= 1.')
+  for field in ('profile_steps', 'profile_warmup_steps'):
+    require(t[field] >= 0, f'config.train.{field}={t[field]} must be >= 0.')
+  prng_impl(t, 'cpu')  # checks the choice
 
   sizes = resolve_axis_sizes(config.mesh, num_devices)
   per_host_batch_size(t.batch_size, process_count)

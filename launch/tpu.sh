@@ -20,6 +20,8 @@ source "$(dirname "$TPU_SH")/lib/gcloud.sh"
 source "$(dirname "$TPU_SH")/lib/remote.sh"
 # shellcheck source=lib/watch.sh
 source "$(dirname "$TPU_SH")/lib/watch.sh"
+# shellcheck source=lib/compile_check.sh
+source "$(dirname "$TPU_SH")/lib/compile_check.sh"
 
 info() { echo "tpu.sh${SUBCOMMAND:+ $SUBCOMMAND}: $*" >&2; }
 warn() { echo "tpu.sh${SUBCOMMAND:+ $SUBCOMMAND}: warning: $*" >&2; }
@@ -43,7 +45,9 @@ usage() {
     create) echo "usage: tpu.sh create [flags]
 
 Creates the TPU VM: Spot, preemptible, reserved or on-demand; with --queued, a queued resource
-that waits for capacity (see its state with 'tpu.sh status --queued')." ;;
+that waits for capacity (see its state with 'tpu.sh status --queued'). First it compiles --config
+(with any --config.FIELD=VALUE) for the accelerator type on this machine and stops if the config
+does not fit; that needs libtpu here (pip install -e '.[tpu]'), --no-compile-check skips it." ;;
     setup) echo "usage: tpu.sh setup [flags]
 
 On every worker: puts this repository at your HEAD commit into ~/REMOTE_DIR (shipped as a git
@@ -72,7 +76,7 @@ Deletes the TPU VM (with --queued: the queued resource and its TPU). The gs:// w
 
 For Spot TPUs: until WORKDIR/COMPLETED exists, re-creates the TPU when it is preempted or gone,
 then runs setup and train again; training resumes from the latest checkpoint in WORKDIR. Takes
-the flags of create, setup and train." ;;
+the flags of create, setup and train; runs create's compile check once, at the start." ;;
     *)
       cat <<'TEXT'
 usage: tpu.sh SUBCOMMAND [flags]
@@ -103,7 +107,9 @@ TEXT
 cmd_create() {
   validate_common
   validate_create
+  if [[ $FLAG_COMPILE_CHECK == true ]]; then validate_config; fi
   require_gcloud
+  run_compile_check
   gcloud_create
   if [[ $FLAG_QUEUED == true && $FLAG_DRY_RUN == false ]]; then
     info "queued resource $FLAG_NAME requested: it is usable once 'tpu.sh status --queued' says ACTIVE"

@@ -1,5 +1,6 @@
 """benchmarks/accelerator_check.sh runs end to end on CPU (tiny shapes), so it cannot rot."""
 
+import json
 import os
 import subprocess
 import sys
@@ -24,3 +25,48 @@ def test_accelerator_check_prints_one_complete_table(repo_root, tmp_path):
   assert 'NOT' not in rows['tiny pre-training, 40 steps']
   assert 'loads in transformers' in rows['conversion to Hugging Face']
   assert (tmp_path / 'hf' / 'discriminator').is_dir()
+
+
+# Runs in a child: accelerator_check.py defines absl flags, which must not meet this process's.
+_ESTIMATE_PROBE = '''
+import json, sys, types
+import ml_collections
+sys.path.insert(0, 'benchmarks')
+import accelerator_check
+
+class Device:
+  def __init__(self, platform, kind):
+    self.platform, self.device_kind = platform, kind
+
+calls = []
+def estimate(config, topology):
+  calls.append([config.train.batch_size, topology])
+  return {'step_seconds': 0.05, 'tokens_per_second': 81920.0, 'mfu': 0.5}
+
+stand_in = types.ModuleType('electra_jax.compile_check')
+stand_in.estimate = estimate
+config = ml_collections.ConfigDict(dict(train=dict(batch_size=32)))
+cells = {}
+sys.modules['electra_jax.compile_check'] = stand_in
+cells['v4'] = accelerator_check._estimate(config, [Device('tpu', 'TPU v4')] * 4, 0.1)
+cells['v5e'] = accelerator_check._estimate(config, [Device('tpu', 'TPU v5 lite')] * 8, 0.1)
+cells['cpu'] = accelerator_check._estimate(config, [Device('cpu', 'cpu')] * 8, 0.1)
+sys.modules['electra_jax.compile_check'] = None  # not importable
+cells['missing'] = accelerator_check._estimate(config, [Device('tpu', 'TPU v3')] * 8, 0.1)
+print(json.dumps({'cells': cells, 'calls': calls}))
+'''
+
+
+def test_estimate_beside_the_measured_step_on_a_tpu(repo_root):
+  """The compile check's estimate for this TPU's topology, with measured / estimated; a clear
+  n/a off TPUs or without the compile check (a stand-in answers for it here)."""
+  result = subprocess.run([sys.executable, '-c', _ESTIMATE_PROBE], cwd=repo_root,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'JAX_PLATFORMS': 'cpu'})
+  assert result.returncode == 0, result.stderr[-3000:]
+  probe = json.loads(result.stdout.strip().splitlines()[-1])
+  assert probe['calls'] == [[32, 'v4-8'], [32, 'v5e-8']]
+  assert probe['cells']['v4'] == ('v4-8: 50.0 ms/step, 81,920 tokens/s, MFU 50.0%; '
+                                  'measured 100.0 ms = 2.00x')
+  assert probe['cells']['cpu'] == 'n/a (TPU only)'
+  assert probe['cells']['missing'].startswith('n/a (electra_jax.compile_check.estimate unavailable')

@@ -47,6 +47,24 @@ FAKE_GCLOUD = textwrap.dedent('''\
         sys.exit(reply.get('rc', 0))
     ''')
 
+# A Python for tpu.sh's compile check: `-c 'import libtpu'` succeeds unless told otherwise, and
+# `-m electra_jax.compile_check ...` records its argv and working directory, then answers from
+# compile_check.json ({'stdout', 'stderr', 'rc', 'libtpu'}); by default the config fits.
+FAKE_CHECK_PYTHON = textwrap.dedent('''\
+    #!{python} -S
+    import json, os, sys
+    state = os.environ['FAKE_GCLOUD_DIR']
+    reply_path = os.path.join(state, 'compile_check.json')
+    reply = json.load(open(reply_path)) if os.path.exists(reply_path) else {{}}
+    if sys.argv[1:] == ['-c', 'import libtpu']:
+      sys.exit(0 if reply.get('libtpu', True) else 1)
+    with open(os.path.join(state, 'checks.jsonl'), 'a') as checks:
+      checks.write(json.dumps({{'argv': sys.argv[1:], 'cwd': os.getcwd()}}) + '\\n')
+    sys.stdout.write(reply.get('stdout', 'per-device HBM ... fits\\n'))
+    sys.stderr.write(reply.get('stderr', ''))
+    sys.exit(reply.get('rc', 0))
+    ''')
+
 NOT_FOUND = {'rc': 1, 'stderr': 'ERROR: (gcloud.compute.tpus.tpu-vm.describe) NOT_FOUND: Resource not found\n'}
 NO_MARKER = {'rc': 1, 'stderr': 'ERROR: (gcloud.storage.ls) One or more URLs matched no objects.\n'}
 MARKER = {'stdout': WORKDIR + '/COMPLETED\n'}
@@ -71,6 +89,15 @@ class FakeCloud:
     log = self.state_dir / 'calls.jsonl'
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
+  def compile_check(self, **reply):
+    """How the fake compile check answers, e.g. compile_check(rc=2, stderr='error: ...')."""
+    (self.state_dir / 'compile_check.json').write_text(json.dumps(reply))
+
+  def checks(self):
+    """The compile checks run: {'argv': [...], 'cwd': ...} each."""
+    log = self.state_dir / 'checks.jsonl'
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
   def clear(self):
     (self.state_dir / 'calls.jsonl').unlink(missing_ok=True)
 
@@ -91,13 +118,16 @@ def cloud(tmp_path):
   gcloud = bin_dir / 'gcloud'
   gcloud.write_text(FAKE_GCLOUD.format(python=sys.executable))
   gcloud.chmod(0o755)
+  check_python = bin_dir / 'check-python'
+  check_python.write_text(FAKE_CHECK_PYTHON.format(python=sys.executable))
+  check_python.chmod(0o755)
   state_dir = tmp_path / 'gcloud'
   state_dir.mkdir()
   env = {key: value for key, value in os.environ.items()
          if not key.startswith('TPU_') and key not in ('TFDS_DATA_DIR', 'XLA_FLAGS', 'LIBTPU_INIT_ARGS',
                                                         'TF_CPP_MIN_LOG_LEVEL', 'JAX_COMPILATION_CACHE_DIR')}
   env.update(PATH=f'{bin_dir}:{os.environ["PATH"]}', FAKE_GCLOUD_DIR=str(state_dir), TMPDIR=str(tmp_path),
-             TPU_ZONE=ZONE)
+             TPU_ZONE=ZONE, TPU_CHECK_PYTHON=str(check_python))
   return FakeCloud(state_dir, env)
 
 
@@ -158,6 +188,77 @@ def test_delete_tpu_vm_and_queued_resource(cloud):
   assert cloud.calls() == [
       ['compute', 'tpus', 'tpu-vm', 'delete', 'electra', f'--zone={ZONE}', '--quiet'],
       ['compute', 'tpus', 'queued-resources', 'delete', 'pod', f'--zone={ZONE}', '--force', '--quiet']]
+
+
+# ---- the compile check before create -------------------------------------------------------------
+
+CHECK = ['-m', 'electra_jax.compile_check']
+
+
+def test_create_compiles_the_config_for_the_accelerator_first(cloud):
+  ok(cloud.run('create', '--accelerator=v5litepod-16', '--config=base', '--config.train.batch_size=64'))
+  assert cloud.checks() == [{'argv': [*CHECK, '--config=configs/base.py', '--topology=v5e-16',
+                                      '--config.train.batch_size=64'],
+                             'cwd': str(REPO_ROOT)}]
+  assert [verb(call) for call in cloud.calls()] == ['tpu-vm create']
+
+
+def test_create_stops_with_the_check_error_when_the_config_does_not_fit(cloud):
+  error = 'error: does not fit: 21.3 GiB per device of the 16 GiB HBM of a v3 core; try --suggest'
+  cloud.compile_check(rc=2, stderr=f'{error}\n')
+  result = cloud.run('create', '--accelerator=v3-8', '--config.train.batch_size=8192')
+  assert result.returncode == 2
+  assert error[len('error: '):] in result.stderr and 'No TPU was created' in result.stderr
+  assert [c['argv'][-1] for c in cloud.checks()] == ['--config.train.batch_size=8192']
+  assert cloud.calls() == []
+
+
+def test_create_stops_when_the_check_cannot_run(cloud):
+  cloud.compile_check(rc=1, stderr='Traceback (most recent call last):\nRuntimeError: boom\n')
+  result = cloud.run('create')
+  assert result.returncode == 1
+  assert 'RuntimeError: boom' in result.stderr and 'compile check failed' in result.stderr
+  assert cloud.calls() == []
+
+
+def test_create_without_libtpu_says_how_to_install_it_or_skip(cloud):
+  cloud.compile_check(libtpu=False)
+  result = cloud.run('create')
+  assert result.returncode == 1
+  message = result.stderr.strip().splitlines()
+  assert len(message) == 1 and "pip install -e '.[tpu]'" in message[0]
+  assert '--no-compile-check' in message[0]
+  assert cloud.checks() == [] and cloud.calls() == []
+
+
+@pytest.mark.parametrize('args, env', [(['--no-compile-check'], {}), ([], {'TPU_COMPILE_CHECK': '0'})])
+def test_create_skips_the_compile_check_on_request(cloud, args, env):
+  cloud.compile_check(rc=2, stderr='error: does not fit\n')
+  ok(cloud.run('create', *args, env=env))
+  assert cloud.checks() == [] and [verb(call) for call in cloud.calls()] == ['tpu-vm create']
+
+
+def test_create_dry_run_names_the_check_without_running_it(cloud):
+  result = ok(cloud.run('create', '--dry-run', '--accelerator=v4-32'))
+  assert 'electra_jax.compile_check --config=configs/small.py --topology=v4-32' in result.stderr
+  assert cloud.checks() == []
+
+
+def test_watch_checks_once_although_it_recreates_the_tpu(cloud):
+  cloud.scenario(describe=[{'stdout': 'PREEMPTED\n'}, NOT_FOUND, {'stdout': 'READY\n'}],
+                 create=[{'rc': 1, 'stderr': 'ERROR: There is no more capacity in the zone\n'}, {}],
+                 storage_ls=[NO_MARKER, NO_MARKER, NO_MARKER, MARKER])
+  ok(cloud.run('watch', '--spot', f'--workdir={WORKDIR}', '--interval=0', '--config.train.num_steps=100'))
+  assert [c['argv'][2:] for c in cloud.checks()] == [
+      ['--config=configs/small.py', '--topology=v3-8', '--config.train.num_steps=100']]
+  assert [verb(call) for call in cloud.calls()].count('tpu-vm create') == 2
+
+
+def test_watch_creates_nothing_when_the_config_does_not_fit(cloud):
+  cloud.compile_check(rc=2, stderr='error: does not fit\n')
+  result = cloud.run('watch', '--spot', f'--workdir={WORKDIR}', '--interval=0')
+  assert result.returncode == 2 and 'does not fit' in result.stderr
+  assert cloud.calls() == []
 
 
 # ---- setup ---------------------------------------------------------------------------------------
@@ -511,7 +612,8 @@ def test_watch_restarts_a_job_that_died_on_a_healthy_tpu_then_gives_up(cloud):
     (['watch', '--workdir=/tmp/run'], {}, 'must be a gs:// URL for watch'),
     (['logs', '--accelerator=v3-32', '--worker=4'], {}, 'from 0 to 3'),
     (['stop', '--grace=soon'], {}, 'expected a whole number'),
-    (['delete', '--config.train.num_steps=1'], {}, "belong to 'train' or 'watch'"),
+    (['delete', '--config.train.num_steps=1'], {}, "belong to 'train', 'watch' or 'create'"),
+    (['create', '--config=configs/huge.py'], {}, 'configs/huge.py: no such file'),
 ])
 def test_bad_input_is_rejected_before_any_gcloud_call(cloud, args, env, message):
   result = cloud.run(*args, env=env)

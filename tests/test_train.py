@@ -117,6 +117,27 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(repo_root, tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize('prng_impl', ['rbg', 'unsafe_rbg'])
+def test_resume_is_bit_exact_with_another_prng_impl(repo_root, tmp_path, mesh_run, prng_impl):
+  """train.prng_impl makes the run's keys (no key is checkpointed: they are remade from the seed
+  at every start), and a stopped run resumes to the very same numbers."""
+  config = small_config(repo_root)
+  config.train.prng_impl = prng_impl
+  config.train.checkpoint_every = 2
+  one_device = jax.devices()[:1]
+  train.train_and_evaluate(config, str(tmp_path / 'straight'), devices=one_device)
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'), devices=one_device, stop_after=2)
+  train.train_and_evaluate(config, str(tmp_path / 'resumed'), devices=one_device)
+  straight, resumed = read_metrics(tmp_path / 'straight'), read_metrics(tmp_path / 'resumed')
+  assert [r['step'] for r in resumed] == [1, 2, 3]
+  np.testing.assert_array_equal([r['loss'] for r in straight], [r['loss'] for r in resumed])
+  for a, b in zip(jax.tree.leaves(restore_params(tmp_path / 'straight', 3)),
+                  jax.tree.leaves(restore_params(tmp_path / 'resumed', 3))):
+    np.testing.assert_array_equal(a, b)
+  # Other random numbers than threefry's (the reference run): the switch took effect.
+  assert abs(straight[0]['loss'] - read_metrics(mesh_run)[0]['loss']) > 1e-3
+
+
 def test_corrupt_latest_checkpoint_is_skipped(repo_root, tmp_path, caplog):
   config = small_config(repo_root)
   config.train.checkpoint_every = 1
@@ -163,3 +184,42 @@ def test_bad_configs_fail_before_compiling(repo_root, tmp_path, field, value, me
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / 'checkpoints').exists()
+
+
+def test_profile_steps_writes_a_trace_of_the_steps_after_the_warm_up(repo_root, tmp_path,
+                                                                     monkeypatch):
+  """train.profile_steps: a jax.profiler trace (`*.xplane.pb`, read by TensorBoard's profile
+  plugin and XProf) in WORKDIR/profile, begun after the warm-up steps, ended after its steps."""
+  config = small_config(repo_root)
+  config.train.num_steps = 5
+  config.train.profile_warmup_steps = 2
+  config.train.profile_steps = 2
+  calls = []  # (what, steps logged to metrics.jsonl when it was called)
+
+  def recording(what, function):
+    def wrapper(*args, **kwargs):
+      calls.append((what, len(read_metrics(tmp_path))))
+      return function(*args, **kwargs)
+    return wrapper
+
+  monkeypatch.setattr(jax.profiler, 'start_trace', recording('start', jax.profiler.start_trace))
+  monkeypatch.setattr(jax.profiler, 'stop_trace', recording('stop', jax.profiler.stop_trace))
+  train.train_and_evaluate(config, str(tmp_path), devices=jax.devices()[:1])
+  assert calls == [('start', 2), ('stop', 4)]
+  traces = list((tmp_path / 'profile').rglob('*.xplane.pb'))
+  assert len(traces) == 1
+  assert b'train_step' in traces[0].read_bytes()  # the compiled step ran inside the trace
+  assert [r['step'] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5]
+
+
+def test_profile_of_a_remote_workdir_is_copied_there(tmp_path):
+  """The profiler writes local files only: a URL workdir (gs:// on TPUs) receives a copy."""
+  profile = train.ProfileWindow(
+      ml_collections.ConfigDict(dict(profile_steps=1, profile_warmup_steps=1)),
+      f'file://{tmp_path}', start_step=0)
+  state = jax.numpy.ones(4)
+  for steps_done in range(3):
+    with profile.step(steps_done, state):
+      state = state * 2
+  profile.stop(state)
+  assert len(list((tmp_path / 'profile').rglob('*.xplane.pb'))) == 1

@@ -75,3 +75,16 @@ def test_generator_config_checks_its_inputs():
     validate.generator_config(model, 1.5)
   with pytest.raises(ValueError, match="embedding_sharing='tied'"):
     validate.generator_config(model, 0.25, 'tied')
+
+
+def test_prng_impl_auto_is_threefry_until_a_platform_is_given_another(monkeypatch):
+  train = ml_collections.ConfigDict(dict(prng_impl='auto'))
+  assert validate.prng_impl(train, 'tpu') == 'threefry2x32'
+  monkeypatch.setitem(validate.AUTO_PRNG_IMPL, 'tpu', 'rbg')
+  assert validate.prng_impl(train, 'tpu') == 'rbg'
+  assert validate.prng_impl(train, 'cpu') == 'threefry2x32'
+  train.prng_impl = 'unsafe_rbg'
+  assert validate.prng_impl(train, 'cpu') == 'unsafe_rbg'
+  train.prng_impl = 'philox'
+  with pytest.raises(ValueError, match='config.train.prng_impl'):
+    validate.prng_impl(train, 'cpu')

@@ -138,6 +138,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.keep_checkpoints = 3  # keep the last K checkpoints ...
   config.train.keep_period = 100_000  # ... plus every checkpoint at a multiple of this step
   config.train.peak_tflops_per_device = 0.0  # chip peak for MFU; 0 = look up the device kind
+  # The random numbers of dropout and the generator's sampling, by jax PRNG implementation:
+  # 'threefry' (jax's default; with jax_threefry_partitionable the same bits on any mesh), 'rbg'
+  # or 'unsafe_rbg' (XLA's RngBitGenerator; its bits may change with the backend or XLA version,
+  # and a vmapped draw takes all its bits from the first example's key, so the per-example
+  # sampling keys no longer make micro-batches, grad_accum_steps > 1, sample the full batch's).
+  # 'auto' = the platform's choice in validate.AUTO_PRNG_IMPL (threefry everywhere for now).
+  # Keys are remade from `seed` at every start, so any choice resumes bit-exactly if unchanged.
+  config.train.prng_impl = 'auto'
+  # Profiling on demand: a jax.profiler trace of `profile_steps` train steps into
+  # WORKDIR/profile, started once compilation is done and `profile_warmup_steps` steps of this
+  # invocation have run; `tensorboard --logdir WORKDIR/profile` (profile plugin) or XProf show it.
+  config.train.profile_steps = 0  # train steps to trace; 0 = no trace
+  config.train.profile_warmup_steps = 5  # steps of this invocation before the trace starts
 
   # ---- Continued pre-training ------------------------------------------------------------
   config.init_from = ''  # HF directory, TF1 checkpoint prefix or workdir: weights only

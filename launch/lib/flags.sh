@@ -30,17 +30,19 @@ follow|TPU_LOG_FOLLOW|true|bool|keep following the log (--no-follow: print and e
 grace|TPU_STOP_GRACE|120|value|seconds to wait after SIGTERM (the job saves a checkpoint) before SIGKILL
 interval|TPU_WATCH_INTERVAL|120|value|seconds between checks
 max-restarts|TPU_MAX_RESTARTS|3|value|restarts of a job that died on a healthy TPU before giving up
+compile-check|TPU_COMPILE_CHECK|true|bool|first compile --config for the accelerator on this machine; stop if it does not fit
+check-python|TPU_CHECK_PYTHON|python3|value|Python that runs the compile check, with this package and its [tpu] extra (libtpu)
 dry-run|TPU_DRY_RUN|false|bool|print the gcloud commands instead of running them'
 
 readonly COMMON_FLAGS='name zone project accelerator queued dry-run'
-readonly CREATE_FLAGS='runtime-version spot preemptible reserved network subnetwork'
+readonly CREATE_FLAGS='runtime-version spot preemptible reserved network subnetwork compile-check check-python'
 readonly SETUP_FLAGS='repo ref remote-dir python jax'
 readonly TRAIN_FLAGS='config workdir env passthrough'
 
 # Prints the flags that subcommand $1 accepts.
 flags_of() {
   case $1 in
-    create) echo "$COMMON_FLAGS $CREATE_FLAGS" ;;
+    create) echo "$COMMON_FLAGS $CREATE_FLAGS config" ;; # config: for the compile check
     setup) echo "$COMMON_FLAGS $SETUP_FLAGS" ;;
     train) echo "$COMMON_FLAGS $TRAIN_FLAGS remote-dir" ;;
     status) echo "$COMMON_FLAGS workdir remote-dir" ;;
@@ -113,7 +115,8 @@ parse_flags() {
         break
         ;;
       --config.*)
-        [[ $cmd == train || $cmd == watch ]] || usage_error "config overrides ($arg) belong to 'train' or 'watch', not '$cmd'"
+        [[ $cmd == train || $cmd == watch || $cmd == create ]] ||
+          usage_error "config overrides ($arg) belong to 'train', 'watch' or 'create' (its compile check), not '$cmd'"
         [[ $arg == *=* ]] || usage_error "config override '$arg' needs a value: $arg=VALUE"
         CONFIG_OVERRIDES+=("$arg")
         ;;

@@ -49,6 +49,9 @@ cmd_watch() {
   validate_count max-restarts "$FLAG_MAX_RESTARTS"
   validate_count grace "$FLAG_GRACE"
   require_gcloud
+  run_compile_check # once: the TPUs it re-creates run the same config
+  # shellcheck disable=SC2034  # exported as TPU_COMPILE_CHECK to the create steps
+  FLAG_COMPILE_CHECK=false
   export_watch_settings
 
   local hosts restarts=0 needs_start=false job_started=false round=0 assumed running
