@@ -103,33 +103,19 @@ def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
           _estimate(config, devices, step_time), 'result': 'ok'}
 
 
-# jax's device kind -> (the compile check's generation name, cores that its type number counts
-# per jax device): v2/v3 devices are cores; a v4/v5p device is a two-core (megacore) chip; v5e
-# and v6e count chips.
-_TPU_GENERATIONS = {'TPU v2': ('v2', 1), 'TPU v3': ('v3', 1), 'TPU v4': ('v4', 2),
-                    'TPU v5': ('v5p', 2), 'TPU v5p': ('v5p', 2), 'TPU v5 lite': ('v5e', 1),
-                    'TPU v5e': ('v5e', 1), 'TPU v6 lite': ('v6e', 1), 'TPU v6e': ('v6e', 1)}
-
-
-def _tpu_topology(device_kind: str, device_count: int) -> str | None:
-  """The topology name the compile check takes for these devices: 'TPU v4' x 4 -> 'v4-8'."""
-  generation = _TPU_GENERATIONS.get(device_kind)
-  return None if generation is None else f'{generation[0]}-{device_count * generation[1]}'
-
-
 def _estimate(config, devices, step_time: float) -> str:
   """The compile check's roofline estimate of this step on this topology, beside the measured
   step time (TPUs only: the check compiles for a TPU topology)."""
   if devices[0].platform != 'tpu':
     return 'n/a (TPU only)'
-  topology = _tpu_topology(devices[0].device_kind, len(devices))
-  if topology is None:
-    return f'n/a (no topology name known for {devices[0].device_kind!r})'
   try:
     from electra_jax import compile_check  # noqa: PLC0415 - the [tpu] extra's tool
     estimate_fn = compile_check.estimate
   except (ImportError, AttributeError) as error:
     return f'n/a (electra_jax.compile_check.estimate unavailable: {error})'
+  topology = compile_check.accelerator_type(devices)
+  if topology is None:
+    return f'n/a (no topology name known for {devices[0].device_kind!r})'
   try:
     estimate = estimate_fn(config, topology)
   except Exception as error:  # noqa: BLE001 - the measured row stands; say why there is no estimate

@@ -16,9 +16,7 @@ machine where another process holds libtpu, add ALLOW_MULTIPLE_LIBTPU_LOAD=1.
 
 from __future__ import annotations
 
-import functools
 import re
-import time
 
 from absl import app
 from absl import flags
@@ -26,51 +24,14 @@ import jax
 import ml_collections
 
 _CONFIG = flags.DEFINE_string('config', 'tiny', 'Config file or packaged name.')
-_TOPOLOGY = flags.DEFINE_string('topology', 'v4:2x2x1', "libtpu's topology string.")
+_TOPOLOGY = flags.DEFINE_string('topology', 'v4-8', 'TPU accelerator type (v4-8) or libtpu '
+                                 'topology (v4:2x2x1).')
 _BATCH = flags.DEFINE_integer('batch_size', 0, 'Global batch; 0 = the config\'s.')
 _SEQ = flags.DEFINE_integer('seq_len', 0, 'Sequence length; 0 = the config\'s.')
 _IMPLS = flags.DEFINE_list('impls', ['threefry', 'rbg', 'unsafe_rbg'], 'train.prng_impl values.')
 _DROPOUT = flags.DEFINE_float('dropout', 0.1, 'model.hidden/attention_dropout_prob (the paper\'s '
                                '0.1: tiny.py has none); -1 = the config\'s.')
 _HLO_DIR = flags.DEFINE_string('hlo_dir', '', 'If set, writes each compiled HLO text here.')
-
-
-def compile_train_step(config: ml_collections.ConfigDict, devices) -> tuple:
-  """(compiled train step, seconds to compile) of `config` on `devices` (e.g. a TPU topology's),
-  built as `train.setup` builds it, from shapes only: nothing is allocated or run."""
-  from electra_jax import mesh as mesh_lib  # noqa: PLC0415
-  from electra_jax import objective_switch  # noqa: PLC0415
-  from electra_jax import optimizer as optimizer_lib  # noqa: PLC0415
-  from electra_jax import sharding  # noqa: PLC0415
-  from electra_jax import steps  # noqa: PLC0415
-  from electra_jax import validate  # noqa: PLC0415
-  from electra_jax.data import synthetic  # noqa: PLC0415
-
-  validate.validate_config(config, num_devices=len(devices))
-  mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = validate.logical_axis_rules(config.mesh)
-  model = objective_switch.build_model(config)
-  tx = optimizer_lib.make_optimizer(config.train,
-                                    optimizer_lib.learning_rate_schedule(config.train))
-  max_predictions = validate.max_predictions(config)
-  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
-  init_rng, train_rng = jax.random.split(jax.random.key(
-      config.seed, dtype=validate.prng_impl(config.train, devices[0].platform)))
-  abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
-  batch_sharding = sharding.batch_sharding(mesh, rules)
-  host_batch = synthetic.synthetic_batch(
-      0, 0, batch_size=config.train.batch_size, max_seq_length=config.data.max_seq_length,
-      max_predictions=max_predictions, vocab_size=config.model.vocab_size)
-  batch = {k: jax.ShapeDtypeStruct(host_batch[k].shape, host_batch[k].dtype,
-                                   sharding=batch_sharding) for k in steps.BATCH_KEYS}
-  train_step = jax.jit(
-      functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=train_rng),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, None), donate_argnums=(0,))
-  start = time.perf_counter()
-  with sharding.mesh_scope(mesh, rules):
-    compiled = train_step.lower(abstract_state, batch).compile()
-  return compiled, time.perf_counter() - start
 
 
 def rng_op_counts(hlo_text: str) -> dict[str, int]:
@@ -84,21 +45,14 @@ def rng_op_counts(hlo_text: str) -> dict[str, int]:
           'HLO ops': len(re.findall(r'^\s*(?:ROOT\s+)?%\S+\s*=', hlo_text, re.MULTILINE))}
 
 
-def _cost(compiled) -> dict[str, float]:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):  # one per program in older jax
-    analysis = analysis[0]
-  return analysis or {}
-
-
 def main(argv):
   del argv
-  from jax.experimental import topologies  # noqa: PLC0415
+  from electra_jax import compile_check  # noqa: PLC0415
   from electra_jax import reporting  # noqa: PLC0415
   from electra_jax import startup  # noqa: PLC0415
 
-  jax.config.update('jax_threefry_partitionable', True)  # as train.train_and_evaluate does
-  devices = topologies.get_topology_desc(topology_name=_TOPOLOGY.value, platform='tpu').devices
+  topology = compile_check.parse_topology(_TOPOLOGY.value)
+  devices = compile_check.topology_devices(topology)
   path, _, argument = startup.resolve_config(_CONFIG.value).partition(':')
   base = startup.load_config_file(path, argument)
   if _BATCH.value:
@@ -119,8 +73,11 @@ def main(argv):
   for impl in _IMPLS.value:
     config = ml_collections.ConfigDict(base.to_dict())
     config.train.prng_impl = impl
-    compiled, seconds = compile_train_step(config, devices)
-    cost = _cost(compiled)
+    # The program training compiles (train.build_program), for the topology's devices.
+    checked = compile_check.compile_steps(config, devices, with_eval=False)
+    compiled, seconds = checked.train, checked.train_seconds
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
     memory = reporting.memory_per_device(compiled) or {}
     hlo = compiled.as_text()
     if _HLO_DIR.value:

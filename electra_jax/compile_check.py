@@ -109,6 +109,16 @@ def parse_topology(name: str, num_slices: int = 1) -> Topology:
   return Topology(name, f'{generation}:{grid}', chips.by_name(generation), num_slices)
 
 
+def accelerator_type(devices: Sequence[jax.Device]) -> str | None:
+  """gcloud's name for the TPU slice these (real) devices make up, e.g. 4 x 'TPU v4' -> 'v4-8';
+  None off TPU or for an unknown chip."""
+  chip = chips.of_device(devices[0])
+  if devices[0].platform != 'tpu' or chip is None or chip.name not in chips.TPU_GENERATIONS:
+    return None
+  num_chips = len(devices) // chip.devices_per_chip
+  return f'{chip.name}-{num_chips * (2 if chip.name in _COUNTS_CORES else 1)}'
+
+
 def topology_devices(topology: Topology) -> list[jax.Device]:
   """The topology's devices from libtpu, on a host that need not have any TPU.
 

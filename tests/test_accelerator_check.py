@@ -43,8 +43,11 @@ def estimate(config, topology):
   calls.append([config.train.batch_size, topology])
   return {'step_seconds': 0.05, 'tokens_per_second': 81920.0, 'mfu': 0.5}
 
+import electra_jax
+from electra_jax.compile_check import accelerator_type  # the real name mapping
 stand_in = types.ModuleType('electra_jax.compile_check')
-stand_in.estimate = estimate
+stand_in.estimate, stand_in.accelerator_type = estimate, accelerator_type
+electra_jax.compile_check = stand_in
 config = ml_collections.ConfigDict(dict(train=dict(batch_size=32)))
 cells = {}
 sys.modules['electra_jax.compile_check'] = stand_in
@@ -52,6 +55,7 @@ cells['v4'] = accelerator_check._estimate(config, [Device('tpu', 'TPU v4')] * 4,
 cells['v5e'] = accelerator_check._estimate(config, [Device('tpu', 'TPU v5 lite')] * 8, 0.1)
 cells['cpu'] = accelerator_check._estimate(config, [Device('cpu', 'cpu')] * 8, 0.1)
 sys.modules['electra_jax.compile_check'] = None  # not importable
+del electra_jax.compile_check
 cells['missing'] = accelerator_check._estimate(config, [Device('tpu', 'TPU v3')] * 8, 0.1)
 print(json.dumps({'cells': cells, 'calls': calls}))
 '''

@@ -50,6 +50,20 @@ def test_unknown_topologies_are_refused_with_the_forms_that_work(name):
     compile_check.parse_topology(name)
 
 
+@pytest.mark.parametrize('kind, count, name', [
+    ('TPU v3', 8, 'v3-8'), ('TPU v3', 32, 'v3-32'), ('TPU v4', 4, 'v4-8'), ('TPU v5', 4, 'v5p-8'),
+    ('TPU v5 lite', 8, 'v5e-8'), ('TPU v6 lite', 4, 'v6e-4'), ('cpu', 8, None)])
+def test_a_running_slice_is_named_as_gcloud_names_it(kind, count, name):
+  class Device:
+    platform = 'cpu' if kind == 'cpu' else 'tpu'
+    device_kind = kind
+
+  assert compile_check.accelerator_type([Device()] * count) == name
+  if name:  # and the name maps back to a topology with that many chips
+    chip = chips.of_kind(kind)
+    assert compile_check.parse_topology(name).num_chips == count // chip.devices_per_chip
+
+
 def test_one_chip_table_serves_mfu_and_the_fit():
   assert chips.of_kind('TPU v5 lite').name == 'v5e'
   assert chips.of_kind('TPU v5').name == 'v5p'
