@@ -280,7 +280,8 @@ class DiscriminatorHead(nn.Module):
   def __call__(self, hidden):
     c = self.config
     hidden = gelu(_dense(c, c.hidden_size, ('embed', 'mlp'), 'dense')(hidden))
-    logits = _dense(c, 1, ('mlp', None), 'dense_prediction', kernel_init=GLOROT_UNIFORM)(hidden)
+    # [H, 1]: split over fsdp by its rows, since TPU pads its single column to 128 lanes whole.
+    logits = _dense(c, 1, ('embed', None), 'dense_prediction', kernel_init=GLOROT_UNIFORM)(hidden)
     return logits[..., 0].astype(jnp.float32)
 
 

@@ -128,9 +128,17 @@ def data_parallel(v4_devices):
 @pytest.fixture(scope='module')
 def fsdp8(v4_devices):
   topology, devices = v4_devices
-  config = _tiny(**{'mesh.fsdp': 8, 'mesh.data': 1})
+  # tiny with a 256-wide discriminator and a 128-wide generator: arrays of TPU-sized tiles, whose
+  # padding does not swamp the comparison (tiny's 8-wide generator pads 16-fold on TPU).
+  config = _tiny(**{'mesh.fsdp': 8, 'mesh.data': 1, 'model.hidden_size': 256,
+                    'model.intermediate_size': 1024, 'model.embedding_size': 128,
+                    'electra.generator_hidden_fraction': 0.5,
+                    'electra.embedding_sharing': 'shared'})
   compiled = compile_check.compile_steps(config, devices, with_eval=False)
-  return compiled, compile_check.analyse(compiled, topology)
+  config.mesh.update(fsdp=1, data=-1)
+  data_parallel = compile_check.compile_steps(config, devices, with_eval=False)
+  return (compile_check.analyse(compiled, topology),
+          compile_check.analyse(data_parallel, topology))
 
 
 @needs_libtpu
@@ -156,16 +164,34 @@ def _param_shapes():
 
 
 @needs_libtpu
-def test_fsdp_state_is_divided_and_gradients_are_reduce_scattered(fsdp8, data_parallel):
-  _, report = fsdp8
+def test_fsdp_state_is_divided_and_gradients_are_reduce_scattered(fsdp8):
+  report, data_parallel = fsdp8
   # The training state per device (the donated arguments) is 1/8 of the data-parallel one.
   state_dp, state_fsdp = data_parallel.hbm['alias'], report.hbm['alias']
   assert state_fsdp == pytest.approx(state_dp / 8, rel=0.05), (state_fsdp, state_dp)
   # Gradients take the bandwidth-optimal path: reduce-scatter, not all-reduce then slice.
   found = report.collectives
-  param_bytes = 4 * sum(np.prod(s) for s in _param_shapes())
-  assert sum(found['reduce-scatter']) >= 0.9 * param_bytes, found
+  param_bytes = data_parallel.hbm['alias'] / 3  # parameters, Adam's mu and nu (float32)
+  # (a reduce-scatter's result is this device's 1/8 of the reduced gradient)
+  assert sum(found['reduce-scatter']) >= 0.9 * param_bytes / 8, found
   assert sum(found['all-reduce']) < 0.05 * param_bytes, found
+
+
+@needs_libtpu
+def test_two_slices_reduce_gradients_across_the_data_center_network():
+  topology = compile_check.parse_topology('v5e-4', num_slices=2)
+  devices = compile_check.topology_devices(topology)
+  assert len(devices) == 8 and {d.slice_index for d in devices} == {0, 1}
+  config = _tiny()
+  report = compile_check.analyse(compile_check.compile_steps(config, devices, with_eval=False),
+                                 topology)
+  assert report.mesh == 'data=8 fsdp=1 tensor=1' and report.fits
+  # Only the gradient reduction crosses slices: at most each gradient once per device.
+  param_bytes = 4 * sum(np.prod(s) for s in _param_shapes())
+  crossing = sum(sum(sizes) for sizes in report.dcn.values())
+  assert set(report.dcn) == {'ALL_REDUCE'} and 0 < crossing <= 1.05 * param_bytes, report.dcn
+  table = compile_check.format_report(report, config, 'tiny')
+  assert 'across slices (DCN)' in table and 'x 2 slices' in table
 
 
 def _cli(*args, timeout=900):
