@@ -5,6 +5,7 @@ Layout of `WORKDIR/checkpoints/<step>/`:
   data/       one tf.train.Checkpoint of the input iterator per host (`process_<i>`)
   config/     the run's config as JSON
   tokenizer/  the tokenizer files, so a checkpoint is usable on its own
+  resume/     JSON: the restart_from_step/skip_batches it was written under, batches skipped
 
 Orbax writes a step into a temporary directory and renames it (or writes a commit marker on
 GCS) only when every item on every host is done, so a half-written step is never listed. A
@@ -19,6 +20,7 @@ import shutil
 from typing import Any, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
@@ -112,18 +114,22 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         checkpoint_dir(workdir), options=options,
         item_handlers={'state': ocp.StandardCheckpointHandler(), 'data': TfIteratorHandler(),
-                       'config': ocp.JsonCheckpointHandler(), 'tokenizer': FilesHandler()})
+                       'config': ocp.JsonCheckpointHandler(), 'tokenizer': FilesHandler(),
+                       'resume': ocp.JsonCheckpointHandler()})
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, *, data_iterator: Any, config: dict,
-           tokenizer_files: Sequence[str], force: bool = False) -> bool:
+           tokenizer_files: Sequence[str], force: bool = False, resume: dict | None = None
+           ) -> bool:
     """Starts an asynchronous save (if `step` is a save step or `force`); returns whether it did."""
     if step in self._manager.all_steps():
       return False  # already saved (e.g. a periodic save right before a forced one)
     items = {'state': ocp.args.StandardSave(state), 'config': ocp.args.JsonSave(config),
              'tokenizer': FilesSave(list(tokenizer_files))}
+    if resume:
+      items['resume'] = ocp.args.JsonSave(resume)
     if data_iterator is not None:
       items['data'] = TfIteratorSave(data_iterator)
     return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
@@ -156,6 +162,36 @@ class Checkpointer:
   def restore_config(self, step: int) -> dict:
     return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
         'config']
+
+  def restore_resume(self, step: int) -> dict:
+    """The restart/skip record of `step` (`train._resume_point`); {} for older checkpoints."""
+    if not tf.io.gfile.exists(self.item_directory(step, 'resume')):
+      return {}
+    return self._manager.restore(step, args=ocp.args.Composite(resume=ocp.args.JsonRestore()))[
+        'resume']
+
+  def set_aside_after(self, step: int) -> tuple[list[int], str] | None:
+    """Moves the checkpoints after `step` out of the way, to `WORKDIR/checkpoints_after_<step>`
+    (a numbered suffix if that exists), so that a restart from `step` saves and resumes its own
+    steps while nothing is deleted. Returns (the moved steps, where), or None when there are
+    none."""
+    later = [s for s in self.all_steps() if s > step]
+    if not later:
+      return None
+    source = epath.Path(self._manager.directory)
+    target = source.parent / f'checkpoints_after_{step}'
+    suffix = 1
+    while target.exists():
+      suffix += 1
+      target = source.parent / f'checkpoints_after_{step}.{suffix}'
+    multihost_utils.sync_global_devices(f'set aside after {step}: every host has looked')
+    if jax.process_index() == 0:
+      target.mkdir(parents=True)
+      for later_step in later:
+        (source / str(later_step)).rename(target / str(later_step))
+    multihost_utils.sync_global_devices(f'checkpoints set aside after {step}')
+    self._manager.reload()
+    return later, str(target)
 
   def restore_tokenizer_files(self, step: int) -> list[str]:
     return self._manager.restore(step, args=ocp.args.Composite(tokenizer=FilesRestore()))[

@@ -123,7 +123,11 @@ def _to_python(value):
 
 
 def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> str:
-  """`step 1200/10000 | loss 12.345 | mlm_acc 0.312 | disc_auc 0.871 | 3.1 steps/s | ...`"""
+  """`step 1200/10000 | loss 12.345 | mlm_acc 0.312 | disc_auc 0.871 | 3.1 steps/s | ...`
+
+  `nonfinite N skipped` appears when N steps of the window had a non-finite loss or gradients
+  (their updates were not applied; `train.max_consecutive_nonfinite`).
+  """
   parts = [f'step {step}/{num_steps}']
   for key, label, fmt in (
       ('loss', 'loss', '.4f'), ('masked_lm_accuracy', 'mlm_acc', '.3f'),
@@ -134,6 +138,8 @@ def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> st
       ('data_wait_fraction', 'data_wait', '.1%'), ('pflops', 'PFLOPs', '.4g')):
     if key in metrics:
       parts.append(f'{label} {format(float(metrics[key]), fmt)}')
+  if metrics.get('nonfinite_steps'):  # shown only when some step of the window was skipped
+    parts.append(f'nonfinite {int(metrics["nonfinite_steps"])} skipped')
   if metrics.get('steps_per_sec'):
     parts.append(f'ETA {format_duration((num_steps - step) / metrics["steps_per_sec"])}')
   return ' | '.join(parts)

@@ -225,6 +225,11 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
     require(t[field] >= 1, f'config.train.{field}={t[field]} must be >= 1.')
   require(t.eval_every >= 0 and t.eval_steps >= 1,
           'config.train.eval_every must be >= 0 (0 = never) and eval_steps >= 1.')
+  for field in ('train.max_consecutive_nonfinite', 'train.restart_from_step',
+                'data.skip_batches'):
+    section, name = field.split('.')
+    value = config[section].get(name, 0)
+    require(value >= 0, f'config.{field}={value} must be >= 0.')
 
   sizes = resolve_axis_sizes(config.mesh, num_devices)
   per_host_batch_size(t.batch_size, process_count)
