@@ -92,6 +92,8 @@ class MetricsWriter:
 
   def __init__(self, workdir: str):
     self.enabled = jax.process_index() == 0
+    self._workdir = workdir
+    self._failed = False  # a write failed and was reported
     if not self.enabled:
       return
     tf.io.gfile.makedirs(workdir)
@@ -99,22 +101,41 @@ class MetricsWriter:
     self._tb = tf.summary.create_file_writer(f'{workdir}/tensorboard')
 
   def write(self, step: int, metrics: Mapping[str, float]):
+    """Appends one record. A failed write (disk full, permission) is reported once, as a
+    warning, and training goes on: the checkpoints are what a run needs, and a failed checkpoint
+    write stops it (`checkpoint.CheckpointWriteError`). Later records are tried again."""
     if not self.enabled:
       return
     record = {'step': int(step)}
     record.update({k: _to_python(v) for k, v in metrics.items()})
-    self._jsonl.write(json.dumps(record) + '\n')
-    self._jsonl.flush()
-    with self._tb.as_default(step=int(step)):
-      for name, value in record.items():
-        if name != 'step' and isinstance(value, (int, float)):
-          tf.summary.scalar(name, value)
-    self._tb.flush()
+    try:
+      self._jsonl.write(json.dumps(record) + '\n')
+      self._jsonl.flush()
+      with self._tb.as_default(step=int(step)):
+        for name, value in record.items():
+          if name != 'step' and isinstance(value, (int, float)):
+            tf.summary.scalar(name, value)
+      self._tb.flush()
+    except (OSError, tf.errors.OpError) as error:
+      self._report_failure(step, error)
+
+  def _report_failure(self, step: int, error: Exception):
+    logging.debug('Metrics write at step %d failed.', step, exc_info=error)
+    if self._failed:
+      return
+    self._failed = True
+    cause = getattr(error, 'strerror', None) or str(error).strip().splitlines()[0]
+    logging.warning('Metrics of step %d could not be written to %s (metrics.jsonl, tensorboard/): '
+                    '%s. Training goes on; later records are tried again, and this is reported '
+                    'once.', step, self._workdir, cause)
 
   def close(self):
     if self.enabled:
-      self._jsonl.close()
-      self._tb.close()
+      try:
+        self._jsonl.close()
+        self._tb.close()
+      except (OSError, tf.errors.OpError) as error:
+        self._report_failure(-1, error)
 
 
 def _to_python(value):

@@ -411,6 +411,8 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
     loss = stats.pop('total_loss')
     grad_norm, param_norm = stats.pop('grad_norm'), stats.pop('param_norm')
     nonfinite.add(step, stats.pop('nonfinite'))
+    if run.checkpointer.check_failed_save(step):  # a transient failure: save again, now
+      run.save(step, force=True)
     window = stats if window is None else _add_stats(window, stats)
 
     if step % t.log_every == 0 or step == t.num_steps:
@@ -437,7 +439,8 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
     if (preemption.should_stop(step) or stop_now) and step < t.num_steps:
       nonfinite.check()
       run.save(step, force=True)
-      run.checkpointer.wait()
+      while run.checkpointer.wait(step):
+        run.save(step, force=True)
       logging.warning('Preempted: checkpoint saved at step %d. Rerun the same command to resume.',
                       step)
       return last_metrics
@@ -449,7 +452,8 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
       run.throughput.add_data_wait(time.perf_counter() - wait_start)
   nonfinite.check()
   run.save(step, force=True)
-  run.checkpointer.wait()
+  while run.checkpointer.wait(step):
+    run.save(step, force=True)
   _mark_completed(f'{run.workdir}/{COMPLETED_MARKER}', step)
   return last_metrics
 
