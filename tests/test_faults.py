@@ -5,7 +5,10 @@ them all.
 """
 
 import shutil
+import signal
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -47,3 +50,51 @@ def test_a_full_disk_stops_with_one_line_and_the_copied_workdir_resumes(repo_roo
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resumed from the checkpoint at step 1' in resumed.stderr
   assert (roomy / 'COMPLETED').exists()
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+PEER_TIMEOUT_S = 10  # $ELECTRA_JAX_PEER_TIMEOUT_S for the test; the default is 60
+
+
+@pytest.mark.slow
+def test_a_lost_host_stops_the_survivor_with_one_line_and_both_resume(repo_root, tmp_path):
+  workdir = tmp_path / 'run'
+  env = {**_env(2), 'ELECTRA_JAX_PEER_TIMEOUT_S': str(PEER_TIMEOUT_S)}
+  overrides = [o for o in SMALL_OVERRIDES if 'num_steps' not in o] + [
+      '--config.train.checkpoint_every=2']
+
+  def start(num_steps: int) -> list[subprocess.Popen]:
+    port = _free_port()
+    return [subprocess.Popen(
+        _cli(repo_root, workdir, *overrides, f'--config.train.num_steps={num_steps}',
+             f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+             f'--process_id={i}'),
+        env=env, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+
+  workers = start(100_000)
+  deadline = time.time() + 400
+  while not (workdir / 'checkpoints' / '4').exists():
+    assert all(w.poll() is None for w in workers), workers[0].communicate()[1][-3000:]
+    assert time.time() < deadline, 'training did not start'
+    time.sleep(0.5)
+  workers[1].send_signal(signal.SIGKILL)
+  killed = time.time()
+  stdout, stderr = workers[0].communicate(timeout=PEER_TIMEOUT_S * 3)
+  assert time.time() - killed < PEER_TIMEOUT_S * 7 / 6 + 5  # the stated bound, plus slack
+  survivor = subprocess.CompletedProcess(workers[0].args, workers[0].returncode, stdout, stderr)
+  assert_one_line_error(survivor, ['process 1 of 2 has shown no sign of life'])
+  workers[1].communicate()
+
+  saved = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit())
+  workers = start(saved[-1] + 2)
+  outputs = [w.communicate(timeout=600) for w in workers]
+  for worker, (_, err) in zip(workers, outputs):
+    assert worker.returncode == 0, err[-3000:]
+    assert f'Resumed from the checkpoint at step {saved[-1]}' in err
+  assert (workdir / 'COMPLETED').exists()
