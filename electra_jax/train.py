@@ -360,7 +360,7 @@ class NonFiniteSteps:
 
   def _stop_message(self, step: int, what: str) -> str:
     run = self._run
-    run.checkpointer.wait()
+    run.checkpointer.wait(step)  # a failed save in flight is reported instead (one line too)
     kept = [s for s in run.checkpointer.all_steps() if s < step]
     in_a_row = (f'{self._in_a_row} steps in a row, more than '
                 f'train.max_consecutive_nonfinite={self._limit}' if self._limit else
