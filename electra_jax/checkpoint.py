@@ -5,6 +5,7 @@ Layout of `WORKDIR/checkpoints/<step>/`:
   data/       one tf.train.Checkpoint of the input iterator per host (`process_<i>`)
   config/     the run's config as JSON
   tokenizer/  the tokenizer files, so a checkpoint is usable on its own
+  resume/     JSON: the restart_from_step/skip_batches it was written under, batches skipped
 
 Orbax writes a step into a temporary directory and renames it (or writes a commit marker on
 GCS) only when every item on every host is done, so a half-written step is never listed. A
@@ -14,17 +15,92 @@ listed step that still fails to restore is skipped with a warning, falling back 
 from __future__ import annotations
 
 import dataclasses
+import logging as std_logging
 import os
 import shutil
+import time
 from typing import Any, Sequence
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 import tensorflow as tf
 from absl import logging
 from etils import epath
 
 from electra_jax.errors import MissingFileError
+from electra_jax.errors import UserError
+
+
+# ---- Failed writes ---------------------------------------------------------------------------
+
+class CheckpointWriteError(UserError):
+  """A checkpoint could not be written (disk full, permission, object store): one error line."""
+
+
+# Error types (matched by name anywhere in the exception's chain) that object stores raise for a
+# passing condition: worth another try.
+_TRANSIENT_ERRORS = ('UnavailableError', 'DeadlineExceededError', 'AbortedError',
+                     'ConnectionError', 'ConnectionResetError', 'TimeoutError',
+                     'ServiceUnavailable', 'TooManyRequests', 'InternalServerError', 'GatewayTimeout')
+MAX_SAVE_RETRIES = 4  # transient failures of one checkpoint, retried after 2, 4, 8, 16 s
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+  """`error`, its causes and contexts, and the members of exception groups, depth first."""
+  found, stack = [], [error]
+  while stack:
+    current = stack.pop()
+    if current is None or any(current is f for f in found):
+      continue
+    found.append(current)
+    stack.extend(getattr(current, 'exceptions', ()) or ())
+    stack.extend((current.__context__, current.__cause__))
+  return found
+
+
+def failure_cause(error: BaseException) -> str:
+  """What went wrong, in a few words: the OS's words when there are some ('No space left on
+  device'), else the innermost error's type and first line."""
+  chain = _chain(error)
+  for current in chain:
+    if isinstance(current, OSError) and current.strerror:
+      return current.strerror
+  for current in chain:
+    for words in ('No space left on device', 'Permission denied', 'Disk quota exceeded',
+                  'Read-only file system'):
+      if words in str(current):
+        return words
+  inner = chain[-1]
+  first = str(inner).strip().splitlines()
+  return f'{type(inner).__name__}: {first[0] if first else ""}'.rstrip(': ')
+
+
+def is_transient(error: BaseException) -> bool:
+  return any(type(e).__name__ in _TRANSIENT_ERRORS for e in _chain(error))
+
+
+_NOISY_LOGGERS = ('absl', 'asyncio')  # orbax logs through absl's logger
+
+
+class _OrbaxFailureCapture(std_logging.Filter):
+  """Takes orbax's own reports of a failed background save (ERROR records with tracebacks, and
+  asyncio's about orbax's write tasks) off the console, to debug level; orbax's exception is
+  kept for `Checkpointer.check_failed_save`, which reports the failure in one line."""
+
+  def __init__(self):
+    super().__init__()
+    self.errors: list[BaseException] = []
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if record.levelno < std_logging.ERROR:
+      return True
+    if '/orbax/' in record.pathname and record.exc_info:
+      self.errors.append(record.exc_info[1])
+    elif not ('/asyncio/' in record.pathname and 'orbax' in record.getMessage()):
+      return True  # asyncio's "Task exception was never retrieved" of orbax's writes: dropped
+    logging.debug('%s', record.getMessage(), exc_info=record.exc_info)
+    return False
 
 
 # ---- Per-host tf.data iterator state --------------------------------------------------------
@@ -109,24 +185,46 @@ class Checkpointer:
         create=not read_only,
         read_only=read_only,
     )
+    self._saving: int | None = None  # the step of the save in flight (not yet checked)
+    self._retries = 0  # transient failures of the checkpoint being retried
+    self._failed = False  # a write failed and was reported: close() stays quiet
+    self._capture = None
+    if not read_only:
+      self._capture = _OrbaxFailureCapture()
+      for name in _NOISY_LOGGERS:
+        std_logging.getLogger(name).addFilter(self._capture)
     self._manager = ocp.CheckpointManager(
         checkpoint_dir(workdir), options=options,
         item_handlers={'state': ocp.StandardCheckpointHandler(), 'data': TfIteratorHandler(),
-                       'config': ocp.JsonCheckpointHandler(), 'tokenizer': FilesHandler()})
+                       'config': ocp.JsonCheckpointHandler(), 'tokenizer': FilesHandler(),
+                       'resume': ocp.JsonCheckpointHandler()})
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, *, data_iterator: Any, config: dict,
-           tokenizer_files: Sequence[str], force: bool = False) -> bool:
+           tokenizer_files: Sequence[str], force: bool = False, resume: dict | None = None
+           ) -> bool:
     """Starts an asynchronous save (if `step` is a save step or `force`); returns whether it did."""
     if step in self._manager.all_steps():
       return False  # already saved (e.g. a periodic save right before a forced one)
     items = {'state': ocp.args.StandardSave(state), 'config': ocp.args.JsonSave(config),
              'tokenizer': FilesSave(list(tokenizer_files))}
+    if resume:
+      items['resume'] = ocp.args.JsonSave(resume)
+    if self._saving is not None:  # orbax waits for it anyway: surface its failure first
+      self.wait(step)
+    while True:
+      try:
+        started = self._manager.save(step, args=ocp.args.Composite(**items), force=force)
+        break
+      except Exception as error:  # noqa: BLE001 - reported as one line, or retried
+        self._retry_or_raise(step, step, error)
+    if started:
+      self._saving = step
+    return started
     if data_iterator is not None:
       items['data'] = TfIteratorSave(data_iterator)
-    return self._manager.save(step, args=ocp.args.Composite(**items), force=force)
 
   def restore(self, step: int, abstract_state: Any, *, data_iterator: Any = None) -> Any:
     """Restores the state of `step` onto the shardings in `abstract_state`; also the iterator."""
@@ -157,6 +255,36 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
         'config']
 
+  def restore_resume(self, step: int) -> dict:
+    """The restart/skip record of `step` (`train._resume_point`); {} for older checkpoints."""
+    if not tf.io.gfile.exists(self.item_directory(step, 'resume')):
+      return {}
+    return self._manager.restore(step, args=ocp.args.Composite(resume=ocp.args.JsonRestore()))[
+        'resume']
+
+  def set_aside_after(self, step: int) -> tuple[list[int], str] | None:
+    """Moves the checkpoints after `step` out of the way, to `WORKDIR/checkpoints_after_<step>`
+    (a numbered suffix if that exists), so that a restart from `step` saves and resumes its own
+    steps while nothing is deleted. Returns (the moved steps, where), or None when there are
+    none."""
+    later = [s for s in self.all_steps() if s > step]
+    if not later:
+      return None
+    source = epath.Path(self._manager.directory)
+    target = source.parent / f'checkpoints_after_{step}'
+    suffix = 1
+    while target.exists():
+      suffix += 1
+      target = source.parent / f'checkpoints_after_{step}.{suffix}'
+    multihost_utils.sync_global_devices(f'set aside after {step}: every host has looked')
+    if jax.process_index() == 0:
+      target.mkdir(parents=True)
+      for later_step in later:
+        (source / str(later_step)).rename(target / str(later_step))
+    multihost_utils.sync_global_devices(f'checkpoints set aside after {step}')
+    self._manager.reload()
+    return later, str(target)
+
   def restore_tokenizer_files(self, step: int) -> list[str]:
     return self._manager.restore(step, args=ocp.args.Composite(tokenizer=FilesRestore()))[
         'tokenizer']
@@ -164,12 +292,76 @@ class Checkpointer:
   def item_directory(self, step: int, item: str) -> str:
     return str(epath.Path(self._manager.directory) / str(step) / item)
 
-  def wait(self):
-    self._manager.wait_until_finished()
+  def check_failed_save(self, step: int) -> bool:
+    """At a step boundary (`step`): whether the save in flight failed transiently and is due
+    again (after a back-off sleep); raises CheckpointWriteError when it failed for good.
+    Cheap while a save is running or none is pending."""
+    if self._saving is None:
+      return False
+    error = None
+    try:
+      self._manager.check_for_errors()
+    except Exception as raised:  # noqa: BLE001 - classified below
+      error = raised
+    if error is None:
+      if self._manager.is_saving_in_progress():
+        return False
+      self._manager.reload()  # lists only the steps whose save completed
+      if self._saving in self._manager.all_steps():
+        self._saving, self._retries = None, 0
+        return False
+      captured = self._capture.errors if self._capture else []
+      error = captured[-1] if captured else RuntimeError('see the log (-v=1) for orbax\'s report')
+    failed, self._saving = self._saving, None
+    self._retry_or_raise(failed, step, error)
+    return True
+
+  def _retry_or_raise(self, failed_step: int, step: int, error: BaseException):
+    """Sleeps before another try of a transient failure; else raises CheckpointWriteError."""
+    logging.debug('Checkpoint write of step %d failed.', failed_step, exc_info=error)
+    if is_transient(error) and self._retries < MAX_SAVE_RETRIES:
+      self._retries += 1
+      delay = 2 ** self._retries
+      logging.warning('Checkpoint of step %d: %s (transient); trying again in %d s (%d of %d).',
+                      failed_step, failure_cause(error), delay, self._retries, MAX_SAVE_RETRIES)
+      time.sleep(delay)
+      return
+    self._failed = True
+    path = f'{self._manager.directory}/{failed_step}'
+    self._manager.reload()
+    intact = [s for s in self._manager.all_steps() if s != failed_step]
+    kept = (f'The checkpoint of step {intact[-1]} is intact; rerun the same command to resume '
+            'from it' if intact else 'No checkpoint is intact yet; a rerun starts afresh')
+    raise CheckpointWriteError(
+        f'the checkpoint of step {failed_step} could not be written to {path}: '
+        f'{failure_cause(error)}. Training stopped at step {step}. {kept}, once there is room '
+        '(or copy the workdir to a disk with room and resume there with --workdir=COPY).'
+    ) from None
+
+  def wait(self, step: int | None = None):
+    """Waits for the save in flight; with `step` (the loop's), also surfaces its failure."""
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # noqa: BLE001 - the failure of the save in flight
+      if step is None or self._saving is None:
+        raise
+      failed, self._saving = self._saving, None
+      self._retry_or_raise(failed, step, error)
+      return True
+    return False if step is None else self.check_failed_save(step)
 
   def close(self):
-    self._manager.wait_until_finished()
-    self._manager.close()
+    try:
+      self._manager.wait_until_finished()
+      self._manager.close()
+    except Exception:  # noqa: BLE001
+      if not self._failed:
+        raise
+      logging.debug('Closing the checkpoints after a failed write.', exc_info=True)
+    finally:
+      if self._capture is not None and not self._failed:  # else asyncio's late reports follow
+        for name in _NOISY_LOGGERS:
+          std_logging.getLogger(name).removeFilter(self._capture)
 
 
 def copy_file(source: str, destination: str, overwrite: bool = False):

@@ -82,6 +82,8 @@ class MetricsWriter:
 
   def __init__(self, workdir: str):
     self.enabled = jax.process_index() == 0
+    self._workdir = workdir
+    self._failed = False  # a write failed and was reported
     if not self.enabled:
       return
     tf.io.gfile.makedirs(workdir)
@@ -89,22 +91,41 @@ class MetricsWriter:
     self._tb = tf.summary.create_file_writer(f'{workdir}/tensorboard')
 
   def write(self, step: int, metrics: Mapping[str, float]):
+    """Appends one record. A failed write (disk full, permission) is reported once, as a
+    warning, and training goes on: the checkpoints are what a run needs, and a failed checkpoint
+    write stops it (`checkpoint.CheckpointWriteError`). Later records are tried again."""
     if not self.enabled:
       return
     record = {'step': int(step)}
     record.update({k: _to_python(v) for k, v in metrics.items()})
-    self._jsonl.write(json.dumps(record) + '\n')
-    self._jsonl.flush()
-    with self._tb.as_default(step=int(step)):
-      for name, value in record.items():
-        if name != 'step' and isinstance(value, (int, float)):
-          tf.summary.scalar(name, value)
-    self._tb.flush()
+    try:
+      self._jsonl.write(json.dumps(record) + '\n')
+      self._jsonl.flush()
+      with self._tb.as_default(step=int(step)):
+        for name, value in record.items():
+          if name != 'step' and isinstance(value, (int, float)):
+            tf.summary.scalar(name, value)
+      self._tb.flush()
+    except (OSError, tf.errors.OpError) as error:
+      self._report_failure(step, error)
+
+  def _report_failure(self, step: int, error: Exception):
+    logging.debug('Metrics write at step %d failed.', step, exc_info=error)
+    if self._failed:
+      return
+    self._failed = True
+    cause = getattr(error, 'strerror', None) or str(error).strip().splitlines()[0]
+    logging.warning('Metrics of step %d could not be written to %s (metrics.jsonl, tensorboard/): '
+                    '%s. Training goes on; later records are tried again, and this is reported '
+                    'once.', step, self._workdir, cause)
 
   def close(self):
     if self.enabled:
-      self._jsonl.close()
-      self._tb.close()
+      try:
+        self._jsonl.close()
+        self._tb.close()
+      except (OSError, tf.errors.OpError) as error:
+        self._report_failure(-1, error)
 
 
 def _to_python(value):
@@ -113,7 +134,11 @@ def _to_python(value):
 
 
 def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> str:
-  """`step 1200/10000 | loss 12.345 | mlm_acc 0.312 | disc_auc 0.871 | 3.1 steps/s | ...`"""
+  """`step 1200/10000 | loss 12.345 | mlm_acc 0.312 | disc_auc 0.871 | 3.1 steps/s | ...`
+
+  `nonfinite N skipped` appears when N steps of the window had a non-finite loss or gradients
+  (their updates were not applied; `train.max_consecutive_nonfinite`).
+  """
   parts = [f'step {step}/{num_steps}']
   for key, label, fmt in (
       ('loss', 'loss', '.4f'), ('masked_lm_accuracy', 'mlm_acc', '.3f'),
@@ -124,6 +149,8 @@ def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> st
       ('data_wait_fraction', 'data_wait', '.1%'), ('pflops', 'PFLOPs', '.4g')):
     if key in metrics:
       parts.append(f'{label} {format(float(metrics[key]), fmt)}')
+  if metrics.get('nonfinite_steps'):  # shown only when some step of the window was skipped
+    parts.append(f'nonfinite {int(metrics["nonfinite_steps"])} skipped')
   if metrics.get('steps_per_sec'):
     parts.append(f'ETA {format_duration((num_steps - step) / metrics["steps_per_sec"])}')
   return ' | '.join(parts)

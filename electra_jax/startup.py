@@ -10,6 +10,7 @@ way everywhere and no process waits for a peer that has already stopped.
 
 from __future__ import annotations
 
+import atexit
 import difflib
 import functools
 import importlib.util
@@ -18,7 +19,10 @@ import logging as std_logging
 import os
 import pathlib
 import re
+import sys
 import tempfile
+import threading
+import time
 from typing import Callable, Sequence
 
 import ml_collections
@@ -33,6 +37,12 @@ from electra_jax.errors import UserError
 ENV_COORDINATOR = 'ELECTRA_JAX_COORDINATOR_ADDRESS'
 ENV_NUM_PROCESSES = 'ELECTRA_JAX_NUM_PROCESSES'
 ENV_PROCESS_ID = 'ELECTRA_JAX_PROCESS_ID'
+# Seconds without a sign of life from another process of a multi-process run after which every
+# other process stops with one error line (`watch_peers`); jax's own heartbeat check, which
+# aborts with a long dump, is set to twice this, as a fallback.
+ENV_PEER_TIMEOUT = 'ELECTRA_JAX_PEER_TIMEOUT_S'
+DEFAULT_PEER_TIMEOUT_S = 60
+_ALIVE_KEY = 'electra_jax/alive/'
 
 
 class QuietCheckpointLibrary(std_logging.Filter):
@@ -83,11 +93,84 @@ def start_distributed(coordinator_address: str = '', num_processes: int = 0,
     process_id = process_id if process_id >= 0 else int(os.environ.get(ENV_PROCESS_ID, '0'))
     # Cross-process collectives on CPU devices need gloo; accelerators ignore this setting.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               heartbeat_timeout_seconds=2 * peer_timeout_s())
   elif on_cloud_tpu_vm():
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=2 * peer_timeout_s())
   logging.info('Process %d of %d, %d local / %d global devices.', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+  if jax.process_count() > 1:
+    watch_peers(peer_timeout_s())
+
+
+def peer_timeout_s() -> int:
+  """$ELECTRA_JAX_PEER_TIMEOUT_S, else DEFAULT_PEER_TIMEOUT_S."""
+  value = os.environ.get(ENV_PEER_TIMEOUT, '')
+  try:
+    seconds = int(value or DEFAULT_PEER_TIMEOUT_S)
+  except ValueError:
+    seconds = 0
+  if seconds < 1:
+    raise UserError(f'${ENV_PEER_TIMEOUT}={value}: give a whole number of seconds >= 1.')
+  return seconds
+
+
+def watch_peers(timeout_s: int) -> threading.Thread:
+  """Stops this process with one error line when another process of the run is lost.
+
+  A daemon thread beats a counter in the distributed runtime's key-value store every
+  `timeout_s / 6` seconds and reads everyone's: a process whose counter has not moved for
+  `timeout_s` (killed, its host gone), or a coordinator that no longer answers, ends this one
+  (`os._exit`: the main thread may be blocked in a collective that never returns) within about
+  `timeout_s * 7/6` seconds. A process that exits normally marks itself done first.
+  """
+  from jax._src import distributed  # noqa: PLC0415 - the runtime client jax.distributed made
+  import jax  # noqa: PLC0415
+  client, me, count = distributed.global_state.client, jax.process_index(), jax.process_count()
+  mine = f'{_ALIVE_KEY}{me}'
+  interval = max(timeout_s / 6, 0.5)
+
+  def lost(what: str):
+    print(f'error: {what}, so process {me} of {count} stops too. The checkpoints in the workdir '
+          'are intact: start all processes again with the same command to resume from the '
+          'latest one.', file=sys.stderr, flush=True)
+    os._exit(errors.EXIT_STATUS)  # noqa: SLF001 - other threads may be stuck in a collective
+
+  def watch():
+    beat, seen, last_answer = 0, {}, time.monotonic()
+    while True:
+      now = time.monotonic()
+      try:
+        beat += 1
+        client.key_value_set(mine, str(beat), allow_overwrite=True)
+        values = dict(client.key_value_dir_get(_ALIVE_KEY))
+        last_answer = now
+      except Exception:  # noqa: BLE001 - the coordinator (process 0) no longer answers
+        if now - last_answer > timeout_s:
+          lost(f'the coordinator (process 0) has not answered for {timeout_s} s')
+        time.sleep(interval)
+        continue
+      for peer in range(count):
+        value = values.get(f'{_ALIVE_KEY}{peer}')
+        if peer == me or value == 'done':
+          continue
+        if seen.get(peer, (None,))[0] != value:
+          seen[peer] = (value, now)
+        elif now - seen[peer][1] > timeout_s:
+          lost(f'process {peer} of {count} has shown no sign of life for {timeout_s} s '
+               '(killed, or its host lost)')
+      time.sleep(interval)
+
+  def done():
+    try:
+      client.key_value_set(mine, 'done', allow_overwrite=True)
+    except Exception:  # noqa: BLE001 - the runtime is already down: nothing to tell
+      pass
+
+  atexit.register(done)
+  thread = threading.Thread(target=watch, name='electra_jax_peer_watchdog', daemon=True)
+  thread.start()
+  return thread
 
 
 # ---- Configs by path or by name ------------------------------------------------------------

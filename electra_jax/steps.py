@@ -17,6 +17,8 @@ from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax import objective_switch
 
+NONFINITE_LOSS, NONFINITE_GRADS = 1, 2  # the bits of the step's `nonfinite` statistic
+
 BATCH_KEYS = ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids',
               'masked_lm_positions', 'masked_lm_ids', 'masked_lm_weights')
 
@@ -78,7 +80,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
 
   Returns:
     (new state, stats) where stats are the objective's summed statistics plus the scalars
-    `total_loss`, `grad_norm` and `param_norm` for logging.
+    `total_loss`, `grad_norm` and `param_norm` for logging, and `nonfinite` (0 when the update
+    was applied; else which of loss and gradients were non-finite, and nothing was applied).
   """
   rng = jax.random.fold_in(base_rng, state.step)
   sample_rng, dropout_rng = jax.random.split(rng)
@@ -113,13 +116,25 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
     (loss, stats, grads), _ = jax.lax.scan(
         accumulate, carry, (jnp.arange(num_micro), micro_batches, micro_rngs))
 
+  grad_norm = optax.tree.norm(grads)  # non-finite iff some gradient is
   with jax.named_scope('optimizer'):  # named for the profile in benchmarks/bench_train_step.py
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-  stats = dict(stats)
+  # A non-finite loss or gradient: the update is not applied (parameters and optimizer state stay
+  # as they were); the step counter still advances, and so does the data (the loop draws the next
+  # batch). The loop counts these steps and stops after train.max_consecutive_nonfinite in a row.
+  loss_finite, grads_finite = jnp.isfinite(loss), jnp.isfinite(grad_norm)
+  ok = loss_finite & grads_finite
+  params, opt_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old),
+                                   (params, opt_state), (state.params, state.opt_state))
+  # A skipped step's statistics stay out of the logged window (they may be NaN).
+  stats = jax.tree.map(lambda x: jnp.where(ok, x, jnp.zeros_like(x)), dict(stats))
   stats['total_loss'] = loss
-  stats['grad_norm'] = optax.tree.norm(grads)
+  stats['grad_norm'] = grad_norm
   stats['param_norm'] = optax.tree.norm(params)
+  # 0 = applied; else bit 1 = the loss and bit 2 = the gradients were non-finite (`NONFINITE_*`).
+  stats['nonfinite'] = (jnp.where(loss_finite, 0, NONFINITE_LOSS)
+                        + jnp.where(grads_finite, 0, NONFINITE_GRADS)).astype(jnp.int32)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, stats
 

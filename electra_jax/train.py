@@ -47,8 +47,8 @@ COMPLETED_MARKER = 'COMPLETED'
 _IDENTITY_SECTIONS = ('model', 'electra')
 
 
-class NonFiniteLossError(RuntimeError):
-  """The loss became NaN/inf; the last good checkpoint is kept."""
+class NonFiniteLossError(UserError):
+  """More non-finite steps in a row than train.max_consecutive_nonfinite: one `error:` line."""
 
 
 # ---- Preemption -----------------------------------------------------------------------------
@@ -182,11 +182,13 @@ class Run:
   first_batch: dict[str, jax.Array]
   throughput: reporting.Throughput
   writer: reporting.MetricsWriter
+  resume: dict  # the restart/skip record saved with every checkpoint (`_resume_point`)
 
   def save(self, step: int, force: bool = False):
     self.checkpointer.save(step, self.state, data_iterator=self.inputs.checkpoint_iterator,
                            config=self.config.to_dict(),
-                           tokenizer_files=self.inputs.tokenizer_files, force=force)
+                           tokenizer_files=self.inputs.tokenizer_files, force=force,
+                           resume=self.resume)
 
   def next_batch(self) -> dict[str, jax.Array]:
     return _to_global(next(self.host_batches), self.batch_sharding)
@@ -196,9 +198,49 @@ class Run:
     self.writer.close()
 
 
+def _resume_point(config, checkpointer: checkpoint_lib.Checkpointer, existing_steps: list[int],
+                  workdir: str) -> tuple[int | None, dict, int]:
+  """Where this invocation resumes: (step to restore or None = the latest, the resume record
+  to save with every checkpoint, batches to skip now).
+
+  `train.restart_from_step=N` and `data.skip_batches=K` act once: every checkpoint records the
+  pair it was written under, and a checkpoint written under the same pair is resumed plainly (a
+  rerun of the same command after a preemption neither goes back again nor skips again). The
+  record also counts all batches skipped so far, which places synthetic data (a function of
+  the batch number, with no iterator state).
+  """
+  t, skip = config.train, config.data.skip_batches
+  latest = checkpointer.restore_resume(existing_steps[-1]) if existing_steps else {}
+  requested = {'restart_from_step': t.restart_from_step, 'skip_batches': skip}
+  if not (t.restart_from_step or skip) or all(latest.get(k) == v for k, v in requested.items()):
+    return None, {**latest, **requested, 'batches_skipped': latest.get('batches_skipped', 0)}, 0
+  step = None
+  if t.restart_from_step:
+    step = t.restart_from_step
+    if step not in existing_steps:
+      raise UserError(
+          f'train.restart_from_step={step}: {checkpoint_lib.checkpoint_dir(workdir)} holds'
+          f' no checkpoint of that step; the kept steps are {existing_steps or "none"}.')
+    latest = checkpointer.restore_resume(step)
+  return step, {**requested, 'batches_skipped': latest.get('batches_skipped', 0) + skip}, skip
+
+
 def _initial_state(config, checkpointer, inputs, program: Program, mesh, rules, pretrained,
-                   workdir) -> tuple[int, steps.TrainState]:
-  """(step, state): the latest checkpoint's, else fresh (from `init_from` when given)."""
+                   workdir, restart_step: int | None = None) -> tuple[int, steps.TrainState]:
+  """(step, state): the checkpoint of `restart_step` (later ones are set aside), else the latest
+  one, else fresh (from `init_from` when given)."""
+  if restart_step is not None:
+    moved = checkpointer.set_aside_after(restart_step)
+    if moved:
+      logging.warning('train.restart_from_step=%d: the later checkpoints %s were moved to %s '
+                      '(nothing is deleted).', restart_step, moved[0], moved[1])
+    try:
+      return restart_step, checkpointer.restore(restart_step, program.abstract_state,
+                                                data_iterator=inputs.checkpoint_iterator)
+    except Exception as error:  # noqa: BLE001 - reported as what it means for the user
+      raise UserError(f'train.restart_from_step={restart_step}: that checkpoint cannot be '
+                      f'restored ({type(error).__name__}: {error}); choose another kept step.'
+                      ) from error
   restored = checkpointer.restore_latest(program.abstract_state,
                                          data_iterator=inputs.checkpoint_iterator)
   if restored is not None:
@@ -286,6 +328,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   existing_steps = checkpointer.all_steps()
   if existing_steps:
     _check_same_run(checkpointer.restore_config(existing_steps[-1]), config, workdir)
+  restart_step, resume, skip_now = _resume_point(config, checkpointer, existing_steps, workdir)
 
   # ---- Input pipeline (per host); a fresh start from init_from reads that checkpoint once.
   pretrained = (pretrained_lib.load_checkpoint(config.init_from)
@@ -296,7 +339,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   # ---- The jitted program (shared with the compile check); the state, resumed or fresh.
   program = build_program(config, mesh, rules)
   start_step, state = _initial_state(config, checkpointer, inputs, program, mesh, rules,
-                                     pretrained, workdir)
+                                     pretrained, workdir, restart_step)
   del pretrained  # the host copy of the weights
   completed_path = f'{workdir}/{COMPLETED_MARKER}'
   if start_step >= config.train.num_steps:
@@ -310,7 +353,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
 
   # ---- Compile ahead of time, and say what the run looks like.
   batch_sharding = program.batch_sharding
-  host_batches = inputs.train_batches(start_step)
+  host_batches = _train_batches(inputs, start_step, resume, skip_now)
   first_batch = _to_global(next(host_batches), batch_sharding)
   counts = flops_lib.param_counts(config)
   logging.info('Parameters: %s', ', '.join(f'{k} {v:,}' for k, v in counts.items()))
@@ -328,7 +371,23 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
                                                    config.train.peak_tflops_per_device))
   return Run(config, workdir, mesh, rules, checkpointer, inputs, program.schedule,
              compiled_train_step, program.eval_step, batch_sharding, state, start_step,
-             host_batches, first_batch, throughput, reporting.MetricsWriter(workdir))
+             host_batches, first_batch, throughput, reporting.MetricsWriter(workdir), resume)
+
+
+def _train_batches(inputs: inputs_lib.HostInputs, start_step: int, resume: dict,
+                   skip_now: int) -> Iterator[dict[str, np.ndarray]]:
+  """This host's training batches from `start_step` on, past every batch skipped so far.
+
+  A restored tf.data iterator already stands past earlier skips; `skip_now` batches are drawn
+  and dropped here, so the next checkpoint's iterator state records them. Synthetic batches are
+  a function of their number: they start at `start_step` plus all batches ever skipped.
+  """
+  if inputs.synthetic:
+    return inputs.train_batches(start_step + resume['batches_skipped'])
+  batches = inputs.train_batches(start_step)
+  for _ in range(skip_now):
+    next(batches)
+  return batches
 
 
 # ---- Evaluation ------------------------------------------------------------------------------
@@ -355,6 +414,73 @@ def evaluate(run: Run, step: int, token_reference: dict[str, Any]) -> dict[str, 
   return metrics
 
 
+# ---- Non-finite steps -----------------------------------------------------------------------
+
+class NonFiniteSteps:
+  """Counts the steps whose update the train step skipped (non-finite loss or gradients) and
+  stops the run after more than `train.max_consecutive_nonfinite` of them in a row.
+
+  Each step's flags are read one step late (`add`), or at once before a log line or a save
+  (`check`), so the host never waits on the device. Skipped steps never poison the state, so
+  any checkpoint is of finite parameters; a stop comes before the save of its step.
+  """
+
+  def __init__(self, run: Run):
+    self._run = run
+    self._limit = run.config.train.max_consecutive_nonfinite
+    self._pending = None  # (step, flags array)
+    self._in_a_row = 0
+    self._window = 0  # skipped steps since the last log line
+
+  def add(self, step: int, flags: jax.Array):
+    self.check()
+    self._pending = (step, flags)
+
+  def take_window_count(self) -> int:
+    count, self._window = self._window, 0
+    return count
+
+  def check(self):
+    if self._pending is None:
+      return
+    (step, flags), self._pending = self._pending, None
+    flags = int(flags)
+    if not flags:
+      self._in_a_row = 0
+      return
+    self._in_a_row += 1
+    self._window += 1
+    what = ' and '.join(name for bit, name in ((steps.NONFINITE_LOSS, 'loss'),
+                                               (steps.NONFINITE_GRADS, 'gradients'))
+                        if flags & bit)
+    if self._in_a_row <= self._limit:
+      logging.warning('Step %d: non-finite %s; its update was skipped (%d in a row, '
+                      'train.max_consecutive_nonfinite=%d).', step, what, self._in_a_row,
+                      self._limit)
+      return
+    raise NonFiniteLossError(self._stop_message(step, what))
+
+  def _stop_message(self, step: int, what: str) -> str:
+    run = self._run
+    run.checkpointer.wait(step)  # a failed save in flight is reported instead (one line too)
+    kept = [s for s in run.checkpointer.all_steps() if s < step]
+    in_a_row = (f'{self._in_a_row} steps in a row, more than '
+                f'train.max_consecutive_nonfinite={self._limit}' if self._limit else
+                'train.max_consecutive_nonfinite=0 stops at the first')
+    head = (f'step {step}: the {what} became non-finite ({in_a_row}); the update was not '
+            'applied and training stopped.')
+    if not kept:
+      return (f'{head} No checkpoint was written yet. To go on, skip the batches so far with '
+              f'--config.data.skip_batches={step}, or lower --config.train.learning_rate.')
+    last = kept[-1]
+    return (f'{head} The last good checkpoint is step {last} in '
+            f'{checkpoint_lib.checkpoint_dir(run.workdir)}. To go on, either resume from it past '
+            f'the spike with --config.train.restart_from_step={last} '
+            f'--config.data.skip_batches={step - last} (skips the batches of steps {last + 1}-'
+            f'{step}; more for a margin), or lower --config.train.learning_rate (or set '
+            'train.grad_clip_norm=1.0, model.dtype=float32).')
+
+
 # ---- The loop --------------------------------------------------------------------------------
 
 def _token_reference(last_token_counts, window) -> dict[str, Any]:
@@ -375,7 +501,8 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
   # Per-token-id counts of the last complete log window: the out-of-sample reference that the
   # token-only AUC baseline ranks token ids by (recent, so it follows the generator).
   last_token_counts = None
-  pending_loss = None  # (step, loss) checked one step late, so the host never waits on the device
+  # Each step's non-finite flags are read one step late, so the host never waits on the device.
+  nonfinite = NonFiniteSteps(run)
   batch = run.first_batch
   profile = ProfileWindow(t, run.workdir, run.start_step)
   run.throughput.start(run.start_step)
@@ -386,18 +513,19 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
     step += 1
     loss = stats.pop('total_loss')
     grad_norm, param_norm = stats.pop('grad_norm'), stats.pop('param_norm')
+    nonfinite.add(step, stats.pop('nonfinite'))
+    if run.checkpointer.check_failed_save(step):  # a transient failure: save again, now
+      run.save(step, force=True)
     window = stats if window is None else _add_stats(window, stats)
-    if pending_loss is not None:
-      _check_finite(*pending_loss)
-    pending_loss = (step, loss)
 
     if step % t.log_every == 0 or step == t.num_steps:
-      _check_finite(*pending_loss)
+      nonfinite.check()
       summary = objective_switch.summarize(objective_switch.objective_of(run.config),
                                            jax.device_get(window))
       metrics = {k: float(v) for k, v in summary.items()}
       metrics.update(loss=float(loss), grad_norm=float(grad_norm),
-                     param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)))
+                     param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)),
+                     nonfinite_steps=nonfinite.take_window_count())
       metrics.update(run.throughput.measure(step))
       if run.config.data.on_bad_record == 'skip':  # read ahead of the step by the prefetch
         metrics['bad_records'] = float(bad_records.LOG.count)
@@ -410,14 +538,15 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
                       **evaluate(run, step, _token_reference(last_token_counts, window))}
       run.throughput.start(step)  # eval time is not train time
     if step % t.checkpoint_every == 0:
-      _check_finite(*pending_loss)  # never checkpoint a poisoned state
+      nonfinite.check()  # a stop comes before the save
       run.save(step)
     stop_now = stop_after is not None and step - run.start_step >= stop_after
     if (preemption.should_stop(step) or stop_now) and step < t.num_steps:
-      _check_finite(*pending_loss)
+      nonfinite.check()
       profile.stop(run.state)
       run.save(step, force=True)
-      run.checkpointer.wait()
+      while run.checkpointer.wait(step):
+        run.save(step, force=True)
       logging.warning('Preempted: checkpoint saved at step %d. Rerun the same command to resume.',
                       step)
       return last_metrics
@@ -427,9 +556,11 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
       wait_start = time.perf_counter()
       batch = run.next_batch()
       run.throughput.add_data_wait(time.perf_counter() - wait_start)
+  nonfinite.check()
   profile.stop(run.state)
   run.save(step, force=True)
-  run.checkpointer.wait()
+  while run.checkpointer.wait(step):
+    run.save(step, force=True)
   _mark_completed(f'{run.workdir}/{COMPLETED_MARKER}', step)
   return last_metrics
 
@@ -462,11 +593,3 @@ def _mark_completed(path: str, step: int):
   """`WORKDIR/COMPLETED` tells launch/tpu.sh watch (and people) that the run reached num_steps."""
   if jax.process_index() == 0:
     files.write_atomically(path, json.dumps({'step': step, 'time': time.time()}) + '\n')
-
-
-def _check_finite(step: int, loss: jax.Array):
-  value = float(loss)
-  if not np.isfinite(value):
-    raise NonFiniteLossError(
-        f'The loss is {value} at step {step}. Stopping; the last good checkpoint is kept. Try a '
-        'lower train.learning_rate, train.grad_clip_norm=1.0, or model.dtype=float32.')

@@ -246,6 +246,11 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
   for field in ('profile_steps', 'profile_warmup_steps'):
     require(t[field] >= 0, f'config.train.{field}={t[field]} must be >= 0.')
   prng_impl(t, 'cpu')  # checks the choice
+  for field in ('train.max_consecutive_nonfinite', 'train.restart_from_step',
+                'data.skip_batches'):
+    section, name = field.split('.')
+    value = config[section].get(name, 0)
+    require(value >= 0, f'config.{field}={value} must be >= 0.')
 
   sizes = resolve_axis_sizes(config.mesh, num_devices)
   per_host_batch_size(t.batch_size, process_count)

@@ -159,9 +159,93 @@ def test_non_finite_loss_stops_and_names_the_step(repo_root, tmp_path):
   config.train.learning_rate = 1e30  # diverges within a couple of steps
   config.train.grad_clip_norm = 0.0
   config.train.num_steps = 20
-  with pytest.raises(train.NonFiniteLossError, match=r'at step \d+'):
+  with pytest.raises(train.NonFiniteLossError, match=r'^step \d+: the .* became non-finite'):
     train.train_and_evaluate(config, str(tmp_path))
   assert not (tmp_path / 'COMPLETED').exists()
+
+
+POISONED_BATCH = 4  # the synthetic batch (0-based) whose NaN weights make step 5 non-finite
+
+
+@pytest.fixture
+def poisoned_data(monkeypatch):
+  """Synthetic batch POISONED_BATCH has NaN loss weights (a NaN loss and gradients); returns the
+  list of batch numbers drawn, in order."""
+  from electra_jax.data import synthetic  # noqa: PLC0415
+  drawn, original = [], synthetic.synthetic_batch
+
+  def batch(seed, step, **kwargs):
+    drawn.append(step)
+    arrays = original(seed, step, **kwargs)
+    if step == POISONED_BATCH:
+      arrays['masked_lm_weights'] = np.full_like(arrays['masked_lm_weights'], np.nan)
+    return arrays
+
+  monkeypatch.setattr(synthetic, 'synthetic_batch', batch)
+  return drawn
+
+
+def _checkpoint_steps(workdir) -> list[int]:
+  return sorted(int(p.name) for p in (pathlib.Path(workdir) / 'checkpoints').iterdir()
+                if p.name.isdigit())
+
+
+def test_a_nan_run_is_taken_past_its_spike_by_the_documented_commands(
+    repo_root, tmp_path, poisoned_data):
+  config = small_config(repo_root)
+  config.train.num_steps, config.train.checkpoint_every, config.train.keep_checkpoints = 8, 2, 10
+  # The default stops at the first non-finite step, naming the way on; nothing of it is saved.
+  with pytest.raises(train.NonFiniteLossError) as stop:
+    train.train_and_evaluate(config, str(tmp_path))
+  message = str(stop.value)
+  assert message.startswith('step 5: the loss and gradients became non-finite'), message
+  assert 'last good checkpoint is step 4' in message
+  command = '--config.train.restart_from_step=4 --config.data.skip_batches=1'
+  assert command in message and 'learning_rate' in message
+  assert _checkpoint_steps(tmp_path) == [2, 4]
+
+  config.train.restart_from_step = 3  # not a kept step: refused before any work
+  with pytest.raises(train.UserError, match=r'restart_from_step=3: .* kept steps are \[2, 4\]'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+  # The two commands of the message: resume from 4 past batch 4, to the end.
+  config.train.restart_from_step, config.data.skip_batches = 4, 1
+  poisoned_data.clear()
+  metrics = train.train_and_evaluate(config, str(tmp_path))
+  assert poisoned_data == [5, 6, 7, 8] and np.isfinite(metrics['loss'])
+  assert (tmp_path / 'COMPLETED').exists() and _checkpoint_steps(tmp_path) == [2, 4, 6, 8]
+
+  # The same command again, further: a plain resume (no second restart, no second skip).
+  config.train.num_steps = 10
+  poisoned_data.clear()
+  train.train_and_evaluate(config, str(tmp_path))
+  assert poisoned_data == [9, 10] and _checkpoint_steps(tmp_path) == [2, 4, 6, 8, 10]
+  assert [r['step'] for r in read_metrics(tmp_path)] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+def test_restart_sets_later_checkpoints_aside(repo_root, tmp_path):
+  config = small_config(repo_root)
+  config.train.num_steps, config.train.checkpoint_every, config.train.keep_checkpoints = 4, 2, 10
+  train.train_and_evaluate(config, str(tmp_path))
+  config.train.restart_from_step = 2
+  train.train_and_evaluate(config, str(tmp_path))
+  assert _checkpoint_steps(tmp_path) == [2, 4]
+  assert sorted(p.name for p in (tmp_path / 'checkpoints_after_2').iterdir()) == ['4']
+
+
+def test_non_finite_steps_are_skipped_and_counted(repo_root, tmp_path, poisoned_data):
+  config = small_config(repo_root)
+  config.train.num_steps, config.train.checkpoint_every, config.train.keep_checkpoints = 6, 1, 10
+  config.train.max_consecutive_nonfinite = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  records = read_metrics(tmp_path)
+  assert [r['nonfinite_steps'] for r in records] == [0, 0, 0, 0, 1, 0]
+  assert not np.isfinite(records[4]['loss']) and np.isfinite(records[5]['loss'])
+  for before, after in zip(jax.tree.leaves(restore_params(tmp_path, 4)),
+                           jax.tree.leaves(restore_params(tmp_path, 5))):
+    np.testing.assert_array_equal(before, after)  # step 5's update was not applied
+  assert not np.array_equal(jax.tree.leaves(restore_params(tmp_path, 5))[0],
+                            jax.tree.leaves(restore_params(tmp_path, 6))[0])
 
 
 def test_workdir_of_another_model_is_refused(repo_root, mesh_run):

@@ -117,6 +117,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.random_token_prob = 0.0  # share replaced by a random token (BERT: 0.1)
   config.data.shuffle_buffer = 10_000  # examples in the shuffle buffer
   config.data.prefetch = -1  # batches to prefetch; -1 = tf.data.AUTOTUNE
+  # Batches of the input stream to skip once, right after resuming (e.g. past a loss spike,
+  # with train.restart_from_step); recorded in the checkpoints, so later resumes keep the place.
+  config.data.skip_batches = 0
 
   # ---- Training --------------------------------------------------------------------------
   config.train = ml_collections.ConfigDict()
@@ -137,6 +140,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every = 5_000  # steps between (asynchronous) checkpoints
   config.train.keep_checkpoints = 3  # keep the last K checkpoints ...
   config.train.keep_period = 100_000  # ... plus every checkpoint at a multiple of this step
+  # Steps with a non-finite loss or gradients are never applied (parameters and optimizer state
+  # stay, the step and data advance) and are counted (`nonfinite_steps`); more than this many in
+  # a row stops the run with one error line. 0 = stop at the first, as the original does (its
+  # TF Estimator stops on a NaN loss: NanTensorHook); e.g. 20 lets a run ride out a short spike.
+  config.train.max_consecutive_nonfinite = 0
+  # Resume from this kept checkpoint step instead of the latest (0 = the latest), e.g. before a
+  # loss spike; later checkpoints are moved to WORKDIR/checkpoints_after_<step>, not deleted.
+  # Acts once: checkpoints written after the restart record it, so a rerun resumes plainly.
+  config.train.restart_from_step = 0
   config.train.peak_tflops_per_device = 0.0  # chip peak for MFU; 0 = look up the device kind
   # The random numbers of dropout and the generator's sampling, by jax PRNG implementation:
   # 'threefry' (jax's default; with jax_threefry_partitionable the same bits on any mesh), 'rbg'
