@@ -210,6 +210,8 @@ class Checkpointer:
       return False  # already saved (e.g. a periodic save right before a forced one)
     items = {'state': ocp.args.StandardSave(state), 'config': ocp.args.JsonSave(config),
              'tokenizer': FilesSave(list(tokenizer_files))}
+    if data_iterator is not None:
+      items['data'] = TfIteratorSave(data_iterator)
     if resume:
       items['resume'] = ocp.args.JsonSave(resume)
     if self._saving is not None:  # orbax waits for it anyway: surface its failure first
@@ -223,8 +225,6 @@ class Checkpointer:
     if started:
       self._saving = step
     return started
-    if data_iterator is not None:
-      items['data'] = TfIteratorSave(data_iterator)
 
   def restore(self, step: int, abstract_state: Any, *, data_iterator: Any = None) -> Any:
     """Restores the state of `step` onto the shardings in `abstract_state`; also the iterator."""
