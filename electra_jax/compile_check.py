@@ -447,7 +447,6 @@ def suggest(config: ml_collections.ConfigDict, devices: Sequence[jax.Device], to
   """The first candidate (see `_candidates`) whose compiled step fits, or None."""
   for overrides in _candidates(config, need, len(devices))[:max_compiles]:
     candidate = _with(config, overrides)
-    logging.info('Trying %s ...', _flags(overrides))
     print(f'  trying {_flags(overrides)} ...', flush=True)
     try:
       result = analyse(compile_steps(candidate, devices), topology)
