@@ -34,7 +34,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from absl import flags
-from absl import logging
 from ml_collections import config_flags
 
 from electra_jax import chips
