@@ -20,9 +20,10 @@ from electra_jax.data import inputs
 from electra_jax.data import prepare
 from electra_jax.data import pretraining
 from electra_jax.data import records
+from test_data_pipeline import _assert_same, _take  # every batch key, compared exactly
+from test_data_pipeline import assert_hosts_split_disjoint_and_complete
 
 NUM_FILES, DOCS_PER_FILE = 4, 30
-KEYS = ('input_ids', 'token_type_ids', 'masked_input_ids', 'masked_lm_positions')
 
 
 @pytest.fixture(scope='session')
@@ -83,17 +84,6 @@ def _format_configs(tokenizer_path, root):
   }
 
 
-def _take(iterator, count):
-  return [{k: v.numpy() for k, v in next(iterator).items()} for _ in range(count)]
-
-
-def _assert_same(batches_a, batches_b):
-  assert len(batches_a) == len(batches_b)
-  for a, b in zip(batches_a, batches_b):
-    for key in KEYS:
-      np.testing.assert_array_equal(a[key], b[key])
-
-
 def _rows(examples):
   return sorted(tuple(e['input_ids'].tolist()) for e in examples)
 
@@ -131,12 +121,7 @@ def test_parquet_row_groups_of_one_file_are_split_over_hosts(tokenizer_path, tmp
   texts = [text for i in range(NUM_FILES) for text in _texts(i)]
   pq.write_table(pa.table({'text': texts}), tmp_path / 'one.parquet', row_group_size=20)
   config = _config(tokenizer_path, 'parquet', train_files=str(tmp_path / 'one.parquet'))
-  single = _rows(pretraining.packed_examples(config, 'train', 0, 1, training=False)
-                 .as_numpy_iterator())
-  hosts = [_rows(pretraining.packed_examples(config, 'train', p, 2, training=False)
-                 .as_numpy_iterator()) for p in range(2)]
-  assert hosts[0] and hosts[1] and not set(hosts[0]) & set(hosts[1])
-  assert sorted(hosts[0] + hosts[1]) == single
+  assert_hosts_split_disjoint_and_complete(config, _rows)
 
 
 def test_prepare_from_jsonl_matches_on_the_fly(tokenizer_path, corpora, tmp_path):

@@ -142,14 +142,20 @@ def test_eval_split_is_fixed_held_out_and_repeats(files_config):
   assert len(_take(pretraining.make_dataset(config, 'eval'), len(eval_rows) // 16 + 3)) > 0
 
 
-def test_two_hosts_read_disjoint_data_that_covers_the_source(files_config):
-  config = files_config
-  single = _rows(pretraining.packed_examples(config, 'train', 0, 1, training=False)
-                 .as_numpy_iterator())
-  hosts = [_rows(pretraining.packed_examples(config, 'train', p, 2, training=False)
-                 .as_numpy_iterator()) for p in range(2)]
+def assert_hosts_split_disjoint_and_complete(config, rows=None):
+  """Two hosts' examples share none and together are one host's (as `rows` of examples)."""
+  rows = rows or _rows
+  single = rows(pretraining.packed_examples(config, 'train', 0, 1, training=False)
+                .as_numpy_iterator())
+  hosts = [rows(pretraining.packed_examples(config, 'train', p, 2, training=False)
+                .as_numpy_iterator()) for p in range(2)]
   assert hosts[0] and hosts[1] and not set(hosts[0]) & set(hosts[1])
   assert sorted(hosts[0] + hosts[1]) == single
+
+
+def test_two_hosts_read_disjoint_data_that_covers_the_source(files_config):
+  config = files_config
+  assert_hosts_split_disjoint_and_complete(config)
   batch = _take(pretraining.make_dataset(config, 'train', 1, 2), 1)[0]
   assert batch['input_ids'].shape[0] == config.train.batch_size // 2
 
