@@ -222,6 +222,7 @@ class Report:
   hbm: dict[str, float]  # train step, bytes per device
   eval_hbm: dict[str, float] | None
   hbm_capacity: float  # bytes per device
+  peak_flops: float  # per device
   analytic_flops: float  # per device per step
   compiled_flops: float
   bytes_accessed: float
@@ -251,8 +252,7 @@ class Report:
 
   @property
   def mfu(self) -> float:
-    peak = self.topology.chip.peak_tflops * 1e12 * self.topology.num_chips / self.num_devices
-    return self.analytic_flops / (self.step_seconds * peak)
+    return self.analytic_flops / (self.step_seconds * self.peak_flops)
 
   @property
   def days(self) -> float:
@@ -287,7 +287,7 @@ def analyse(compiled: Compiled, topology: Topology) -> Report:
       mesh=' '.join(f'{a}={s}' for a, s in compiled.mesh.shape.items()),
       hbm=hbm_per_device(compiled.train),
       eval_hbm=hbm_per_device(compiled.eval) if compiled.eval is not None else None,
-      hbm_capacity=capacity, analytic_flops=analytic, compiled_flops=cost['flops'],
+      hbm_capacity=capacity, peak_flops=peak, analytic_flops=analytic, compiled_flops=cost['flops'],
       bytes_accessed=cost['bytes accessed'], collectives=hlo.collectives(text),
       dcn=hlo.dcn_transfers(text), train_compile_seconds=compiled.train_seconds,
       eval_compile_seconds=compiled.eval_seconds, compute_seconds=work / peak,
@@ -427,7 +427,9 @@ def _candidates(config: ml_collections.ConfigDict, need: Shortfall,
   return candidates
 
 
-def _with(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+def _with(config: ml_collections.ConfigDict,
+          overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of `config` with the dotted `overrides` (a new fsdp size takes data=-1)."""
   changed = ml_collections.ConfigDict(config.to_dict())
   for path, value in overrides.items():
     section, field = path.split('.')
