@@ -128,7 +128,10 @@ def _check_has_text(config, what: str, files: list[str] | None = None,
     del line
     return
   kind = {'files': 'text', 'jsonl': 'JSON Lines', 'parquet': 'Parquet'}.get(data.source)
-  held = f'{len(files)} {kind} file(s)' if files is not None else 'rows'
+  held = 'rows'
+  if files is not None:
+    named = ', '.join(files[:3]) + (', ...' if len(files) > 3 else '')
+    held = f'{len(files)} {kind} file(s) ({named})'
   raise UserError(f'{what} is an empty corpus: its {held} hold no text. '
                   + ('Give files with one sentence per line and blank lines between documents.'
                      if data.source == 'files' else
