@@ -18,6 +18,8 @@ import dataclasses
 import logging as std_logging
 import os
 import shutil
+import sys
+import threading
 import time
 from typing import Any, Sequence
 
@@ -101,6 +103,36 @@ class _OrbaxFailureCapture(std_logging.Filter):
       return True  # asyncio's "Task exception was never retrieved" of orbax's writes: dropped
     logging.debug('%s', record.getMessage(), exc_info=record.exc_info)
     return False
+
+
+def _is_closed_loop_report(error: BaseException | None) -> bool:
+  """asyncio's "Event loop is closed", raised where orbax's write threads hand a finished write
+  back to the loop of a save that already failed (tensorstore's C++ callbacks report it through
+  `sys.unraisablehook`, Python threads through `threading.excepthook`)."""
+  return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
+
+
+def _quiet_closed_loop_reports():
+  """Routes those reports to the log at debug level; every other exception is printed as before.
+  Installed once per process, by the first writing Checkpointer."""
+  if getattr(sys.unraisablehook, 'electra_jax_quiet', False):
+    return
+  print_unraisable, print_thread_exception = sys.unraisablehook, threading.excepthook
+
+  def unraisablehook(args):
+    if _is_closed_loop_report(args.exc_value):
+      logging.debug('After a failed checkpoint write: %r', args.exc_value)
+    else:
+      print_unraisable(args)
+
+  def thread_excepthook(args):
+    if _is_closed_loop_report(args.exc_value):
+      logging.debug('After a failed checkpoint write (thread %s): %r', args.thread, args.exc_value)
+    else:
+      print_thread_exception(args)
+
+  unraisablehook.electra_jax_quiet = True
+  sys.unraisablehook, threading.excepthook = unraisablehook, thread_excepthook
 
 
 # ---- Per-host tf.data iterator state --------------------------------------------------------
@@ -191,6 +223,7 @@ class Checkpointer:
     self._capture = None
     if not read_only:
       self._capture = _OrbaxFailureCapture()
+      _quiet_closed_loop_reports()
       for name in _NOISY_LOGGERS:
         std_logging.getLogger(name).addFilter(self._capture)
     self._manager = ocp.CheckpointManager(

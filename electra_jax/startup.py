@@ -154,7 +154,7 @@ def watch_peers(timeout_s: int) -> threading.Thread:
         value = values.get(f'{_ALIVE_KEY}{peer}')
         if peer == me or value == 'done':
           continue
-        if seen.get(peer, (None,))[0] != value:
+        if peer not in seen or seen[peer][0] != value:  # new, or it beat since: alive now
           seen[peer] = (value, now)
         elif now - seen[peer][1] > timeout_s:
           lost(f'process {peer} of {count} has shown no sign of life for {timeout_s} s '
