@@ -6,7 +6,7 @@
 
 For each `electra.objective`, pre-trains the same config (`--config`, default `tiny`) on the
 built-in corpus with the same seed and so the same documents in the same order (the masking of
-'mlm' differs: BERT's 80/10/10), for the same analytic train FLOPs (`flops.train_flops_per_token`):
+'mlm' differs: BERT's 80/10/10), for the same analytic train FLOPs (`objectives.train_flops_per_token`):
 ELECTRA gets `--electra_steps`, every other objective as many steps as that compute buys it.
 Then fine-tunes the offline probe (`configs/finetune/probe.py`: which standard-library module is
 a docstring section from?) from each run's main network, once per seed, and prints one table:
@@ -36,7 +36,9 @@ import time
 
 import numpy as np
 
-OBJECTIVES = ('electra', 'mlm', 'electra_15', 'replace_mlm', 'all_tokens_mlm')
+from electra_jax import objectives as objectives_lib  # the registry: every objective
+
+OBJECTIVES = objectives_lib.NAMES
 
 
 def parse_args(argv=None):
@@ -78,10 +80,9 @@ def pretraining_config(args, objective: str, num_steps: int):
 
 def steps_for_budget(args, objectives):
   """{objective: steps} so that every objective spends ELECTRA's train FLOPs (rounded)."""
-  from electra_jax import flops  # noqa: PLC0415
-  electra = flops.train_flops_per_token(pretraining_config(args, 'electra', 1))
-  return {name: max(1, round(args.electra_steps * electra
-                             / flops.train_flops_per_token(pretraining_config(args, name, 1))))
+  electra = objectives_lib.train_flops_per_token(pretraining_config(args, 'electra', 1))
+  return {name: max(1, round(args.electra_steps * electra / objectives_lib.train_flops_per_token(
+      pretraining_config(args, name, 1))))
           for name in objectives}
 
 

@@ -10,6 +10,7 @@ figure is below 3 x forward matmul FLOPs of the published shapes, so expect agre
 """
 
 from electra_jax import flops
+from electra_jax import objectives
 from electra_jax import startup
 
 REFERENCE_DISC_PARAMS = {'small': 14e6, 'base': 110e6, 'large': 335e6}
@@ -28,7 +29,7 @@ def main():
   for name in ('small', 'base', 'large'):
     config = load_config(name)
     counts = flops.param_counts(config)
-    per_token = flops.train_flops_per_token(config)
+    per_token = objectives.train_flops_per_token(config)
     tokens = config.train.num_steps * config.train.batch_size * config.data.max_seq_length
     reference = REFERENCE_TRAIN_FLOPS.get(name)
     print(f"{name:<7}{counts['discriminator'] / 1e6:>8.1f}M"

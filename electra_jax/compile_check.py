@@ -37,8 +37,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from electra_jax import chips
-from electra_jax import flops as flops_lib
 from electra_jax import hlo
+from electra_jax import objectives
 from electra_jax import reporting
 from electra_jax import sharding
 from electra_jax import startup
@@ -272,7 +272,7 @@ def analyse(compiled: Compiled, topology: Topology) -> Report:
   peak = chip.peak_tflops * 1e12 / devices_per_chip
   bandwidth = chip.hbm_gbytes_per_s * 1e9 / devices_per_chip
   tokens = config.train.batch_size * config.data.max_seq_length
-  analytic = flops_lib.train_flops_per_token(config) * tokens / num_devices
+  analytic = objectives.train_flops_per_token(config) * tokens / num_devices
   cost = _cost(compiled.train)
   text = compiled.train.as_text()
   # XLA's cost analysis counts a loop body once (model.scan_layers, train.grad_accum_steps):

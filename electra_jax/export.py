@@ -28,7 +28,7 @@ from electra_jax import checkpoint as checkpoint_lib
 from electra_jax.errors import UserError
 from electra_jax import hf
 from electra_jax import model as model_lib
-from electra_jax import objective_switch
+from electra_jax import objectives
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
 from electra_jax import startup
@@ -92,14 +92,13 @@ def _check_tokenizer(pretrained) -> None:
 def write_hf(pretrained, dst: str, *, overwrite: bool = False) -> list[str]:
   """Writes DST/discriminator (and DST/generator, if there is one); returns the directories."""
   _check_tokenizer(pretrained)
-  # Per electra.objective (objective_switch.hf_networks): a masked-LM main network is written
-  # to DST/masked_lm as ElectraForMaskedLM; 'electra' writes what it always did.
-  run_config = ml_collections.ConfigDict({'electra': {}, **(pretrained.source_config or {})})
+  # Per objective (`Objective.hf_networks`): a masked-LM main network is written to
+  # DST/masked_lm as ElectraForMaskedLM; 'electra' writes what it always did.
   configs = {'discriminator': pretrained.disc_config, 'masked_lm': pretrained.disc_config,
              'generator': pretrained.gen_config}
   networks = [(name, configs[name], params, architecture) for name, architecture, params in
-              objective_switch.hf_networks({'discriminator': pretrained.disc_params,
-                                            'generator': pretrained.gen_params}, run_config)]
+              pretrained.trained_by.hf_networks({'discriminator': pretrained.disc_params,
+                                                 'generator': pretrained.gen_params})]
   with atomic_directory(dst, overwrite) as out:
     for name, config, params, architecture in networks:
       directory = os.path.join(out, name)
@@ -140,12 +139,27 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
   return fraction
 
 
+def check_main_network(pretrained, config: ml_collections.ConfigDict) -> None:
+  """The objective `config` trains must continue the main network `pretrained` holds: a
+  discriminator is not a masked LM. A UserError names the objectives that fit."""
+  written, source = objectives.of(config), pretrained.trained_by
+  if written.main_network is not source.main_network:
+    others = [name for name, o in objectives.REGISTRY.items()
+              if o.main_network is source.main_network and name != source.name]
+    raise UserError(
+        f'The source\'s main network was trained by {source.name!r} (a {source.main_export}), '
+        f'which config.electra.objective={written.name!r} cannot continue: pass '
+        f'--config.electra.objective={source.name}'
+        + (f' (or {", ".join(others)})' if others else '') + '.')
+
+
 def workdir_config(pretrained, base_config: ml_collections.ConfigDict,
                    tokenizer_path: str = '') -> ml_collections.ConfigDict:
   """`base_config` with the model (and generator fraction) of `pretrained` and its tokenizer."""
   config = ml_collections.ConfigDict(base_config.to_dict())
   if pretrained.source_config:  # a workdir keeps its objective settings (sharing, fraction, ...)
     config.electra.update(pretrained.source_config['electra'])
+  check_main_network(pretrained, config)
   for field in SIZE_FIELDS + _CARRIED_FIELDS:
     config.model[field] = pretrained.disc_config[field]
   if pretrained.gen_config is not None:
@@ -174,6 +188,9 @@ def joint_params(pretrained, config: ml_collections.ConfigDict,
 
   A source without a generator gets `fresh_generator`, or one initialised from `config.seed`.
   """
+  if not objectives.of(config).has_generator:  # the main network alone, with its own tables
+    joint = {'discriminator': pretrained.disc_params}
+    return param_trees.to_scanned_layers(joint) if config.model.scan_layers else joint
   gen_params = pretrained.gen_params
   if gen_params is None:
     if fresh_generator is None:

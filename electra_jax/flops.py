@@ -5,7 +5,9 @@ a training step costs 3x the forward pass (forward, plus gradients w.r.t. activa
 weights). Attention scores and the attention-weighted sum are counted; LayerNorm, softmax, GELU,
 embedding lookups and sampling are not (they are a few percent). The generator's vocabulary
 projection runs only at the `max_predictions_per_seq` masked positions of each sequence, as in
-`electra_jax.model.Generator`. Used for MFU: achieved FLOP/s = flops_per_token * tokens/s.
+`electra_jax.model.Generator`. Used for MFU: achieved FLOP/s = flops_per_token * tokens/s. Which networks and heads a step runs
+is the objective's to say (`objectives.base.Objective.forward_flops_per_token`), from the pieces
+here.
 """
 
 import ml_collections
@@ -59,49 +61,29 @@ def _encoder_forward_flops_per_token(m, seq_length: int) -> float:
   return project + m.num_layers * per_layer
 
 
-def forward_flops_per_token(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """Forward-pass FLOPs per token, split into 'discriminator' and 'generator'.
+def encoder_forward_flops_per_token(config: ml_collections.ConfigDict) -> float:
+  """The main network's encoder (`config.model`), forward, per token."""
+  return float(_encoder_forward_flops_per_token(config.model, config.data.max_seq_length))
 
-  Per `config.electra.objective`: 'electra' and 'electra_15' run the same networks (the 15%
-  variant only restricts the loss); the masked-LM objectives are in `_comparison_flops`.
-  """
-  if config.electra.get('objective', 'electra') not in ('electra', 'electra_15'):
-    return _comparison_flops(config)
-  disc = config.model
-  gen = validate.generator_config(disc, config.electra.generator_hidden_fraction,
+
+def discriminator_head_flops_per_token(m) -> float:
+  """dense(H->H) + dense(H->1) at every position."""
+  return float(2 * m.hidden_size * m.hidden_size + 2 * m.hidden_size)
+
+
+def masked_lm_head_flops(m) -> float:
+  """dense(H->E) + the vocabulary projection tied to the word table, at ONE position."""
+  return float(2 * m.hidden_size * m.embedding_size + 2 * m.embedding_size * m.vocab_size)
+
+
+def masked_fraction(config: ml_collections.ConfigDict) -> float:
+  """Mask slots per token: where a masked-LM head runs."""
+  return validate.max_predictions(config) / config.data.max_seq_length
+
+
+def generator_forward_flops_per_token(config: ml_collections.ConfigDict) -> float:
+  """The generator (`validate.generator_config`): encoder, and its head at the mask slots."""
+  gen = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                    config.electra.embedding_sharing)
-  length = config.data.max_seq_length
-  disc_flops = (_encoder_forward_flops_per_token(disc, length)
-                + 2 * disc.hidden_size * disc.hidden_size + 2 * disc.hidden_size)
-  masked_fraction = validate.max_predictions(config) / length
-  gen_head = 2 * gen.hidden_size * gen.embedding_size + 2 * gen.embedding_size * gen.vocab_size
-  gen_flops = _encoder_forward_flops_per_token(gen, length) + masked_fraction * gen_head
-  return {'discriminator': float(disc_flops), 'generator': float(gen_flops)}
-
-
-def train_flops_per_token(config: ml_collections.ConfigDict) -> float:
-  """Training FLOPs per input token (generator + discriminator, forward + backward)."""
-  return 3.0 * sum(forward_flops_per_token(config).values())
-
-
-def _comparison_flops(config: ml_collections.ConfigDict) -> dict[str, float]:
-  """'mlm', 'replace_mlm', 'all_tokens_mlm': the main network ('discriminator') is a masked LM.
-
-  Its head dense(H->E) + the tied vocabulary projection runs at the masked slots ('mlm',
-  'replace_mlm') or at every position ('all_tokens_mlm', which adds the copy gate, a
-  discriminator head); the generator, when there is one, costs what it does for ELECTRA.
-  """
-  objective = config.electra.objective
-  main = config.model
-  length = config.data.max_seq_length
-  lm_head = 2 * main.hidden_size * main.embedding_size + 2 * main.embedding_size * main.vocab_size
-  if objective == 'all_tokens_mlm':
-    head = lm_head + 2 * main.hidden_size * main.hidden_size + 2 * main.hidden_size
-  else:
-    head = validate.max_predictions(config) / length * lm_head
-  out = {'discriminator': float(_encoder_forward_flops_per_token(main, length) + head)}
-  if objective != 'mlm':
-    electra = ml_collections.ConfigDict(config.to_dict())
-    electra.electra.objective = 'electra'
-    out['generator'] = forward_flops_per_token(electra)['generator']
-  return out
+  return float(_encoder_forward_flops_per_token(gen, config.data.max_seq_length)
+               + masked_fraction(config) * masked_lm_head_flops(gen))

@@ -100,6 +100,13 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
     pretrained = pretrained_lib.load_checkpoint(path, step=step, generator_path=generator_path)
   except (ValueError, FileNotFoundError) as error:  # the loaders name the file and the fix
     raise UserError(str(error)) from error
+  trained_by = pretrained.trained_by
+  if trained_by.detector is None:
+    raise UserError(
+        f'{path} holds a masked LM (electra.objective={trained_by.name!r}) with no '
+        'replaced-token detector, so there is nothing to inspect. The '
+        'inspector reads ELECTRA runs (electra, electra_15) and the copy gate of all_tokens_mlm; '
+        'compare a masked LM through its eval_masked_lm_accuracy or the linear probe.')
   if pretrained.tokenizer is None:
     raise UserError(f'{path} carries no tokenizer (no vocab.txt or SentencePiece .model): '
                     'the inspector needs the one the model was trained with.')
@@ -202,34 +209,39 @@ def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
   """(corrupted ids, P(replaced)) `[n, length]`: generator, sampling, corruption, discriminator."""
   pretrained, electra = checkpoint.pretrained, checkpoint.config.electra
   generator = model_lib.Generator(pretrained.gen_config)
-  discriminator = model_lib.Discriminator(pretrained.disc_config)
+  detect = _detector(checkpoint)
 
   @jax.jit
   def forward(gen_params, disc_params, batch, keys):
     gen_logits = generator.apply({'params': gen_params}, batch['masked_input_ids'],
                                  batch['token_type_ids'], batch['attention_mask'],
                                  batch['masked_lm_positions'])  # [n, K, vocab]
-    sampled = objective.sample_tokens(gen_logits, keys, batch['masked_lm_ids'],
-                                      temperature=electra.temperature,
-                                      disallow_correct=electra.disallow_correct,
-                                      sampler=electra.get('sampler', 'gumbel'))  # older runs: Gumbel
-    corrupted = objective.corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled,
-                                        batch['masked_lm_weights'])
-    disc_logits = discriminator.apply({'params': disc_params}, corrupted, batch['token_type_ids'],
-                                      batch['attention_mask'])  # [n, length]
-    return corrupted, jax.nn.sigmoid(disc_logits)
+    _, corrupted = objective.sample_and_corrupt(gen_logits, batch, keys, electra)
+    return corrupted, detect(disc_params, corrupted, batch['token_type_ids'],
+                             batch['attention_mask'])
 
   corrupted, p_replaced = forward(pretrained.gen_params, pretrained.disc_params, batch,
                                   sample_keys(seed, batch['input_ids'].shape[0]))
   return np.asarray(corrupted), np.asarray(p_replaced, np.float64)
 
 
+def _detector(checkpoint: Checkpoint):
+  """(main params, ids, token types, attention mask) -> P(replaced) `[n, length]`, read from the
+  main network as its objective says (`Objective.replaced_logits`)."""
+  trained_by = checkpoint.pretrained.trained_by
+  main = trained_by.main_network(checkpoint.pretrained.disc_config)
+
+  def detect(params, input_ids, token_type_ids, attention_mask):
+    outputs = main.apply({'params': params}, input_ids, token_type_ids, attention_mask)
+    return jax.nn.sigmoid(trained_by.replaced_logits(outputs))
+  return detect
+
+
 def _score(checkpoint: Checkpoint, input_ids, token_type_ids, attention_mask):
-  """P(replaced) `[n, length]` of the discriminator on the ids as they are."""
-  discriminator = model_lib.Discriminator(checkpoint.pretrained.disc_config)
-  logits = jax.jit(discriminator.apply)({'params': checkpoint.pretrained.disc_params}, input_ids,
-                                        token_type_ids, attention_mask)
-  return np.asarray(jax.nn.sigmoid(logits), np.float64)
+  """P(replaced) `[n, length]` of the main network's detector on the ids as they are."""
+  p_replaced = jax.jit(_detector(checkpoint))(checkpoint.pretrained.disc_params, input_ids,
+                                              token_type_ids, attention_mask)
+  return np.asarray(p_replaced, np.float64)
 
 
 def inspect_examples(checkpoint: Checkpoint, input_ids, token_type_ids, *, seed: int = 0,

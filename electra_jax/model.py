@@ -314,6 +314,7 @@ class Discriminator(nn.Module):
   the pretrainer passes the shared tables this way.
   """
   config: ml_collections.ConfigDict
+  reads_positions = False  # (a class attribute) its call takes no masked_lm_positions
 
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, deterministic: bool = True,
@@ -333,6 +334,7 @@ class Generator(nn.Module):
   full-vocabulary logits at every position.
   """
   config: ml_collections.ConfigDict
+  reads_positions = True  # (a class attribute) it predicts at masked_lm_positions
 
   @nn.compact
   def __call__(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
@@ -363,8 +365,14 @@ def discriminator_tables(pretrainer: nn.Module, embedding_sharing: str):
 
 
 class ElectraPretrainer(nn.Module):
-  """Generator and discriminator trained jointly, with the original's embedding sharing.
+  """The jointly trained networks of every objective: a main network, the generator when the
+  objective has one, and the original's embedding sharing between them.
 
+  main_network: the class of the network that is kept and fine-tuned, built from `disc_config`
+    as the `discriminator` subtree: `Discriminator` for ELECTRA, a masked LM for the paper's
+    comparison objectives (`electra_jax.objectives` chooses).
+  gen_config: the generator's config; None for an objective without one (its main network then
+    holds its own `embeddings`).
   embedding_sharing:
     'shared': one set of word/position/token-type tables + embedding LayerNorm
       (`shared_embeddings`) used by both networks; the generator's output projection is tied to it.
@@ -377,27 +385,31 @@ class ElectraPretrainer(nn.Module):
   where the two network subtrees lack `embeddings` unless sharing is 'none'.
   """
   disc_config: ml_collections.ConfigDict
-  gen_config: ml_collections.ConfigDict
+  gen_config: ml_collections.ConfigDict | None
   embedding_sharing: str = 'shared'
+  main_network: type[nn.Module] = Discriminator
 
   def setup(self):
     validate.check_choice('config.electra.embedding_sharing', self.embedding_sharing,
                           validate.EMBEDDING_SHARING)
-    if self.embedding_sharing != 'none':
+    if self.gen_config is not None and self.embedding_sharing != 'none':
       for field in ('vocab_size', 'embedding_size', 'max_position_embeddings', 'type_vocab_size'):
         if self.disc_config[field] != self.gen_config[field]:
           raise UserError(f'shared embeddings need equal {field} in both networks, got '
                           f'{self.disc_config[field]} and {self.gen_config[field]}.')
       self.shared_embeddings = EmbeddingTables(self.disc_config)
-    if self.embedding_sharing == 'gdes':
-      self.embeddings_delta = EmbeddingTables(self.disc_config, zeros=True)
-    self.generator = Generator(self.gen_config)
-    self.discriminator = Discriminator(self.disc_config)
+      if self.embedding_sharing == 'gdes':
+        self.embeddings_delta = EmbeddingTables(self.disc_config, zeros=True)
+    if self.gen_config is not None:
+      self.generator = Generator(self.gen_config)
+    self.discriminator = self.main_network(self.disc_config)
 
   def _generator_tables(self):
     return None if self.embedding_sharing == 'none' else self.shared_embeddings()
 
   def _discriminator_tables(self):
+    if self.gen_config is None:  # nothing to share with: the main network's own tables
+      return None
     return discriminator_tables(self, self.embedding_sharing)
 
   def generator_logits(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
@@ -407,27 +419,29 @@ class ElectraPretrainer(nn.Module):
                           deterministic, embedding_tables=self._generator_tables())
 
   def discriminator_logits(self, input_ids, token_type_ids, attention_mask,
-                    deterministic: bool = True):
-    """[batch, length] float32 replaced-token logits."""
+                           deterministic: bool = True):
+    """[batch, length] float32 replaced-token logits (a `Discriminator` main network)."""
+    return self.discriminator(input_ids, token_type_ids, attention_mask, deterministic,
+                              embedding_tables=self._discriminator_tables())
+
+  def main_outputs(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
+                   deterministic: bool = True):
+    """The main network's outputs, whatever it is (a masked LM reads `masked_lm_positions`)."""
+    if self.main_network.reads_positions:
+      return self.discriminator(input_ids, token_type_ids, attention_mask, masked_lm_positions,
+                                deterministic, embedding_tables=self._discriminator_tables())
     return self.discriminator(input_ids, token_type_ids, attention_mask, deterministic,
                               embedding_tables=self._discriminator_tables())
 
   def __call__(self, input_ids, token_type_ids, attention_mask, masked_lm_positions,
                deterministic: bool = True):
-    """Both networks on the same input (used to initialise every parameter)."""
+    """Every network on the same input (used to initialise every parameter)."""
+    main = self.main_outputs(input_ids, token_type_ids, attention_mask, masked_lm_positions,
+                             deterministic)
+    if self.gen_config is None:
+      return main
     return (self.generator_logits(input_ids, token_type_ids, attention_mask, masked_lm_positions,
-                                  deterministic),
-            self.discriminator_logits(input_ids, token_type_ids, attention_mask, deterministic))
-
-
-def build_pretrainer(config: ml_collections.ConfigDict) -> ElectraPretrainer:
-  """The pretrainer from a full config (`config.model` is the discriminator)."""
-  validate.validate_model_config(config.model)
-  return ElectraPretrainer(
-      disc_config=config.model,
-      gen_config=validate.generator_config(config.model, config.electra.generator_hidden_fraction,
-                                  config.electra.embedding_sharing),
-      embedding_sharing=config.electra.embedding_sharing)
+                                  deterministic), main)
 
 
 def init_pretrainer_params(model: ElectraPretrainer, rng: jax.Array, max_seq_length: int,

@@ -20,6 +20,7 @@ Two companions put `disc_auc` in perspective:
   how much padding the batches carry, so only it compares with the original's logs.
 """
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -166,6 +167,80 @@ def disc_stats(disc_logits: jax.Array, replaced: jax.Array, weights: jax.Array,
   return stats
 
 
+def dropout_rngs(dropout_rng: jax.Array | None, deterministic: bool) -> tuple[dict, dict]:
+  """({'dropout': key} of the generator, of the main network); both {} when deterministic."""
+  if deterministic:
+    return {}, {}
+  gen_key, main_key = jax.random.split(dropout_rng)
+  return {'dropout': gen_key}, {'dropout': main_key}
+
+
+def sample_and_corrupt(gen_logits: jax.Array, batch: dict[str, jax.Array], sample_rng: jax.Array,
+                       electra_config: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+  """(sampled ids [batch, slots], corrupted input [batch, length]): the generator's samples (no
+  gradient flows back through them) written into the used mask slots. Training and the
+  inspector both draw replacements here."""
+  with jax.named_scope('sampling'):  # named for the profile in benchmarks/bench_train_step.py
+    sampled_ids = sample_tokens(
+        gen_logits, sample_rng, batch['masked_lm_ids'], temperature=electra_config.temperature,
+        disallow_correct=electra_config.disallow_correct,
+        sampler=electra_config.get('sampler', 'gumbel'))  # runs saved before the switch: Gumbel
+    corrupted_ids = corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled_ids,
+                                  batch['masked_lm_weights'].astype(jnp.float32))
+  return sampled_ids, corrupted_ids
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorStep:
+  """What the generator half of a step produced: its logits at the mask slots, the corrupted
+  input, and its stats (masked_lm_*, sampled_masked_lm_correct, weighted_masked_lm_loss_sum)."""
+  logits: jax.Array
+  sampled_ids: jax.Array
+  corrupted_ids: jax.Array
+  stats: dict[str, jax.Array]
+  gen_weight: float
+
+  def weighted_loss(self, num_slots: jax.Array) -> jax.Array:
+    """gen_weight * its masked-LM cross-entropy, per used mask slot of the full batch."""
+    return self.gen_weight * self.stats['masked_lm_loss_sum'] / num_slots
+
+
+def lm_stats(prefix: str, logits: jax.Array, targets: jax.Array, weights: jax.Array,
+             nll: jax.Array) -> dict[str, jax.Array]:
+  """`{prefix}_loss_sum`, `{prefix}_count`, `{prefix}_correct` of a masked LM's predictions."""
+  return {f'{prefix}_loss_sum': jnp.sum(nll * weights),
+          f'{prefix}_count': jnp.sum(weights),
+          f'{prefix}_correct': jnp.sum((jnp.argmax(logits, -1) == targets) * weights)}
+
+
+def generator_step(model, variables, batch: dict[str, jax.Array], sample_rng: jax.Array,
+                   electra_config: ml_collections.ConfigDict, rngs: dict,
+                   deterministic: bool) -> GeneratorStep:
+  """The generator's masked LM on the [MASK]ed input (at the mask slots only), then its samples
+  written into the input: the first half of ELECTRA's step, and of every objective that
+  corrupts with a generator (`electra_jax.objectives`)."""
+  gen_logits = model.apply(
+      variables, batch['masked_input_ids'], batch['token_type_ids'], batch['attention_mask'],
+      batch['masked_lm_positions'], deterministic, method=model.generator_logits,
+      rngs=rngs).astype(jnp.float32)
+  targets = batch['masked_lm_ids']
+  slot_weights = batch['masked_lm_weights'].astype(jnp.float32)
+  nll = optax.softmax_cross_entropy_with_integer_labels(gen_logits, targets)
+  stats = lm_stats('masked_lm', gen_logits, targets, slot_weights, nll)
+  sampled_ids, corrupted_ids = sample_and_corrupt(gen_logits, batch, sample_rng, electra_config)
+  stats['sampled_masked_lm_correct'] = jnp.sum((sampled_ids == targets) * slot_weights)
+  # Pre-weighted, so that `summarize` can rebuild `loss` from summed stats alone.
+  stats['weighted_masked_lm_loss_sum'] = electra_config.gen_weight * stats['masked_lm_loss_sum']
+  return GeneratorStep(gen_logits, sampled_ids, corrupted_ids, stats, electra_config.gen_weight)
+
+
+def check_sample_keys(sample_rng: jax.Array, batch: dict[str, jax.Array]) -> None:
+  if sample_rng.shape[:1] != batch['input_ids'].shape[:1]:
+    raise ValueError(f'sample_rng must hold one key per example: got shape {sample_rng.shape} '
+                     f"for a batch of {batch['input_ids'].shape[0]}; use jax.random.split(key, "
+                     'batch_size).')
+
+
 def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: jax.Array,
                      dropout_rng: jax.Array | None, deterministic: bool,
                      electra_config: ml_collections.ConfigDict,
@@ -193,38 +268,16 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
     (total loss scalar, stats): stats is a flat dict of sums and counts (the AUC histograms are
     [AUC_BINS] arrays), to be summed over micro-batches / eval batches and read by `summarize`.
   """
-  if sample_rng.shape[:1] != batch['input_ids'].shape[:1]:
-    raise ValueError(f'sample_rng must hold one key per example: got shape {sample_rng.shape} '
-                     f"for a batch of {batch['input_ids'].shape[0]}; use jax.random.split(key, "
-                     'batch_size).')
+  check_sample_keys(sample_rng, batch)
   if normalizers is None:
     normalizers = loss_normalizers(batch)
   num_slots = jnp.maximum(jnp.asarray(normalizers[0], jnp.float32), 1.0)
   num_tokens = jnp.maximum(jnp.asarray(normalizers[1], jnp.float32), 1.0)
-  if deterministic:
-    gen_rngs = disc_rngs = {}
-  else:
-    gen_key, disc_key = jax.random.split(dropout_rng)
-    gen_rngs, disc_rngs = {'dropout': gen_key}, {'dropout': disc_key}
+  gen_rngs, disc_rngs = dropout_rngs(dropout_rng, deterministic)
   variables = {'params': params}
-
-  # Generator: masked LM at the masked positions only.
-  gen_logits = model.apply(
-      variables, batch['masked_input_ids'], batch['token_type_ids'], batch['attention_mask'],
-      batch['masked_lm_positions'], deterministic, method=model.generator_logits, rngs=gen_rngs)
-  gen_logits = gen_logits.astype(jnp.float32)
-  slot_weights = batch['masked_lm_weights'].astype(jnp.float32)
-  targets = batch['masked_lm_ids']
-  slot_nll = optax.softmax_cross_entropy_with_integer_labels(gen_logits, targets)
-  gen_loss_sum = jnp.sum(slot_nll * slot_weights)
-
-  # Sampling and the corrupted input (no gradient flows back through the samples).
-  with jax.named_scope('sampling'):  # named for the profile in benchmarks/bench_train_step.py
-    sampled_ids = sample_tokens(
-        gen_logits, sample_rng, targets, temperature=electra_config.temperature,
-        disallow_correct=electra_config.disallow_correct, sampler=electra_config.sampler)
-    corrupted_ids = corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled_ids,
-                                  slot_weights)
+  generated = generator_step(model, variables, batch, sample_rng, electra_config, gen_rngs,
+                             deterministic)
+  gen_logits, corrupted_ids = generated.logits, generated.corrupted_ids
   token_weights = batch['attention_mask'].astype(jnp.float32)
   # A correctly sampled token is an original one.
   replaced = (corrupted_ids != batch['input_ids']).astype(jnp.float32) * token_weights
@@ -236,17 +289,11 @@ def pretraining_loss(model, params, batch: dict[str, jax.Array], *, sample_rng: 
   disc_loss_sum = jnp.sum(optax.sigmoid_binary_cross_entropy(disc_logits, replaced)
                           * token_weights)
 
-  gen_weight, disc_weight = electra_config.gen_weight, electra_config.disc_weight
-  total = gen_weight * gen_loss_sum / num_slots + disc_weight * disc_loss_sum / num_tokens
-
+  disc_weight = electra_config.disc_weight
+  total = generated.weighted_loss(num_slots) + disc_weight * disc_loss_sum / num_tokens
   stats = {
-      'masked_lm_loss_sum': gen_loss_sum,
-      'masked_lm_count': jnp.sum(slot_weights),
-      'masked_lm_correct': jnp.sum((jnp.argmax(gen_logits, -1) == targets) * slot_weights),
-      'sampled_masked_lm_correct': jnp.sum((sampled_ids == targets) * slot_weights),
+      **generated.stats,
       'disc_loss_sum': disc_loss_sum,
-      # Pre-weighted sums, so that `summarize` can rebuild `loss` from summed stats alone.
-      'weighted_masked_lm_loss_sum': gen_weight * gen_loss_sum,
       'weighted_disc_loss_sum': disc_weight * disc_loss_sum,
       **disc_stats(disc_logits, replaced, token_weights, corrupted_ids, gen_logits.shape[-1],
                    compute_auc),
@@ -348,6 +395,15 @@ def summarize(stats: dict[str, jax.Array],
       'loss': (ratio(s['weighted_masked_lm_loss_sum'], s['masked_lm_count'])
                + ratio(s['weighted_disc_loss_sum'], s['disc_count'])),
   }
+  metrics.update(auc_metrics(s, token_reference))
+  return metrics
+
+
+def auc_metrics(stats: dict[str, jax.Array],
+                token_reference: dict[str, jax.Array] | None = None) -> dict[str, jax.Array]:
+  """disc_auc, disc_auc_with_padding and (with `token_reference`) disc_auc_token_only and
+  disc_auc_context_gain of a detector's summed stats; {} when they hold no histograms."""
+  s, metrics = stats, {}
   if 'disc_auc_positive_hist' in s:
     metrics['disc_auc'] = auc_from_histograms(s['disc_auc_positive_hist'],
                                               s['disc_auc_negative_hist'])

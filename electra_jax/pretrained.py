@@ -29,7 +29,7 @@ from electra_jax import errors
 from electra_jax.errors import UserError
 from electra_jax import export
 from electra_jax import hf
-from electra_jax import objective_switch
+from electra_jax import objectives
 from electra_jax import param_trees
 from electra_jax import tf1
 from electra_jax import validate
@@ -38,19 +38,27 @@ from electra_jax.data import tokenizers
 from electra_jax.data.tokenizers import hf as hf_tokenizer
 
 KINDS = ('workdir', 'hf', 'tf1')
+MASKED_LM_DIR = 'masked_lm'  # where an export puts a masked-LM main network
 
 
 @dataclasses.dataclass
 class Pretrained:
   """A loaded checkpoint: standalone networks (numpy, unscanned layers) and the tokenizer."""
-  disc_config: ml_collections.ConfigDict  # the `config.model` schema
-  disc_params: dict[str, Any]  # `model.Discriminator` tree
+  disc_config: ml_collections.ConfigDict  # the `config.model` schema of the main network
+  # The MAIN network's tree: a `model.Discriminator` for ELECTRA, the masked LM of the other
+  # objectives (`trained_by.main_network`). Tools that need a detector check `trained_by`.
+  disc_params: dict[str, Any]
   gen_config: ml_collections.ConfigDict | None = None
   gen_params: dict[str, Any] | None = None  # `model.Generator` tree
   tokenizer: tokenizers.Tokenizer | None = None
   tokenizer_files: list[str] = dataclasses.field(default_factory=list)
   source_config: dict | None = None  # the full run config, when the source is a workdir
   step: int | None = None  # the checkpoint step, when the source is a workdir
+  objective: str = objectives.DEFAULT  # what trained the main network (`objectives.NAMES`)
+
+  @property
+  def trained_by(self) -> objectives.Objective:
+    return objectives.named(self.objective)
 
 
 def _model_schema(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -68,14 +76,14 @@ def detect_kind(path: str) -> str:
   if tf.io.gfile.isdir(checkpoint_lib.checkpoint_dir(path)):
     return 'workdir'
   if any(tf.io.gfile.exists(os.path.join(path, *parts, 'config.json'))
-         for parts in ((), ('discriminator',))):
+         for parts in ((), ('discriminator',), (MASKED_LM_DIR,))):
     return 'hf'
   if tf1.is_tf1_checkpoint(path):
     return 'tf1'
   problem = 'is not a checkpoint' if tf.io.gfile.exists(path) else 'does not exist'
   raise UserError(f'{path!r} {problem}: expected a pre-training workdir (with checkpoints/), a '
-                  'Hugging Face directory (with config.json, or discriminator/config.json) or a '
-                  'TF1 checkpoint prefix (PREFIX.index).')
+                  'Hugging Face directory (with config.json, discriminator/config.json or '
+                  'masked_lm/config.json) or a TF1 checkpoint prefix (PREFIX.index).')
 
 
 def load_checkpoint(path: str, *, step: int | None = None, kind: str | None = None,
@@ -165,7 +173,8 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
     raise _unreadable_checkpoint(path, step, error) from error
   # The objective's own split: for the MLM objectives `discriminator` is the main masked LM,
   # and 'mlm' has no generator (None).
-  networks = objective_switch.split_params(param_trees.to_unscanned_layers(params), config)
+  trained_by = objectives.of(config)
+  networks = trained_by.split_params(param_trees.to_unscanned_layers(params), config)
   gen_config = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                           config.electra.embedding_sharing)
   has_generator = networks['generator'] is not None
@@ -174,7 +183,7 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
   return Pretrained(_model_schema(config.model), _to_numpy(networks['discriminator']),
                     _model_schema(gen_config) if has_generator else None,
                     _to_numpy(networks['generator']) if has_generator else None, tokenizer,
-                    tokenizer.files() if tokenizer else [], run_config, step)
+                    tokenizer.files() if tokenizer else [], run_config, step, trained_by.name)
 
 
 def _to_numpy(tree):
@@ -196,12 +205,28 @@ def _load_hf(path: str, generator_path: str | None) -> Pretrained:
     disc_dir = os.path.join(path, 'discriminator')
   if generator_path is None and tf.io.gfile.exists(os.path.join(path, 'generator', 'config.json')):
     generator_path = os.path.join(path, 'generator')
+  if (not tf.io.gfile.exists(os.path.join(disc_dir, 'config.json'))
+      and tf.io.gfile.exists(os.path.join(path, MASKED_LM_DIR, 'config.json'))):
+    return _load_hf_masked_lm(path, generator_path)
   disc_config, disc_params = _load_hf_network(disc_dir, 'discriminator')
   gen_config = gen_params = None
   if generator_path:
     gen_config, gen_params = _load_hf_network(generator_path, 'generator')
   tokenizer, files = hf_tokenizer.find_tokenizer(disc_dir)
   return Pretrained(disc_config, disc_params, gen_config, gen_params, tokenizer, files)
+
+
+def _load_hf_masked_lm(path: str, generator_path: str | None) -> Pretrained:
+  """An export of a masked-LM objective: DST/masked_lm (the main network) [+ DST/generator],
+  read as `objectives.of_masked_lm_export` says."""
+  main_dir = os.path.join(path, MASKED_LM_DIR)
+  main_config, main_params = _load_hf_network(main_dir, 'generator')
+  gen_config = gen_params = None
+  if generator_path:
+    gen_config, gen_params = _load_hf_network(generator_path, 'generator')
+  tokenizer, files = hf_tokenizer.find_tokenizer(main_dir)
+  return Pretrained(main_config, main_params, gen_config, gen_params, tokenizer, files,
+                    objective=objectives.of_masked_lm_export(gen_params is not None).name)
 
 
 def _tf1_vocab(prefix: str) -> str | None:
@@ -292,21 +317,22 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any,
   source = config.init_from
   if pretrained is None:
     pretrained = load_checkpoint(source)
+  export.check_main_network(pretrained, config)
   fresh = nn.meta.unbox(fresh_params)
-  sharing = config.electra.embedding_sharing
+  trains = objectives.of(config)
   # Each network on its own first, so that an error names the checkpoint's own tensor.
   networks = jax.eval_shape(
-      lambda p: param_trees.to_unscanned_layers(param_trees.split_params(p, sharing)), fresh)
+      lambda p: param_trees.to_unscanned_layers(trains.split_params(p, config)), fresh)
   loaded = {'discriminator': pretrained.disc_params}
-  if pretrained.gen_params is not None:
+  if pretrained.gen_params is not None and trains.has_generator:
     loaded['generator'] = pretrained.gen_params
   _check_same_shapes(loaded, {k: networks[k] for k in loaded}, f'init_from={source!r}')
   fresh_generator = None
-  if pretrained.gen_params is None:
+  if pretrained.gen_params is None and trains.has_generator:
     logging.warning('%s has no generator: the generator starts from its fresh initialisation.',
                     source)
     fresh_generator = param_trees.to_unscanned_layers(
-        param_trees.split_params(fresh, sharing)['generator'])
+        trains.split_params(fresh, config)['generator'])
   joint = export.joint_params(pretrained, config, fresh_generator)
   _check_same_shapes(joint, fresh, f'init_from={source!r}')
 

@@ -15,7 +15,7 @@ import optax
 
 from electra_jax import model as model_lib
 from electra_jax import objective
-from electra_jax import objective_switch
+from electra_jax import objectives
 
 NONFINITE_LOSS, NONFINITE_GRADS = 1, 2  # the bits of the step's `nonfinite` statistic
 
@@ -90,8 +90,10 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
   # Loss normalisers over the whole global batch, so micro-batch losses add up to the batch loss.
   normalizers = objective.loss_normalizers(batch)
 
+  pretraining_loss = objectives.of(config).loss
+
   def loss_fn(params, micro_batch, micro_sample_rngs, micro_dropout_rng):
-    return objective_switch.pretraining_loss(
+    return pretraining_loss(
         model, params, micro_batch, sample_rng=micro_sample_rngs, dropout_rng=micro_dropout_rng,
         deterministic=False, electra_config=config.electra, normalizers=normalizers)
 
@@ -150,7 +152,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], batch_index: jax.Array, 
   """
   rng = jax.random.fold_in(jax.random.fold_in(base_rng, 0x5EED), batch_index)
   sample_rngs = jax.random.split(rng, batch['input_ids'].shape[0])
-  _, stats = objective_switch.pretraining_loss(
+  _, stats = objectives.of(config).loss(
       model, params, batch, sample_rng=sample_rngs, dropout_rng=rng, deterministic=True,
       electra_config=config.electra)
   return stats

@@ -32,7 +32,7 @@ from electra_jax import flops as flops_lib
 from electra_jax import mesh as mesh_lib
 from electra_jax import model as model_lib
 from electra_jax import objective
-from electra_jax import objective_switch
+from electra_jax import objectives
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import pretrained as pretrained_lib
 from electra_jax import reporting
@@ -259,6 +259,7 @@ def checked_mesh(config: ml_collections.ConfigDict, devices: list[jax.Device],
                  process_count: int) -> tuple[Any, tuple]:
   """(mesh, logical axis rules) after every config check that needs no data or files."""
   validate.validate_config(config, num_devices=len(devices), process_count=process_count)
+  objectives.of(config)  # an unknown objective is named here, before any work
   return mesh_lib.make_mesh(config.mesh, devices), validate.logical_axis_rules(config.mesh)
 
 
@@ -287,7 +288,7 @@ class Program:
 def build_program(config: ml_collections.ConfigDict, mesh, rules) -> Program:
   """Model, optimizer, sharded abstract state and the jitted train/eval steps over `mesh`."""
   jax.config.update('jax_threefry_partitionable', True)  # random bits independent of the mesh
-  model = objective_switch.build_model(config)
+  model = objectives.of(config).build_model(config)
   schedule = optimizer_lib.learning_rate_schedule(config.train)
   tx = optimizer_lib.make_optimizer(config.train, schedule)
   max_predictions = validate.max_predictions(config)
@@ -365,7 +366,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   tokens_per_step = config.train.batch_size * config.data.max_seq_length
   throughput = reporting.Throughput(
       tokens_per_step=tokens_per_step,
-      flops_per_step=flops_lib.train_flops_per_token(config) * tokens_per_step,
+      flops_per_step=objectives.train_flops_per_token(config) * tokens_per_step,
       num_devices=len(devices),
       peak_tflops=reporting.peak_tflops_per_device(devices[0],
                                                    config.train.peak_tflops_per_device))
@@ -406,8 +407,8 @@ def evaluate(run: Run, step: int, token_reference: dict[str, Any]) -> dict[str, 
     batch = _to_global(next(eval_iterator), run.batch_sharding)
     batch_stats = run.eval_step(run.state.params, batch, jnp.int32(index))
     totals = batch_stats if totals is None else _add_stats(totals, batch_stats)
-  summary = objective_switch.summarize(objective_switch.objective_of(run.config),
-                                       jax.device_get(totals), jax.device_get(token_reference))
+  summary = objectives.of(run.config).summarize(jax.device_get(totals),
+                                                jax.device_get(token_reference))
   metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
   run.writer.write(step, metrics)
   logging.info(reporting.eval_line(step, metrics))
@@ -520,8 +521,7 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
 
     if step % t.log_every == 0 or step == t.num_steps:
       nonfinite.check()
-      summary = objective_switch.summarize(objective_switch.objective_of(run.config),
-                                           jax.device_get(window))
+      summary = objectives.of(run.config).summarize(jax.device_get(window))
       metrics = {k: float(v) for k, v in summary.items()}
       metrics.update(loss=float(loss), grad_norm=float(grad_norm),
                      param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)),

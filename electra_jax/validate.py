@@ -26,8 +26,6 @@ DTYPES = ('float32', 'bfloat16')
 PARAM_DTYPES = ('float32',)
 EMBEDDING_SHARING = ('shared', 'gdes', 'none')  # config.electra.embedding_sharing
 SAMPLERS = ('gumbel', 'inverse_cdf')  # config.electra.sampler; see configs/default.py
-# config.electra.objective; see configs/default.py and objective_switch.py
-OBJECTIVES = ('electra', 'mlm', 'electra_15', 'replace_mlm', 'all_tokens_mlm')
 REMAT = ('none', 'full', 'dots')  # config.model.remat
 SOURCES = ('builtin', 'files', 'jsonl', 'parquet', 'hf', 'tfds', 'prepared',
            'synthetic')  # config.data.source
@@ -117,18 +115,6 @@ def max_predictions_for(mask_prob: float, max_seq_length: int, configured: int =
   if configured != -1:
     return configured
   return int((mask_prob + 0.005) * max_seq_length)
-
-
-# electra.objective='mlm' (the BERT baseline) masks as BERT: of the masked positions 80% [MASK],
-# 10% a random token, 10% kept, whatever data.mask_token_prob/random_token_prob say.
-BERT_MASKING = (0.8, 0.1)
-
-
-def masking_probs(config: ml_collections.ConfigDict) -> tuple[float, float]:
-  """(mask_token_prob, random_token_prob) the batches are masked with."""
-  if config.electra.get('objective', 'electra') == 'mlm':
-    return BERT_MASKING
-  return config.data.mask_token_prob, config.data.random_token_prob
 
 
 def max_predictions(config: ml_collections.ConfigDict) -> int:
@@ -231,7 +217,6 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
   generator_config(config.model, e.generator_hidden_fraction, e.embedding_sharing)
   require(e.temperature > 0, f'config.electra.temperature={e.temperature} must be > 0.')
   check_choice('config.electra.sampler', e.sampler, SAMPLERS)
-  check_choice('config.electra.objective', e.get('objective', 'electra'), OBJECTIVES)
   validate_data_options(config)
 
   require(t.num_steps > 0, f'config.train.num_steps={t.num_steps} must be positive.')

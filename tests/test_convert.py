@@ -22,6 +22,7 @@ import tensorflow as tf
 from electra_jax import checkpoint as checkpoint_lib
 from electra_jax import export
 from electra_jax import model as model_lib
+from electra_jax import objectives
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import param_trees
 from electra_jax import pretrained as pretrained_lib
@@ -116,7 +117,7 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
   assert pair['token_type_ids'] == [0] * (len(first) + 2) + [1] * (len(second) + 1)
 
   # Our logits come from the trained joint params, straight from the workdir.
-  model = model_lib.build_pretrainer(run.config)
+  model = objectives.of(run.config).build_model(run.config)
   params = restore_params(run.workdir, run.config.train.num_steps)
   ids, types, mask = _padded_pair_batch(ours_tokenizer, 24)
   positions = np.array([[1, 3, 5, 20], [2, 4, 6, 8]], np.int32)
@@ -169,7 +170,7 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
   # The converted workdir resumes the way train.py resumes a run: step 0, the same params.
   validate.validate_config(config, num_devices=1)
   tx = optimizer_lib.make_optimizer(config.train)
-  init_fn = steps.make_init_fn(model_lib.build_pretrainer(config), tx,
+  init_fn = steps.make_init_fn(objectives.of(config).build_model(config), tx,
                                config.data.max_seq_length, 4)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
   abstract, _ = sharding.state_shardings(init_fn, jax.random.key(0), mesh, ())
@@ -201,7 +202,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   config.init_from = str(hf_export)
   mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
   rules = validate.logical_axis_rules(config.mesh)
-  model = model_lib.build_pretrainer(config)
+  model = objectives.of(config).build_model(config)
   fresh, _, _ = sharding.create_sharded_state(
       lambda rng: model_lib.init_pretrainer_params(model, rng, 32, 4), jax.random.key(0), mesh,
       rules)
@@ -224,7 +225,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   # Sizes that differ from the checkpoint's: the error names the tensor and both shapes.
   config.model.vocab_size = 300
   other = jax.eval_shape(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
-      model_lib.build_pretrainer(config), jax.random.key(0), 32, 4)))
+      objectives.of(config).build_model(config), jax.random.key(0), 32, 4)))
   with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
                      r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
     pretrained_lib.initial_params(config, other)
@@ -256,7 +257,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   computes our logits."""
   config = tiny_config(repo_root)
   config.electra.update(embedding_sharing='none', generator_hidden_fraction=0.75)  # H_gen 48
-  model = model_lib.build_pretrainer(config)
+  model = objectives.of(config).build_model(config)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
   parts = jax.tree.map(np.asarray, param_trees.split_params(joint, 'none'))
   gen_config = model.gen_config
@@ -275,10 +276,7 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   positions = np.array([[1, 3, 5, 7], [2, 4, 6, 8]], np.int32)
   ours = model.apply({'params': joint}, ids, types, mask, positions,
                      method=model_lib.ElectraPretrainer.generator_logits)
-  with torch.no_grad():
-    theirs = gen(input_ids=torch.tensor(ids, dtype=torch.long),
-                 token_type_ids=torch.tensor(types, dtype=torch.long),
-                 attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()
+  theirs = torch_logits(gen, ids, types, mask)
   np.testing.assert_allclose(np.asarray(ours), np.take_along_axis(theirs, positions[..., None], 1),
                              atol=1e-4)
 
@@ -445,3 +443,12 @@ def test_tf1_errors_name_the_problem(tf1_checkpoint, tmp_path):
   _write_tf1_checkpoint(other, {'bert/embeddings/word_embeddings': np.zeros((4, 2), np.float32)})
   with pytest.raises(ValueError, match='not an ELECTRA TF1 checkpoint'):
     pretrained_lib.load_checkpoint(other)
+
+
+def torch_logits(hf_model, ids, types, mask) -> np.ndarray:
+  """A transformers model's logits on numpy int inputs."""
+  import torch  # noqa: PLC0415 - heavy; only where a test compares with transformers
+  with torch.no_grad():
+    return hf_model(input_ids=torch.tensor(ids, dtype=torch.long),
+                    token_type_ids=torch.tensor(types, dtype=torch.long),
+                    attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()

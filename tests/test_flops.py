@@ -10,6 +10,7 @@ import pytest
 from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import objectives
 from electra_jax import param_trees
 from electra_jax import startup
 from electra_jax import validate
@@ -38,7 +39,7 @@ def count(tree):
 @pytest.mark.parametrize('sharing', validate.EMBEDDING_SHARING)
 def test_param_counts_match_the_model(repo_root, embedding_size, sharing):
   config = small_test_config(repo_root, embedding_size, sharing)
-  model = model_lib.build_pretrainer(config)
+  model = objectives.of(config).build_model(config)
   joint = nn.meta.unbox(jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), 64, 9)))
   counts = flops.param_counts(config)
@@ -58,7 +59,7 @@ def test_reference_sizes(repo_root):
 
 def test_train_flops_agree_with_xla_cost_analysis(repo_root):
   config = small_test_config(repo_root)
-  model = model_lib.build_pretrainer(config)
+  model = objectives.of(config).build_model(config)
   length, predictions, batch_size = 64, validate.max_predictions(config), 4
   assert predictions == 9  # int((0.15 + 0.005) * 64)
   params = nn.meta.unbox(jax.eval_shape(
@@ -74,5 +75,5 @@ def test_train_flops_agree_with_xla_cost_analysis(repo_root):
   cost = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
   xla_per_token = cost['flops'] / (batch_size * length)
   # XLA also counts elementwise work (softmax, GELU, LayerNorm, sampling), which we leave out.
-  ratio = flops.train_flops_per_token(config) / xla_per_token
+  ratio = objectives.train_flops_per_token(config) / xla_per_token
   assert 0.88 < ratio <= 1.0, ratio

@@ -22,6 +22,7 @@ from electra_jax import export
 from electra_jax import inspect
 from electra_jax import model as model_lib
 from electra_jax import objective
+from electra_jax import objectives
 from electra_jax import pretrained as pretrained_lib
 from electra_jax.data import masking
 from electra_jax.data import pretraining
@@ -87,7 +88,7 @@ def _recompute(run, ids, types, inspections, seed, bias_token=None):
   np.testing.assert_array_equal(generator_input, expected_mask['masked_input_ids'].numpy())
   np.testing.assert_array_equal(positions, expected_mask['masked_lm_positions'].numpy())
 
-  model = model_lib.build_pretrainer(run.config)
+  model = objectives.of(run.config).build_model(run.config)
   params = jax.tree.map(np.array, restore_params(run.workdir, 4))  # writable copies
   if bias_token is not None:
     params['generator']['generator_lm_head']['bias'][bias_token] += BIAS

@@ -7,7 +7,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from electra_jax import mesh as mesh_lib
-from electra_jax import model as model_lib
+from electra_jax import objectives
 from electra_jax import optimizer as optimizer_lib
 from electra_jax import sharding
 from electra_jax import steps
@@ -38,7 +38,7 @@ def test_create_sharded_state_places_every_leaf_as_its_logical_names_say():
   mesh = mesh_lib.make_mesh(config.mesh)
   rules = validate.logical_axis_rules(config.mesh)
   tx = optimizer_lib.make_optimizer(config.train)
-  init_fn = steps.make_init_fn(model_lib.build_pretrainer(config), tx, 32,
+  init_fn = steps.make_init_fn(objectives.of(config).build_model(config), tx, 32,
                                validate.max_predictions(config))
   state, abstract, shardings = sharding.create_sharded_state(init_fn, jax.random.key(0), mesh,
                                                              rules)

@@ -26,6 +26,7 @@ import ml_collections
 import tensorflow as tf
 
 from electra_jax.errors import UserError
+from electra_jax import objectives
 from electra_jax import validate
 from electra_jax.data import corpus
 from electra_jax.data import documents
@@ -47,7 +48,7 @@ def masking_options_for(config: ml_collections.ConfigDict,
                         tokenizer: tokenizers.Tokenizer) -> masking.MaskingOptions:
   """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
   data = config.data
-  mask_token_prob, random_token_prob = validate.masking_probs(config)
+  mask_token_prob, random_token_prob = objectives.of(config).masking_probs(config)
   return masking.MaskingOptions(
       mask_prob=data.mask_prob, max_predictions=validate.max_predictions(config),
       mask_token_prob=mask_token_prob, random_token_prob=random_token_prob,

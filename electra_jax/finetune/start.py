@@ -46,7 +46,7 @@ PROTOCOL_SWITCHES = {
 class StartingPoint:
   """The encoder to fine-tune: its config, its weights (None = random init) and the tokenizer."""
   model_config: ml_collections.ConfigDict
-  encoder_params: Optional[dict[str, Any]]  # standalone Discriminator tree (numpy) or None
+  encoder_params: Optional[dict[str, Any]]  # the main network's standalone tree (numpy) or None
   tokenizer: Any
   tokenizer_files: list[str]
   description: str
@@ -65,7 +65,9 @@ def load_starting_point(config: ml_collections.ConfigDict) -> StartingPoint:
     model_config = ml_collections.ConfigDict(pretrained.disc_config.to_dict())
     params = jax.tree.map(np.asarray, nn.meta.unbox(pretrained.disc_params))
     tokenizer, files = pretrained.tokenizer, list(pretrained.tokenizer_files or [])
-    description = f'pre-trained discriminator from {config.init_from}'
+    # The main network's encoder: ELECTRA's discriminator, or the masked LM of an MLM objective.
+    description = (f'pre-trained {pretrained.trained_by.main_export} (electra.objective='
+                   f'{pretrained.objective!r}) from {config.init_from}')
     for field in _COMPUTE_FIELDS:
       model_config[field] = config.model[field]
   else:

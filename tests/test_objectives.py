@@ -1,4 +1,4 @@
-"""The paper's comparison objectives (`electra.objective`): losses from the paper's definitions in
+"""The objectives (`electra_jax.objectives`, `electra.objective`): losses from the paper's definitions in
 numpy, metrics, FLOPs, validation, and training on a 2x2x2 mesh with exact resume."""
 
 import flax.linen as nn
@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 
 from electra_jax import export
-from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import pretrained as pretrained_lib
+from electra_jax import objectives
 from electra_jax import steps
-from electra_jax import objective_switch
 from electra_jax import train
-from electra_jax import validate
 from electra_jax.configs import default
 from electra_jax.errors import UserError
+from test_convert import torch_logits  # tests/test_convert.py
 from test_train import read_metrics, small_config  # tests/test_train.py
 
 VOCAB = 6
@@ -82,10 +81,10 @@ def _loss(name, **electra):
   model = FakeModel({'generator': jnp.asarray(GEN_LOGITS), 'discriminator': jnp.asarray(
       DISC_LOGITS), 'main': (jnp.asarray(MAIN_ALL_LOGITS), jnp.asarray(GATE_LOGITS))
       if name == 'all_tokens_mlm' else jnp.asarray(MAIN_SLOT_LOGITS)})
-  loss, stats = objective_switch.pretraining_loss(
+  loss, stats = objectives.named(name).loss(
       model, {}, _batch(), sample_rng=jax.random.split(jax.random.key(0), 1), dropout_rng=None,
       deterministic=True, electra_config=config)
-  return float(loss), objective_switch.summarize(name, stats), model
+  return float(loss), objectives.named(name).summarize(stats), model
 
 
 def test_mlm_is_cross_entropy_on_the_used_slots_of_one_network():
@@ -148,20 +147,20 @@ def test_unknown_objective_is_refused_naming_the_field():
   config = default.get_config()
   config.electra.objective = 'bert'
   with pytest.raises(UserError, match=r'config\.electra\.objective=.bert.*electra'):
-    validate.validate_config(config, num_devices=1)
+    train.checked_mesh(config, jax.devices()[:1], 1)
 
 
 def test_flops_per_objective():
   config = default.get_config()
   per = {}
-  for name in validate.OBJECTIVES:
+  for name in objectives.NAMES:
     config.electra.objective = name
-    per[name] = flops.train_flops_per_token(config)
+    per[name] = objectives.train_flops_per_token(config)
   assert per['electra_15'] == per['electra']  # same networks, restricted loss
   assert per['mlm'] < per['replace_mlm'] < per['all_tokens_mlm']
   # BERT and ELECTRA's discriminator are the same encoder; ELECTRA adds the small generator.
   config.electra.objective = 'mlm'
-  assert set(flops.forward_flops_per_token(config)) == {'discriminator'}
+  assert set(objectives.of(config).forward_flops_per_token(config)) == {'discriminator'}
 
 
 # ---- Training: 2x2x2 mesh == one device, and resume is exact ---------------------------------
@@ -199,7 +198,7 @@ def test_objective_trains_the_same_on_a_mesh_and_resumes_exactly(repo_root, tmp_
   expected = {'mlm': ['masked_lm'], 'electra_15': ['discriminator', 'generator']}.get(
       name, ['masked_lm', 'generator'])
   assert [p.rsplit('/', 1)[1] for p in written] == expected
-  expected_pflops = 3 * flops.train_flops_per_token(_objective_config(repo_root, name)) * 16 * 32
+  expected_pflops = 3 * objectives.train_flops_per_token(_objective_config(repo_root, name)) * 16 * 32
   np.testing.assert_allclose(mesh[-1]['pflops'], expected_pflops / 1e15, rtol=1e-6)
 
 
@@ -216,17 +215,16 @@ def test_a_run_saved_before_the_switch_resumes_as_electra():
 
 @pytest.mark.parametrize('name', ['mlm', 'all_tokens_mlm'])
 def test_masked_lm_main_network_exports_as_electra_for_masked_lm(repo_root, tmp_path, name):
-  import torch  # noqa: PLC0415 - heavy; only here
   import transformers  # noqa: PLC0415
   config = small_config(repo_root)
   config.electra.objective = name
-  model = objective_switch.build_model(config)
+  model = objectives.of(config).build_model(config)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
-  networks = jax.tree.map(np.asarray, objective_switch.split_params(joint, config))
+  networks = jax.tree.map(np.asarray, objectives.of(config).split_params(joint, config))
   gen_config = None if name == 'mlm' else model.gen_config
   written = export.write_hf(pretrained_lib.Pretrained(
       config.model, networks['discriminator'], gen_config, networks['generator'],
-      source_config=config.to_dict()), str(tmp_path / 'hf'))
+      source_config=config.to_dict(), objective=name), str(tmp_path / 'hf'))
   assert [p.rsplit('/', 1)[1] for p in written] == (
       ['masked_lm'] if name == 'mlm' else ['masked_lm', 'generator'])
   mlm, info = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / 'hf' / 'masked_lm',
@@ -239,11 +237,8 @@ def test_masked_lm_main_network_exports_as_electra_for_masked_lm(repo_root, tmp_
   types, mask = np.zeros_like(ids), np.ones_like(ids)
   positions = np.array([[1, 3, 5, 7], [2, 4, 6, 8]], np.int32)
   ours = model.apply({'params': joint}, ids, types, mask, positions,
-                     method=objective_switch.ComparisonPretrainer.main_outputs)
-  with torch.no_grad():
-    theirs = mlm(input_ids=torch.tensor(ids, dtype=torch.long),
-                 token_type_ids=torch.tensor(types, dtype=torch.long),
-                 attention_mask=torch.tensor(mask, dtype=torch.long)).logits.numpy()
+                     method=model_lib.ElectraPretrainer.main_outputs)
+  theirs = torch_logits(mlm, ids, types, mask)
   if name == 'all_tokens_mlm':  # the softmax part of the copy mechanism, at every position
     np.testing.assert_allclose(np.asarray(ours[0]), theirs, atol=1e-4)
   else:
