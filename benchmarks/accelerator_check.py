@@ -73,7 +73,7 @@ def _device_memory_limit(device) -> float | None:
 
 
 def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
-  from electra_jax import flops as flops_lib  # noqa: PLC0415
+  from electra_jax import objectives  # noqa: PLC0415
   from electra_jax import reporting  # noqa: PLC0415
   devices = jax.devices()
   limit = _device_memory_limit(devices[0])
@@ -92,7 +92,7 @@ def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
   step.run(2)  # warm-up
   step_time = step.run(timed_steps)
   tokens = config.train.batch_size * seq_len
-  tflops = flops_lib.train_flops_per_token(config) * tokens / step_time / len(devices) / 1e12
+  tflops = objectives.train_flops_per_token(config) * tokens / step_time / len(devices) / 1e12
   peak = reporting.peak_tflops_per_device(devices[0])
   return {
       'check': f'{label} train step', 'shape': f'{config.train.batch_size} x {seq_len}',

@@ -265,6 +265,7 @@ def torch_peer_step(config, batches):
 def main(argv):
   del argv
   from electra_jax import flops as flops_lib
+  from electra_jax import objectives
   from electra_jax import startup
 
   config = startup.load_config_file(_CONFIG.value)
@@ -302,7 +303,7 @@ def main(argv):
   peak = matmul_flops / matmul_seconds / 1e12 * devices
 
   tokens = _BATCH.value * _SEQ.value
-  flops_per_token = flops_lib.train_flops_per_token(step.config)
+  flops_per_token = objectives.train_flops_per_token(step.config)
   achieved = flops_per_token * tokens / step_time / 1e12
   counts = flops_lib.param_counts(step.config)
   print(f'config {_CONFIG.value} sampler {config.electra.sampler} dtype {config.model.dtype} '

@@ -49,7 +49,7 @@ class Step:
 def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = True) -> Step:
   """The train step of `config` (data.source forced to synthetic), its state and batches."""
   from electra_jax import mesh as mesh_lib  # noqa: PLC0415
-  from electra_jax import model as model_lib  # noqa: PLC0415
+  from electra_jax import objectives  # noqa: PLC0415
   from electra_jax import optimizer as optimizer_lib  # noqa: PLC0415
   from electra_jax import sharding  # noqa: PLC0415
   from electra_jax import steps  # noqa: PLC0415
@@ -61,7 +61,7 @@ def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = T
   config.data.source = 'synthetic'
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   rules = validate.logical_axis_rules(config.mesh)
-  model = model_lib.build_pretrainer(config)
+  model = objectives.of(config).build_model(config)
   tx = optimizer_lib.make_optimizer(config.train)
   max_predictions = validate.max_predictions(config)
   init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)

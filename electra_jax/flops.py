@@ -81,9 +81,14 @@ def masked_fraction(config: ml_collections.ConfigDict) -> float:
   return validate.max_predictions(config) / config.data.max_seq_length
 
 
+def masked_lm_at_slots_flops_per_token(m, config: ml_collections.ConfigDict) -> float:
+  """A masked-LM head of network `m` run at the mask slots only, per input token."""
+  return masked_fraction(config) * masked_lm_head_flops(m)
+
+
 def generator_forward_flops_per_token(config: ml_collections.ConfigDict) -> float:
   """The generator (`validate.generator_config`): encoder, and its head at the mask slots."""
   gen = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
                                    config.electra.embedding_sharing)
   return float(_encoder_forward_flops_per_token(gen, config.data.max_seq_length)
-               + masked_fraction(config) * masked_lm_head_flops(gen))
+               + masked_lm_at_slots_flops_per_token(gen, config))

@@ -4,6 +4,7 @@ word embeddings, no generator, and BERT's 80/10/10 masking whatever `config.data
 import jax.numpy as jnp
 import optax
 
+from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax.objectives import base
@@ -42,7 +43,6 @@ class Mlm(base.Objective):
     return metrics
 
   def main_head_flops_per_token(self, config):
-    return (base.flops_lib.masked_fraction(config)
-            * base.flops_lib.masked_lm_head_flops(config.model))
+    return flops.masked_lm_at_slots_flops_per_token(config.model, config)
 
 MLM = Mlm()

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from electra_jax import flops
 from electra_jax import model as model_lib
 from electra_jax import objective
 from electra_jax.objectives import base
@@ -109,8 +110,7 @@ class ReplaceMlm(base.Objective):
     return metrics
 
   def main_head_flops_per_token(self, config):
-    return (base.flops_lib.masked_fraction(config)
-            * base.flops_lib.masked_lm_head_flops(config.model))
+    return flops.masked_lm_at_slots_flops_per_token(config.model, config)
 
 
 class AllTokensMlm(ReplaceMlm):
@@ -141,8 +141,8 @@ class AllTokensMlm(ReplaceMlm):
 
   def main_head_flops_per_token(self, config):
     # The masked-LM head at every position, plus the copy gate (a discriminator head).
-    return (base.flops_lib.masked_lm_head_flops(config.model)
-            + base.flops_lib.discriminator_head_flops_per_token(config.model))
+    return (flops.masked_lm_head_flops(config.model)
+            + flops.discriminator_head_flops_per_token(config.model))
 
 
 REPLACE_MLM = ReplaceMlm()
