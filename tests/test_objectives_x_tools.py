@@ -52,7 +52,8 @@ def test_every_objective_is_registered_once_and_says_what_it_is():
   assert objectives.NAMES == ('electra', 'mlm', 'electra_15', 'replace_mlm', 'all_tokens_mlm')
   for name, objective in objectives.REGISTRY.items():
     assert objective.name == name and objectives.named(name) is objective
-    assert objective.main_export in ('discriminator', 'masked_lm')
+    assert objective.main_export in objectives.base.EXPORTS
+    assert objective.detector in objectives.base.DETECTORS
     # A detector is read from a discriminator, or from the copy gate of an all-tokens network.
     assert (objective.detector == 'discriminator') == (
         objective.main_network is model_lib.Discriminator)
