@@ -128,8 +128,9 @@ class AllTokensMlm(ReplaceMlm):
     stats = objective.lm_stats('main_mlm', lm_logits, batch['input_ids'], token_weights, nll)
     # The gate as a replaced-token detector: a replaced token should not be copied.
     replaced = (generated.corrupted_ids != batch['input_ids']).astype(jnp.float32) * token_weights
-    stats.update(objective.disc_stats(-gate_logits.astype(jnp.float32), replaced, token_weights,
-                                      generated.corrupted_ids, lm_logits.shape[-1], compute_auc))
+    stats.update(objective.disc_stats(self.replaced_logits(main).astype(jnp.float32), replaced,
+                                      token_weights, generated.corrupted_ids,
+                                      lm_logits.shape[-1], compute_auc))
     return stats['main_mlm_loss_sum'] / num_tokens, stats
 
   def summarize(self, stats, token_reference=None):
