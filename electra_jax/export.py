@@ -188,19 +188,16 @@ def joint_params(pretrained, config: ml_collections.ConfigDict,
 
   A source without a generator gets `fresh_generator`, or one initialised from `config.seed`.
   """
-  if not objectives.of(config).has_generator:  # the main network alone, with its own tables
-    joint = {'discriminator': pretrained.disc_params}
-    return param_trees.to_scanned_layers(joint) if config.model.scan_layers else joint
+  trains = objectives.of(config)
   gen_params = pretrained.gen_params
-  if gen_params is None:
+  if gen_params is None and trains.has_generator:
     if fresh_generator is None:
       gen_config = validate.generator_config(config.model,
                                               config.electra.generator_hidden_fraction,
                                               config.electra.embedding_sharing)
       fresh_generator = _fresh_generator(gen_config, config.seed)
     gen_params = fresh_generator
-  joint = param_trees.merge_params(pretrained.disc_params, gen_params,
-                                 config.electra.embedding_sharing)
+  joint = trains.merge_params(pretrained.disc_params, gen_params, config)
   if config.model.scan_layers:
     joint = param_trees.to_scanned_layers(joint)
   return joint

@@ -83,6 +83,12 @@ class Objective:
               'generator': None}
     return param_trees.split_params(joint_params, config.electra.embedding_sharing)
 
+  def merge_params(self, main, generator, config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The inverse of `split_params`: standalone trees -> the joint tree (unscanned layers)."""
+    if not self.has_generator:
+      return {'discriminator': main}
+    return param_trees.merge_params(main, generator, config.electra.embedding_sharing)
+
   def hf_networks(self, networks: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """[(directory, hf.py architecture, params)] a Hugging Face export writes. A masked-LM main
     network goes to 'masked_lm' as `ElectraForMaskedLM`, without any head no HF class holds."""
