@@ -10,12 +10,12 @@ Prints ONE markdown table:
     against the chip's bf16 peak (`electra_jax.reporting`), XLA's compiled peak memory per device,
     compile time. A batch that would not fit in the device's memory is halved before running.
     On a TPU, beside each measured step: the compile check's roofline estimate for the same
-    config on this topology (`electra_jax.compile_check.estimate`), and measured / estimated;
+    config on this topology (`electra_jax.pretraining.tpu_compile.estimate`), and measured / estimated;
   - a `tiny` pre-training run on the built-in corpus (loss at the first and the last log line),
     then its conversion to Hugging Face (`electra_jax.convert`), loaded back with `transformers`
     when that is installed.
 On CPUs the model rows use the `tiny` model with small batches, and the run is shorter, so the
-whole check takes a minute or two; tests/test_accelerator_check.py runs it that way.
+whole check takes a minute or two; tests/benchmarks/test_accelerator_check.py runs it that way.
 Budget on one accelerator: compiles dominate; the timed steps are few. Everything is printed
 even when one row fails (its `result` column says why).
 """
@@ -73,7 +73,7 @@ def _device_memory_limit(device) -> float | None:
 
 
 def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
-  from electra_jax import objectives  # noqa: PLC0415
+  from electra_jax.core import objectives  # noqa: PLC0415
   from electra_jax import reporting  # noqa: PLC0415
   devices = jax.devices()
   limit = _device_memory_limit(devices[0])
@@ -109,11 +109,12 @@ def _estimate(config, devices, step_time: float) -> str:
   if devices[0].platform != 'tpu':
     return 'n/a (TPU only)'
   try:
-    from electra_jax import compile_check  # noqa: PLC0415 - the [tpu] extra's tool
-    estimate_fn = compile_check.estimate
+    from electra_jax.parallel import topologies  # noqa: PLC0415 - the compile check's engine
+    from electra_jax.pretraining import tpu_compile  # noqa: PLC0415
+    estimate_fn = tpu_compile.estimate
   except (ImportError, AttributeError) as error:
-    return f'n/a (electra_jax.compile_check.estimate unavailable: {error})'
-  topology = compile_check.accelerator_type(devices)
+    return f'n/a (the compile check\'s estimate is unavailable: {error})'
+  topology = topologies.accelerator_type(devices)
   if topology is None:
     return f'n/a (no topology name known for {devices[0].device_kind!r})'
   try:

@@ -203,7 +203,7 @@ def torch_peer_step(config, batches):
   """A callable running one ELECTRA train step built from `transformers` in PyTorch (fp32)."""
   import torch
   import transformers
-  from electra_jax import validate
+  from electra_jax.spec import validate
 
   disc, gen = config.model, validate.generator_config(
       config.model, config.electra.generator_hidden_fraction)
@@ -264,8 +264,8 @@ def torch_peer_step(config, batches):
 
 def main(argv):
   del argv
-  from electra_jax import flops as flops_lib
-  from electra_jax import objectives
+  from electra_jax.core import flops as flops_lib
+  from electra_jax.core import objectives
   from electra_jax import startup
 
   config = startup.load_config_file(_CONFIG.value)

@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from electra_jax import objectives as objectives_lib  # the registry: every objective
+from electra_jax.core import objectives as objectives_lib  # the registry: every objective
 
 OBJECTIVES = objectives_lib.NAMES
 
@@ -87,7 +87,7 @@ def steps_for_budget(args, objectives):
 
 
 def pretrain(args, objective: str, num_steps: int) -> dict[str, float]:
-  from electra_jax import train  # noqa: PLC0415
+  from electra_jax.pretraining import train  # noqa: PLC0415
   workdir = os.path.join(args.workdir, objective)
   train.train_and_evaluate(pretraining_config(args, objective, num_steps), workdir)
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:

@@ -24,10 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from electra_jax import model as model_lib
-from electra_jax import optimizer as optimizer_lib
-from electra_jax.data import pretraining
 from electra_jax import startup
+from electra_jax.core import model as model_lib
+from electra_jax.core import optimizer as optimizer_lib
+from electra_jax.data import pretraining
 
 _STEPS = flags.DEFINE_integer('steps', 600, 'Training steps (the schedule ends here).')
 _LR = flags.DEFINE_float('learning_rate', 1e-3, 'Peak learning rate.')

@@ -2,16 +2,16 @@
 
   python benchmarks/param_counts.py
 
-Counts are analytic (electra_jax.flops, checked against the Flax model in tests/test_flops.py);
+Counts are analytic (electra_jax.core.flops, checked against the Flax model in tests/core/test_flops.py);
 the reference discriminator sizes are the paper's 14M / 110M / 335M, and the reference training
 compute is the paper's (Table 1/8) 1.4e18 FLOPs for ELECTRA-Small (1M steps), 6.4e19 for Base and
 7.1e20 for Large (400k steps). The paper's own counter also tallies non-matmul ops, and its Large
 figure is below 3 x forward matmul FLOPs of the published shapes, so expect agreement to ~+-30%.
 """
 
-from electra_jax import flops
-from electra_jax import objectives
 from electra_jax import startup
+from electra_jax.core import flops
+from electra_jax.core import objectives
 
 REFERENCE_DISC_PARAMS = {'small': 14e6, 'base': 110e6, 'large': 335e6}
 REFERENCE_TRAIN_FLOPS = {'small': 1.4e18, 'base': 6.4e19, 'large': 7.1e20}

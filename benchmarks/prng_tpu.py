@@ -47,12 +47,13 @@ def rng_op_counts(hlo_text: str) -> dict[str, int]:
 
 def main(argv):
   del argv
-  from electra_jax import compile_check  # noqa: PLC0415
+  from electra_jax.parallel import topologies  # noqa: PLC0415
+  from electra_jax.pretraining import tpu_compile  # noqa: PLC0415
   from electra_jax import reporting  # noqa: PLC0415
   from electra_jax import startup  # noqa: PLC0415
 
-  topology = compile_check.parse_topology(_TOPOLOGY.value)
-  devices = compile_check.topology_devices(topology)
+  topology = topologies.parse_topology(_TOPOLOGY.value)
+  devices = topologies.topology_devices(topology)
   path, _, argument = startup.resolve_config(_CONFIG.value).partition(':')
   base = startup.load_config_file(path, argument)
   if _BATCH.value:
@@ -74,7 +75,7 @@ def main(argv):
     config = ml_collections.ConfigDict(base.to_dict())
     config.train.prng_impl = impl
     # The program training compiles (train.build_program), for the topology's devices.
-    checked = compile_check.compile_steps(config, devices, with_eval=False)
+    checked = tpu_compile.compile_steps(config, devices, with_eval=False)
     compiled, seconds = checked.train, checked.train_seconds
     cost = compiled.cost_analysis()
     cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}

@@ -29,7 +29,7 @@ class Step:
 
   def context(self):
     """Mesh + logical axis rules, as every call into the model needs."""
-    from electra_jax import sharding  # noqa: PLC0415
+    from electra_jax.parallel import sharding  # noqa: PLC0415
     return sharding.mesh_scope(self.mesh, self.rules)
 
   def lower(self):
@@ -48,12 +48,12 @@ class Step:
 
 def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = True) -> Step:
   """The train step of `config` (data.source forced to synthetic), its state and batches."""
-  from electra_jax import mesh as mesh_lib  # noqa: PLC0415
-  from electra_jax import objectives  # noqa: PLC0415
-  from electra_jax import optimizer as optimizer_lib  # noqa: PLC0415
-  from electra_jax import sharding  # noqa: PLC0415
-  from electra_jax import steps  # noqa: PLC0415
-  from electra_jax import validate  # noqa: PLC0415
+  from electra_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
+  from electra_jax.core import objectives  # noqa: PLC0415
+  from electra_jax.core import optimizer as optimizer_lib  # noqa: PLC0415
+  from electra_jax.parallel import sharding  # noqa: PLC0415
+  from electra_jax.pretraining import steps  # noqa: PLC0415
+  from electra_jax.spec import validate  # noqa: PLC0415
   from electra_jax.data import synthetic  # noqa: PLC0415
 
   jax.config.update('jax_threefry_partitionable', True)

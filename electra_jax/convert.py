@@ -4,16 +4,16 @@
   python -m electra_jax.convert --from=hf --to=workdir --src=/hf/electra-small --dst=/runs/init
   python -m electra_jax.convert --from=tf1 --to=hf --src=electra_small/model.ckpt-1000000 --dst=...
 
-Sources (read by `electra_jax.pretrained.load_checkpoint`, which detects the kind):
+Sources (read by `electra_jax.interop.pretrained.load_checkpoint`, which detects the kind):
   workdir  a pre-training run (`WORKDIR/checkpoints/<step>`): the latest step, or `--step`.
   hf       a discriminator directory (`config.json` + weights, `ElectraForPreTraining`), or a parent
            holding `discriminator/` and `generator/` (what `--to=hf` writes); a generator elsewhere
            is given with `--src_generator`.
-  tf1      an original google-research/electra checkpoint prefix (`electra_jax.tf1`); its
+  tf1      an original google-research/electra checkpoint prefix (`electra_jax.interop.tf1`); its
            `vocab.txt` is taken from the same directory (uncased BERT WordPiece).
-Destinations (written by `electra_jax.export`):
+Destinations (written by `electra_jax.interop.export`):
   hf       `DST/discriminator` and `DST/generator`, each with config.json, model.safetensors and the
-           tokenizer files (`electra_jax.hf`, `electra_jax.data.tokenizers.hf`).
+           tokenizer files (`electra_jax.interop.hf`, `electra_jax.data.tokenizers.hf`).
   workdir  an orbax checkpoint at step 0 with a fresh optimizer, the full config (`--config`, or
            the packaged default, the model section set from the source sizes) and the tokenizer:
            `main --workdir=DST` resumes it, `--config.init_from=DST` starts a fresh run from it.
@@ -32,11 +32,11 @@ from absl import logging
 import ml_collections
 from ml_collections import config_flags
 
-from electra_jax import export
-from electra_jax import pretrained as pretrained_lib
 from electra_jax import startup
 from electra_jax.configs import default as default_config
 from electra_jax.data import tokenizers
+from electra_jax.interop import export
+from electra_jax.interop import pretrained as pretrained_lib
 
 FLAGS = flags.FLAGS
 

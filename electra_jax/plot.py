@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from electra_jax import files
-from electra_jax.errors import UserError
 from electra_jax import startup
+from electra_jax.errors import UserError
 
 METRICS_FILE = 'metrics.jsonl'
 DEFAULT_OUT = 'curves.png'

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from electra_jax import chips
+from electra_jax.parallel import chips
 
 def peak_tflops_per_device(device: jax.Device, override: float = 0.0) -> float | None:
   """The device's dense bf16 peak for MFU (`chips.CHIPS`), or None when unknown (e.g. CPUs)."""

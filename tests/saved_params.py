@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from electra_jax import checkpoint as checkpoint_lib
+from electra_jax.interop import checkpoint as checkpoint_lib
 
 
 def restore_params(workdir, step):

@@ -1,6 +1,6 @@
 """Test helper: a tiny pre-training run with real text, eval records and two checkpoints.
 
-Shared by tests/test_inspect.py and tests/test_plot.py through the session fixture
+Shared by tests/inspection/test_inspect.py and tests/test_plot.py through the session fixture
 `trained_tiny_run` in conftest.py, so the suite trains it once.
 """
 
@@ -18,8 +18,8 @@ import textwrap
 import ml_collections
 
 from electra_jax import startup
-from electra_jax import train
 from electra_jax.data import tokenizers
+from electra_jax.pretraining import train
 
 
 def _documents():

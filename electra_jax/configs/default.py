@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # ---- ELECTRA objective -----------------------------------------------------------------
   config.electra = ml_collections.ConfigDict()
-  # What is pre-trained (the paper's section 3.2 comparison; electra_jax/objectives/):
+  # What is pre-trained (the paper's section 3.2 comparison; electra_jax/core/objectives/):
   # 'electra' (replaced-token detection on every token; the original), 'mlm' (BERT: one
   # encoder of model.* size with a tied masked-LM head, no generator, BERT's 80/10/10 masking
   # whatever data.mask_token_prob/random_token_prob say), 'electra_15' (discriminator loss on

@@ -24,13 +24,13 @@ import ml_collections
 from ml_collections import config_flags
 import tensorflow as tf
 
-from electra_jax.errors import UserError
 from electra_jax import startup
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
 from electra_jax.data import records
 from electra_jax.data import sources
 from electra_jax.data import tokenizers
+from electra_jax.errors import UserError
 
 _WRITE_BATCH = 1024  # examples serialised per step
 _MIN_EXAMPLES_PER_TFDS_SHARD = 16

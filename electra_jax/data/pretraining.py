@@ -25,9 +25,7 @@ import os
 import ml_collections
 import tensorflow as tf
 
-from electra_jax.errors import UserError
-from electra_jax import objectives
-from electra_jax import validate
+from electra_jax.core import objectives
 from electra_jax.data import corpus
 from electra_jax.data import documents
 from electra_jax.data import masking
@@ -35,6 +33,8 @@ from electra_jax.data import packing
 from electra_jax.data import records
 from electra_jax.data import sources
 from electra_jax.data import tokenizers
+from electra_jax.errors import UserError
+from electra_jax.spec import validate
 
 SPLITS = ('train', 'eval')
 FILE_SOURCES = ('files', 'jsonl', 'parquet')  # sources that read data.train_files

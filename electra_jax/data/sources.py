@@ -18,9 +18,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from electra_jax.errors import UserError
 from electra_jax.data import bad_records
 from electra_jax.data import corpus
+from electra_jax.errors import UserError
 
 _CHECK_CHUNK = 1 << 20  # compressed bytes per read when checking a gzip file's end
 

@@ -29,10 +29,10 @@ from absl import flags
 from absl import logging
 
 from electra_jax import files
+from electra_jax import startup
 from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
-from electra_jax import startup
 
 RESULTS_FILE = 'results.json'
 

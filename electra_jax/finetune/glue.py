@@ -18,7 +18,6 @@ import optax
 from absl import logging
 
 from electra_jax.errors import UserError
-from electra_jax import validate
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
 from electra_jax.finetune import model as task_model_lib
@@ -26,6 +25,7 @@ from electra_jax.finetune import probe_data
 from electra_jax.finetune import seeds as seeds_lib
 from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
+from electra_jax.spec import validate
 
 SELECTION_METRIC = 'selection_score'
 

@@ -19,8 +19,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from electra_jax import optimizer as optimizer_lib
-from electra_jax import param_trees
+from electra_jax.core import optimizer as optimizer_lib
+from electra_jax.core import param_trees
 from electra_jax.finetune import model as task_model_lib
 
 # `train.layerwise_lr_rule` -> the task head's depth above the top encoder layer's (L).

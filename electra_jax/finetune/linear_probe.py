@@ -35,15 +35,15 @@ from absl import flags
 from absl import logging
 
 from electra_jax import files
-from electra_jax import model as model_lib
-from electra_jax import param_trees
 from electra_jax import startup
-from electra_jax import validate
+from electra_jax.core import model as model_lib
+from electra_jax.core import param_trees
 from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import probe_data
 from electra_jax.finetune import start as start_lib
+from electra_jax.spec import validate
 
 # `config.probe.linear_pooling`: one vector per example from the encoder's hidden states.
 #   'mean_all_layers': the mean over the non-padding tokens of every transformer layer's output,

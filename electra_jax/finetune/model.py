@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from electra_jax import model as model_lib
+from electra_jax.core import model as model_lib
 
 # Top-level parameter subtrees that belong to the pre-trained encoder (everything else is a head).
 ENCODER_NAMES = ('embeddings', 'embeddings_project', 'encoder')

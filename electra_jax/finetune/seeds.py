@@ -10,8 +10,8 @@ import ml_collections
 import tensorflow as tf
 from absl import logging
 
-from electra_jax.errors import UserError
 from electra_jax import files
+from electra_jax.errors import UserError
 
 
 def _fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:

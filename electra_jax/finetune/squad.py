@@ -23,9 +23,8 @@ import ml_collections
 import optax
 from absl import logging
 
-from electra_jax.errors import UserError
 from electra_jax import files
-from electra_jax import validate
+from electra_jax.errors import UserError
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import seeds as seeds_lib
 from electra_jax.finetune import squad_data
@@ -33,6 +32,7 @@ from electra_jax.finetune import squad_eval
 from electra_jax.finetune import squad_postprocess
 from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
+from electra_jax.spec import validate
 
 VERSIONS = {'v1.1': 'v1.1', '1.1': 'v1.1', 'v2.0': 'v2.0', '2.0': 'v2.0'}
 DEFAULT_EPOCHS = 2  # ELECTRA.md: SQuAD fine-tunes for 2 epochs

@@ -17,11 +17,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from electra_jax.errors import UserError
-from electra_jax import pretrained as pretrained_lib
-from electra_jax import validate
 from electra_jax.data import tokenizers
+from electra_jax.errors import UserError
 from electra_jax.finetune import layerwise
+from electra_jax.interop import pretrained as pretrained_lib
+from electra_jax.spec import validate
 
 MODEL_SIZES = ('small', 'base', 'large')
 # The reference fine-tuning rates per model size (ELECTRA.md): (learning rate, layer-wise decay).
@@ -29,7 +29,7 @@ _SIZE_HPARAMS = {'small': (1e-4, 0.8), 'base': (1e-4, 0.8), 'large': (5e-5, 0.9)
 # Compute settings that the fine-tuning config may choose for a loaded architecture.
 _COMPUTE_FIELDS = ('dtype', 'param_dtype', 'scan_layers', 'remat')
 # Switches that change what a reported number means, with the original's setting, which is the
-# default in configs/finetune/ (tests/test_finetune_train.py checks they agree). A task's
+# default in configs/finetune/ (tests/finetune/test_finetune_train.py checks they agree). A task's
 # results.json lists every one that a run sets otherwise (`non_default_switches`).
 PROTOCOL_SWITCHES = {
     'train.select_best_epoch': False,  # run_finetuning.py: evaluate once, after training

@@ -26,17 +26,18 @@ import tensorflow as tf
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from electra_jax import checkpoint as checkpoint_lib
-from electra_jax.errors import UserError
-from electra_jax import mesh as mesh_lib
-from electra_jax import param_trees
 from electra_jax import reporting
-from electra_jax import sharding
-from electra_jax import steps
-from electra_jax import validate
+from electra_jax.core import param_trees
+from electra_jax.errors import UserError
 from electra_jax.finetune import layerwise
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import start as start_lib
+from electra_jax.interop import checkpoint as checkpoint_lib
+from electra_jax.interop import train_state
+from electra_jax.interop.train_state import TrainState
+from electra_jax.parallel import mesh as mesh_lib
+from electra_jax.parallel import sharding
+from electra_jax.spec import validate
 
 INPUT_KEYS = ('input_ids', 'token_type_ids', 'attention_mask')
 
@@ -49,8 +50,8 @@ def _apply(model, params, batch, deterministic, rngs=None, model_keys=()):
                      **{k: batch[k] for k in model_keys})
 
 
-def train_step(state: steps.TrainState, batch: dict[str, jax.Array], base_rng: jax.Array, *,
-               model, tx, loss_fn, model_keys=()) -> tuple[steps.TrainState,
+def train_step(state: TrainState, batch: dict[str, jax.Array], base_rng: jax.Array, *,
+               model, tx, loss_fn, model_keys=()) -> tuple[TrainState,
                                                             dict[str, jax.Array]]:
   """One AdamW step on a global batch; dropout keys are `fold_in(base_rng, step)`.
 
@@ -155,7 +156,7 @@ class _SeedRun:
   seed: int
   mesh: Any
   rules: tuple
-  state: steps.TrainState
+  state: TrainState
   abstract_state: Any
   train_step: Any  # jitted: (state, batch, dropout key) -> (state, stats); the state is donated
   predict_step: Any  # jitted: (params, batch) -> outputs
@@ -212,8 +213,7 @@ def _setup_seed(config: ml_collections.ConfigDict, task: FineTuneTask, start: st
 
   def init_fn(rng):
     params = init_params(rng)
-    return steps.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                            opt_state=tx.init(params))
+    return train_state.fresh(params, tx)
 
   state, abstract_state, state_shardings = sharding.create_sharded_state(init_fn, param_rng, mesh,
                                                                          rules)

@@ -1,0 +1,77 @@
+"""Loading a run or an export for inspection: the networks, the tokenizer and the config the
+masking follows (the run's own, or configs/default.py for a Hugging Face directory)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+import tensorflow as tf
+
+from electra_jax.configs import default as default_config
+from electra_jax.errors import UserError
+from electra_jax.interop import pretrained as pretrained_lib
+
+
+@dataclasses.dataclass
+class Checkpoint:
+  """What inspection needs from a run or an export.
+
+  Attributes:
+    name: how the source is shown (the path, and the step for a workdir).
+    pretrained: the standalone networks and the tokenizer.
+    config: the run's full config for a workdir; for a Hugging Face directory configs/default.py
+      with `data.max_seq_length` set to the model's position count.
+  """
+  name: str
+  pretrained: pretrained_lib.Pretrained
+  config: ml_collections.ConfigDict
+
+  @property
+  def tokenizer(self):
+    return self.pretrained.tokenizer
+
+  @property
+  def is_workdir(self) -> bool:
+    """Whether `config` is the run's own (then it also names the eval data)."""
+    return self.pretrained.source_config is not None
+
+
+def load(path: str, *, step: int | None = None, generator_path: str | None = None) -> Checkpoint:
+  """Loads a workdir or Hugging Face directory for inspection (`pretrained.load_checkpoint`).
+
+  Raises:
+    UserError: naming the problem and the fix (missing path or step, no tokenizer, ...).
+  """
+  if not tf.io.gfile.exists(path):
+    raise UserError(f'--workdir={path} does not exist: give a pre-training run directory or '
+                    'a Hugging Face directory (python -m electra_jax.convert --from=workdir '
+                    '--to=hf writes one).')
+  try:
+    kind = pretrained_lib.detect_kind(path)
+    if kind == 'tf1':
+      raise UserError(f'{path} is an original TF1 checkpoint: convert it first with '
+                      'python -m electra_jax.convert --from=tf1 --to=hf --src=... --dst=DIR, '
+                      'then inspect DIR.')
+    if generator_path and kind != 'hf':
+      raise UserError(f'--generator applies to Hugging Face directories; {path} is a '
+                      'pre-training run, which holds its own generator.')
+    pretrained = pretrained_lib.load_checkpoint(path, step=step, generator_path=generator_path)
+  except (ValueError, FileNotFoundError) as error:  # the loaders name the file and the fix
+    raise UserError(str(error)) from error
+  trained_by = pretrained.trained_by
+  if trained_by.detector is None:
+    raise UserError(
+        f'{path} holds a masked LM (electra.objective={trained_by.name!r}) with no '
+        'replaced-token detector, so there is nothing to inspect. The '
+        'inspector reads ELECTRA runs (electra, electra_15) and the copy gate of all_tokens_mlm; '
+        'compare a masked LM through its eval_masked_lm_accuracy or the linear probe.')
+  if pretrained.tokenizer is None:
+    raise UserError(f'{path} carries no tokenizer (no vocab.txt or SentencePiece .model): '
+                    'the inspector needs the one the model was trained with.')
+  if pretrained.source_config is not None:
+    return Checkpoint(f'{path} (step {pretrained.step})', pretrained,
+                      ml_collections.ConfigDict(pretrained.source_config))
+  config = default_config.get_config()
+  config.data.max_seq_length = pretrained.disc_config.max_position_embeddings
+  return Checkpoint(path, pretrained, config)

@@ -1,0 +1,10 @@
+"""Test helper: tests that compile for a TPU topology need libtpu (the `[tpu]` extra)."""
+
+import importlib.util
+
+import pytest
+
+HAS_LIBTPU = importlib.util.find_spec('libtpu') is not None
+needs_libtpu = pytest.mark.skipif(
+    not HAS_LIBTPU, reason="libtpu is not installed: pip install 'electra-jax[tpu]' to compile "
+    'for TPU topologies')

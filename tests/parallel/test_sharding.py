@@ -1,0 +1,54 @@
+"""The one sharded-state path and the batch sharding that follows the 'batch' logical rule."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from electra_jax.configs import tiny
+from electra_jax.core import objectives
+from electra_jax.core import optimizer as optimizer_lib
+from electra_jax.parallel import mesh as mesh_lib
+from electra_jax.parallel import sharding
+from electra_jax.pretraining import steps
+from electra_jax.spec import validate
+
+
+def _config(**mesh):
+  config = tiny.get_config()
+  config.mesh.update(**mesh)
+  config.model.update(num_layers=1, hidden_size=32, embedding_size=32, num_heads=2,
+                      intermediate_size=64, vocab_size=128, max_position_embeddings=32)
+  config.data.max_seq_length = 32
+  return config
+
+
+def test_batch_sharding_follows_the_batch_rule():
+  config = _config(data=2, fsdp=2, tensor=2)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  rules = validate.logical_axis_rules(config.mesh)
+  assert sharding.batch_sharding(mesh, rules).spec == P(('data', 'fsdp'))
+  edited = tuple(('batch', 'data') if name == 'batch' else (name, axes) for name, axes in rules)
+  assert sharding.batch_sharding(mesh, edited).spec == P('data')
+
+
+def test_create_sharded_state_places_every_leaf_as_its_logical_names_say():
+  config = _config(data=2, fsdp=2, tensor=2)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  rules = validate.logical_axis_rules(config.mesh)
+  tx = optimizer_lib.make_optimizer(config.train)
+  init_fn = steps.make_init_fn(objectives.of(config).build_model(config), tx, 32,
+                               validate.max_predictions(config))
+  state, abstract, shardings = sharding.create_sharded_state(init_fn, jax.random.key(0), mesh,
+                                                             rules)
+  kernel = state.params['discriminator']['encoder']['layer_0']['intermediate']['kernel']
+  assert kernel.sharding.spec == P('fsdp', 'tensor')
+  for leaf, want, shape in zip(jax.tree.leaves(state), jax.tree.leaves(shardings),
+                               jax.tree.leaves(abstract)):
+    assert leaf.sharding == want and leaf.shape == shape.shape
+  # The same values as an unsharded init.
+  plain = jax.jit(lambda r: jax.tree.map(jnp.asarray, nn.unbox(init_fn(r))))(
+      jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(kernel), np.asarray(
+      plain.params['discriminator']['encoder']['layer_0']['intermediate']['kernel']))
