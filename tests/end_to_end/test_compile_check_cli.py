@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from cli_runs import assert_one_line_error  # tests/cli_runs.py
-from libtpu import needs_libtpu  # tests/libtpu.py
+from libtpu_marks import needs_libtpu  # tests/libtpu_marks.py
 
 
 def _cli(*args, timeout=900):

@@ -20,7 +20,7 @@ from electra_jax.parallel import topologies
 from electra_jax.pretraining import tpu_compile
 from electra_jax.pretraining import train
 
-from libtpu import HAS_LIBTPU, needs_libtpu  # tests/libtpu.py
+from libtpu_marks import HAS_LIBTPU, needs_libtpu  # tests/libtpu_marks.py
 
 
 

@@ -1,4 +1,7 @@
-"""Test helper: tests that compile for a TPU topology need libtpu (the `[tpu]` extra)."""
+"""Test helper: tests that compile for a TPU topology need libtpu (the `[tpu]` extra).
+
+Not named `libtpu.py`: tests/ is on sys.path, and that name would hide the real package.
+"""
 
 import importlib.util
 
