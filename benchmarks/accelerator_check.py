@@ -10,7 +10,8 @@ Prints ONE markdown table:
     against the chip's bf16 peak (`electra_jax.reporting`), XLA's compiled peak memory per device,
     compile time. A batch that would not fit in the device's memory is halved before running.
     On a TPU, beside each measured step: the compile check's roofline estimate for the same
-    config on this topology (`electra_jax.pretraining.tpu_compile.estimate`), and measured / estimated;
+    config on this topology (`electra_jax.pretraining.tpu_compile.estimate`), and measured /
+    estimated;
   - a `tiny` pre-training run on the built-in corpus (loss at the first and the last log line),
     then its conversion to Hugging Face (`electra_jax.convert`), loaded back with `transformers`
     when that is installed.
@@ -73,7 +74,6 @@ def _device_memory_limit(device) -> float | None:
 
 
 def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
-  from electra_jax.core import objectives  # noqa: PLC0415
   from electra_jax import reporting  # noqa: PLC0415
   devices = jax.devices()
   limit = _device_memory_limit(devices[0])
@@ -92,7 +92,7 @@ def _model_row(label, name, seq_len, batch_per_device, cpu, timed_steps):
   step.run(2)  # warm-up
   step_time = step.run(timed_steps)
   tokens = config.train.batch_size * seq_len
-  tflops = objectives.train_flops_per_token(config) * tokens / step_time / len(devices) / 1e12
+  tflops = step.spec.train_flops_per_token() * tokens / step_time / len(devices) / 1e12
   peak = reporting.peak_tflops_per_device(devices[0])
   return {
       'check': f'{label} train step', 'shape': f'{config.train.batch_size} x {seq_len}',

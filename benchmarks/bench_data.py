@@ -25,6 +25,7 @@ from absl import flags
 from electra_jax.configs import tiny
 from electra_jax.data import prepare
 from electra_jax.data import pretraining
+from electra_jax.spec import run as run_spec
 
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 128, 'Examples per batch.')
 _SEQ_LEN = flags.DEFINE_integer('seq_len', 128, 'Packed sequence length.')
@@ -42,7 +43,7 @@ def _time_eval_passes(config) -> None:
   from electra_jax.data import corpus  # noqa: PLC0415
   documents = corpus.builtin_corpus().documents
   config.train.batch_size = 32  # as the tiny config evaluates
-  tokenizer_path = pretraining.validate_data_config(config).files()[0]
+  tokenizer_path = pretraining.validate_data_config(run_spec.load(config)).files()[0]
   with tempfile.TemporaryDirectory() as directory:
     for copies in (1, 10):
       for copy in range(copies):
@@ -54,7 +55,7 @@ def _time_eval_passes(config) -> None:
       config.data.source = 'files'
       config.data.train_files = os.path.join(directory, f'{copies}x', '*.txt')
       config.tokenizer.path = tokenizer_path
-      dataset = pretraining.make_dataset(config, 'eval')
+      dataset = pretraining.make_dataset(run_spec.load(config), 'eval')
       start = time.perf_counter()
       iterator = iter(dataset)  # a fresh pass, as train.evaluate makes
       for _ in range(config.train.eval_steps):
@@ -73,7 +74,7 @@ def _time_formats(config) -> None:
   import pyarrow.parquet as pq  # noqa: PLC0415
   from electra_jax.data import corpus  # noqa: PLC0415
   documents = corpus.builtin_corpus().documents
-  config.tokenizer.path = pretraining.validate_data_config(config).files()[0]
+  config.tokenizer.path = pretraining.validate_data_config(run_spec.load(config)).files()[0]
   with tempfile.TemporaryDirectory() as directory:
     rows = []
     for shard in range(16):
@@ -109,7 +110,7 @@ def _time_formats(config) -> None:
 
 def _time_path(config, name: str) -> None:
   start = time.perf_counter()
-  iterator = iter(pretraining.make_dataset(config, 'train'))
+  iterator = iter(pretraining.make_dataset(run_spec.load(config), 'train'))
   for _ in range(_WARMUP.value):
     next(iterator)
   ready = time.perf_counter()

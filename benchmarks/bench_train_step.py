@@ -199,14 +199,12 @@ def print_profile(step_fn, state, batch, num_steps: int, log_dir: str, step_time
 
 # ---- The transformers / PyTorch peer -----------------------------------------------------------
 
-def torch_peer_step(config, batches):
+def torch_peer_step(spec, batches):
   """A callable running one ELECTRA train step built from `transformers` in PyTorch (fp32)."""
   import torch
   import transformers
-  from electra_jax.spec import validate
 
-  disc, gen = config.model, validate.generator_config(
-      config.model, config.electra.generator_hidden_fraction)
+  disc, gen = spec.discriminator, spec.generator
 
   def hf_config(m):
     return transformers.ElectraConfig(
@@ -265,7 +263,6 @@ def torch_peer_step(config, batches):
 def main(argv):
   del argv
   from electra_jax.core import flops as flops_lib
-  from electra_jax.core import objectives
   from electra_jax import startup
 
   config = startup.load_config_file(_CONFIG.value)
@@ -282,7 +279,7 @@ def main(argv):
   step = step_harness.build(config)
   dtype = jnp.bfloat16 if config.model.dtype == 'bfloat16' else jnp.float32
   devices = jax.device_count()
-  peer = torch_peer_step(step.config, step.host_batches) if _PEER.value else None
+  peer = torch_peer_step(step.spec, step.host_batches) if _PEER.value else None
   step.run(2)  # warm-up
   if peer:
     peer()
@@ -303,9 +300,10 @@ def main(argv):
   peak = matmul_flops / matmul_seconds / 1e12 * devices
 
   tokens = _BATCH.value * _SEQ.value
-  flops_per_token = objectives.train_flops_per_token(step.config)
+  flops_per_token = step.spec.train_flops_per_token()
   achieved = flops_per_token * tokens / step_time / 1e12
-  counts = flops_lib.param_counts(step.config)
+  counts = flops_lib.param_counts(step.spec.discriminator, step.spec.generator,
+                                  step.spec.embedding_sharing)
   print(f'config {_CONFIG.value} sampler {config.electra.sampler} dtype {config.model.dtype} '
         f'batch {_BATCH.value} x {_SEQ.value} on {devices} x {jax.devices()[0].device_kind}, '
         f'{_STEPS.value} interleaved rounds')

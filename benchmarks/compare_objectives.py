@@ -6,8 +6,9 @@
 
 For each `electra.objective`, pre-trains the same config (`--config`, default `tiny`) on the
 built-in corpus with the same seed and so the same documents in the same order (the masking of
-'mlm' differs: BERT's 80/10/10), for the same analytic train FLOPs (`objectives.train_flops_per_token`):
-ELECTRA gets `--electra_steps`, every other objective as many steps as that compute buys it.
+'mlm' differs: BERT's 80/10/10), for the same analytic train FLOPs
+(`RunSpec.train_flops_per_token`): ELECTRA gets `--electra_steps`, every other objective as many
+steps as that compute buys it.
 Then fine-tunes the offline probe (`configs/finetune/probe.py`: which standard-library module is
 a docstring section from?) from each run's main network, once per seed, and prints one table:
 objective, steps, pre-training PFLOPs, the final eval masked-LM accuracy (the generator's, or
@@ -37,6 +38,7 @@ import time
 import numpy as np
 
 from electra_jax.core import objectives as objectives_lib  # the registry: every objective
+from electra_jax.spec import run as run_spec
 
 OBJECTIVES = objectives_lib.NAMES
 
@@ -80,9 +82,10 @@ def pretraining_config(args, objective: str, num_steps: int):
 
 def steps_for_budget(args, objectives):
   """{objective: steps} so that every objective spends ELECTRA's train FLOPs (rounded)."""
-  electra = objectives_lib.train_flops_per_token(pretraining_config(args, 'electra', 1))
-  return {name: max(1, round(args.electra_steps * electra / objectives_lib.train_flops_per_token(
-      pretraining_config(args, name, 1))))
+  def per_token(name):
+    return run_spec.load(pretraining_config(args, name, 1)).train_flops_per_token()
+  electra = per_token('electra')
+  return {name: max(1, round(args.electra_steps * electra / per_token(name)))
           for name in objectives}
 
 

@@ -28,6 +28,7 @@ from electra_jax import startup
 from electra_jax.core import model as model_lib
 from electra_jax.core import optimizer as optimizer_lib
 from electra_jax.data import pretraining
+from electra_jax.spec import run as run_spec
 
 _STEPS = flags.DEFINE_integer('steps', 600, 'Training steps (the schedule ends here).')
 _LR = flags.DEFINE_float('learning_rate', 1e-3, 'Peak learning rate.')
@@ -51,7 +52,7 @@ def _batches(config) -> dict[str, np.ndarray]:
         return dict(stored)
   arrays = {}
   for split, count in (('train', _STEPS.value), ('eval', _EVAL_BATCHES)):
-    batches = pretraining.make_dataset(config, split).as_numpy_iterator()
+    batches = pretraining.make_dataset(run_spec.load(config), split).as_numpy_iterator()
     taken = [next(batches) for _ in range(count)]
     for key in ('input_ids', 'attention_mask', 'token_type_ids', 'masked_lm_positions',
                 'masked_lm_weights'):

@@ -2,7 +2,8 @@
 
   python benchmarks/param_counts.py
 
-Counts are analytic (electra_jax.core.flops, checked against the Flax model in tests/core/test_flops.py);
+Counts are analytic (electra_jax.core.flops, checked against the Flax model in
+tests/core/test_flops.py);
 the reference discriminator sizes are the paper's 14M / 110M / 335M, and the reference training
 compute is the paper's (Table 1/8) 1.4e18 FLOPs for ELECTRA-Small (1M steps), 6.4e19 for Base and
 7.1e20 for Large (400k steps). The paper's own counter also tallies non-matmul ops, and its Large
@@ -11,7 +12,7 @@ figure is below 3 x forward matmul FLOPs of the published shapes, so expect agre
 
 from electra_jax import startup
 from electra_jax.core import flops
-from electra_jax.core import objectives
+from electra_jax.spec import run as run_spec
 
 REFERENCE_DISC_PARAMS = {'small': 14e6, 'base': 110e6, 'large': 335e6}
 REFERENCE_TRAIN_FLOPS = {'small': 1.4e18, 'base': 6.4e19, 'large': 7.1e20}
@@ -28,8 +29,9 @@ def main():
   print('-' * len(header))
   for name in ('small', 'base', 'large'):
     config = load_config(name)
-    counts = flops.param_counts(config)
-    per_token = objectives.train_flops_per_token(config)
+    spec = run_spec.load(config)
+    counts = flops.param_counts(spec.discriminator, spec.generator, spec.embedding_sharing)
+    per_token = spec.train_flops_per_token()
     tokens = config.train.num_steps * config.train.batch_size * config.data.max_seq_length
     reference = REFERENCE_TRAIN_FLOPS.get(name)
     print(f"{name:<7}{counts['discriminator'] / 1e6:>8.1f}M"

@@ -18,7 +18,7 @@ import ml_collections
 @dataclasses.dataclass
 class Step:
   """A sharded train state, its jitted step and two fixed global batches."""
-  config: ml_collections.ConfigDict
+  spec: Any  # electra_jax.spec.run.RunSpec
   mesh: jax.sharding.Mesh
   rules: tuple
   step_fn: Any  # jax.jit(train_step), state donated
@@ -48,23 +48,23 @@ class Step:
 
 def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = True) -> Step:
   """The train step of `config` (data.source forced to synthetic), its state and batches."""
-  from electra_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
-  from electra_jax.core import objectives  # noqa: PLC0415
   from electra_jax.core import optimizer as optimizer_lib  # noqa: PLC0415
+  from electra_jax.data import synthetic  # noqa: PLC0415
+  from electra_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
   from electra_jax.parallel import sharding  # noqa: PLC0415
   from electra_jax.pretraining import steps  # noqa: PLC0415
-  from electra_jax.spec import validate  # noqa: PLC0415
-  from electra_jax.data import synthetic  # noqa: PLC0415
+  from electra_jax.spec import run as run_spec  # noqa: PLC0415
 
   jax.config.update('jax_threefry_partitionable', True)
   config = ml_collections.ConfigDict(config.to_dict())
   config.data.source = 'synthetic'
-  mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = validate.logical_axis_rules(config.mesh)
-  model = objectives.of(config).build_model(config)
+  devices = list(jax.devices() if devices is None else devices)
+  spec = run_spec.load(config, num_devices=len(devices))
+  mesh, rules = mesh_lib.make_mesh(spec.mesh, devices), spec.mesh.rules
+  model = spec.objective.build_model(spec)
   tx = optimizer_lib.make_optimizer(config.train)
-  max_predictions = validate.max_predictions(config)
-  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
+  max_predictions = spec.max_predictions
+  init_fn = steps.make_init_fn(model, tx, spec.seq_length, max_predictions)
   rng = jax.random.key(0)
   iterator = synthetic.SyntheticIterator(config, max_predictions=max_predictions)
   host_batches = [next(iterator) for _ in range(2)]
@@ -73,14 +73,14 @@ def build(config: ml_collections.ConfigDict, devices=None, compile_now: bool = T
   with sharding.mesh_scope(mesh, rules):
     batches = [{k: jax.make_array_from_process_local_data(batch_sharding, v)
                 for k, v in b.items()} for b in host_batches]
-    step_fn = jax.jit(functools.partial(steps.train_step, model=model, tx=tx, config=config,
+    step_fn = jax.jit(functools.partial(steps.train_step, model=model, tx=tx, spec=spec,
                                         base_rng=rng),
                       in_shardings=(shardings, batch_sharding), out_shardings=(shardings, None),
                       donate_argnums=(0,))
     if not compile_now:
-      return Step(config, mesh, rules, step_fn, abstract, batches, host_batches)
+      return Step(spec, mesh, rules, step_fn, abstract, batches, host_batches)
     state = sharding.init_state(init_fn, rng, mesh, rules, shardings)
     start = time.perf_counter()
     step_fn = step_fn.lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - start
-  return Step(config, mesh, rules, step_fn, state, batches, host_batches, compile_s)
+  return Step(spec, mesh, rules, step_fn, state, batches, host_batches, compile_s)

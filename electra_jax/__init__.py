@@ -5,9 +5,9 @@ The package root holds the command-line tools users type (`python -m electra_jax
 (`startup`, `errors`, `files`, `reporting`). The work lives in the subpackages, each importing
 only from the ones above it in this list (tests/test_layers.py holds the rule):
 
-  spec         the config's rules and the run spec derived from a config once
   parallel     device mesh, logical-axis shardings, TPU chips and topologies, HLO reading
   core         what is trained: networks, objectives, parameter layouts, optimizer, FLOPs
+  spec         the config's rules, and the run spec: a config resolved and checked once
   data         corpora, tokenizers and the tf.data pipeline that masks on the fly
   interop      checkpoints, the train state, Hugging Face / TF1 conversion, pretrained loading
   pretraining  the trainer: host inputs, train/eval step, loop, ahead-of-time TPU compile

@@ -36,6 +36,17 @@ class MissingFileError(UserError, FileNotFoundError):
   """A file the user named, or that a run needs, does not exist (also a FileNotFoundError)."""
 
 
+def require(condition: bool, message: str) -> None:
+  """Raises UserError(message) unless `condition`."""
+  if not condition:
+    raise UserError(message)
+
+
+def check_choice(field: str, value, choices) -> None:
+  """`field=value` must be one of `choices`."""
+  require(value in choices, f'{field}={value!r}: use one of {tuple(choices)}.')
+
+
 def one_line(message: object) -> str:
   """`message` with its lines joined, so a report is always a single line."""
   return ' '.join(part.strip() for part in str(message).splitlines() if part.strip())

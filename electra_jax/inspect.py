@@ -126,12 +126,13 @@ def _inspect_from_flags(values: flags.FlagValues) -> None:
             for t in titles]
   inspections = detection.inspect_examples(checkpoint, input_ids, token_type_ids, seed=values.seed,
                                  titles=titles, as_typed=values.score_as_typed)
-  sys.stdout.write(terminal.render_terminal(inspections, color=terminal.use_color(sys.stdout, values.color),
-                                   source=checkpoint.name))
+  color = terminal.use_color(sys.stdout, values.color)
+  sys.stdout.write(terminal.render_terminal(inspections, color=color, source=checkpoint.name))
   if values.html:
     tokenizer = checkpoint.tokenizer
-    page = html_page.render_html(inspections, source=checkpoint.name, special_ids=tokenizer.special_ids(),
-                       wordpiece_vocabulary=isinstance(tokenizer, tokenizers.WordPieceTokenizer))
+    page = html_page.render_html(
+        inspections, source=checkpoint.name, special_ids=tokenizer.special_ids(),
+        wordpiece_vocabulary=isinstance(tokenizer, tokenizers.WordPieceTokenizer))
     files.write_atomically(values.html, page, what=f'--html={values.html}')
     print(f'\nWrote {values.html}')
   sys.stdout.flush()

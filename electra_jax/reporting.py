@@ -70,7 +70,7 @@ class Throughput:
     out = {'steps_per_sec': 1.0 / step_time, 'step_time_s': step_time,
            'tokens_per_sec': self.tokens_per_step / step_time, 'tflops_per_device': tflops,
            'data_wait_fraction': min(data_wait / elapsed, 1.0),
-           # Cumulative analytic train FLOPs (objectives.train_flops_per_token): equal-compute axis.
+           # Cumulative analytic train FLOPs (RunSpec.train_flops_per_token): equal-compute axis.
            'pflops': step * self.flops_per_step / 1e15}
     if self.peak_tflops:
       out['mfu'] = tflops / self.peak_tflops

@@ -15,7 +15,7 @@ import electra_jax
 PACKAGE = pathlib.Path(electra_jax.__file__).parent
 # Bottom to top; each layer may import the ones before it. `configs` (the packaged config
 # files) and the root's shared runtime (errors, files, startup, reporting) sit below them all.
-LAYERS = ('spec', 'parallel', 'core', 'data', 'interop', 'pretraining', 'finetune', 'inspection')
+LAYERS = ('parallel', 'core', 'spec', 'data', 'interop', 'pretraining', 'finetune', 'inspection')
 RUNTIME = ('configs', 'errors', 'files', 'startup', 'reporting')
 CLIS = ('main', 'convert', 'inspect', 'plot', 'compile_check', 'tokenizer')
 
@@ -69,4 +69,5 @@ def test_conversion_loads_no_trainer():
        'print(" ".join(m for m in sys.modules if m.startswith("electra_jax.")))'],
       capture_output=True, text=True, check=True, timeout=300).stdout.split()
   assert 'electra_jax.interop.export' in loaded
-  assert not [m for m in loaded if m.startswith(('electra_jax.pretraining', 'electra_jax.finetune'))]
+  trainer = ('electra_jax.pretraining', 'electra_jax.finetune')
+  assert not [m for m in loaded if m.startswith(trainer)]

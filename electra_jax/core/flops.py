@@ -5,14 +5,14 @@ a training step costs 3x the forward pass (forward, plus gradients w.r.t. activa
 weights). Attention scores and the attention-weighted sum are counted; LayerNorm, softmax, GELU,
 embedding lookups and sampling are not (they are a few percent). The generator's vocabulary
 projection runs only at the `max_predictions_per_seq` masked positions of each sequence, as in
-`electra_jax.core.model.Generator`. Used for MFU: achieved FLOP/s = flops_per_token * tokens/s. Which networks and heads a step runs
-is the objective's to say (`objectives.base.Objective.forward_flops_per_token`), from the pieces
-here.
+`electra_jax.core.model.Generator`. Used for MFU: achieved FLOP/s = flops_per_token * tokens/s.
+Which networks and heads a step runs is the objective's to say
+(`objectives.base.Objective.forward_flops_per_token`), from the pieces here.
 """
 
-import ml_collections
+from __future__ import annotations
 
-from electra_jax.spec import validate
+import ml_collections
 
 
 def _embedding_table_params(m) -> int:
@@ -28,42 +28,38 @@ def _encoder_params(m) -> int:
   return project + m.num_layers * layer
 
 
-def param_counts(config: ml_collections.ConfigDict) -> dict[str, int]:
-  """Parameter counts from a full config.
+def param_counts(disc: ml_collections.ConfigDict, gen: ml_collections.ConfigDict | None,
+                 embedding_sharing: str) -> dict[str, int]:
+  """Parameter counts of a run's networks (`RunSpec.discriminator`, `.generator`).
 
   Returns:
     discriminator / generator: each network standalone, with its embedding tables (what a
-      released checkpoint holds); shared: the tables both use (0 for 'none'); total: the jointly
-      trained parameters (for 'gdes' the zero-initialised delta tables count too).
+      released checkpoint holds; no generator entry without one); shared: the tables both use
+      (0 for 'none' or without a generator); total: the jointly trained parameters (for 'gdes'
+      the zero-initialised delta tables count too).
   """
-  disc = config.model
-  gen = validate.generator_config(disc, config.electra.generator_hidden_fraction,
-                                   config.electra.embedding_sharing)
   tables = _embedding_table_params(disc)
   disc_head = (disc.hidden_size + 1) * disc.hidden_size + disc.hidden_size + 1
+  discriminator = tables + _encoder_params(disc) + disc_head
+  if gen is None:
+    return {'discriminator': discriminator, 'shared': 0, 'total': discriminator}
   gen_head = (gen.hidden_size * gen.embedding_size + gen.embedding_size
               + 2 * gen.embedding_size + gen.vocab_size)  # dense + LayerNorm + output bias
-  discriminator = tables + _encoder_params(disc) + disc_head
   generator = _embedding_table_params(gen) + _encoder_params(gen) + gen_head
-  sharing = config.electra.embedding_sharing
-  shared = 0 if sharing == 'none' else tables
-  total = discriminator + generator - (tables if sharing == 'shared' else 0)
+  shared = 0 if embedding_sharing == 'none' else tables
+  total = discriminator + generator - (tables if embedding_sharing == 'shared' else 0)
   return {'discriminator': discriminator, 'generator': generator, 'shared': shared,
           'total': total}
 
 
-def _encoder_forward_flops_per_token(m, seq_length: int) -> float:
+def encoder_forward_flops_per_token(m, seq_length: int) -> float:
+  """An encoder of model config `m` over `seq_length` tokens, forward, per token."""
   h, f = m.hidden_size, m.intermediate_size
   project = 2 * m.embedding_size * h if m.embedding_size != h else 0
   per_layer = (2 * 4 * h * h  # query, key, value and output projections
                + 2 * 2 * h * f  # FFN in and out
                + 2 * 2 * seq_length * h)  # scores q.k over all keys, and probs.v (all heads)
-  return project + m.num_layers * per_layer
-
-
-def encoder_forward_flops_per_token(config: ml_collections.ConfigDict) -> float:
-  """The main network's encoder (`config.model`), forward, per token."""
-  return float(_encoder_forward_flops_per_token(config.model, config.data.max_seq_length))
+  return float(project + m.num_layers * per_layer)
 
 
 def discriminator_head_flops_per_token(m) -> float:
@@ -76,19 +72,13 @@ def masked_lm_head_flops(m) -> float:
   return float(2 * m.hidden_size * m.embedding_size + 2 * m.embedding_size * m.vocab_size)
 
 
-def masked_fraction(config: ml_collections.ConfigDict) -> float:
-  """Mask slots per token: where a masked-LM head runs."""
-  return validate.max_predictions(config) / config.data.max_seq_length
+def masked_lm_at_slots_flops_per_token(m, masked_fraction: float) -> float:
+  """A masked-LM head of network `m` run at the mask slots only (`masked_fraction` = slots per
+  token, `RunSpec.masked_fraction`), per input token."""
+  return masked_fraction * masked_lm_head_flops(m)
 
 
-def masked_lm_at_slots_flops_per_token(m, config: ml_collections.ConfigDict) -> float:
-  """A masked-LM head of network `m` run at the mask slots only, per input token."""
-  return masked_fraction(config) * masked_lm_head_flops(m)
-
-
-def generator_forward_flops_per_token(config: ml_collections.ConfigDict) -> float:
-  """The generator (`validate.generator_config`): encoder, and its head at the mask slots."""
-  gen = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
-                                   config.electra.embedding_sharing)
-  return float(_encoder_forward_flops_per_token(gen, config.data.max_seq_length)
-               + masked_lm_at_slots_flops_per_token(gen, config))
+def generator_forward_flops_per_token(gen, seq_length: int, masked_fraction: float) -> float:
+  """The generator: its encoder, and its head at the mask slots."""
+  return (encoder_forward_flops_per_token(gen, seq_length)
+          + masked_lm_at_slots_flops_per_token(gen, masked_fraction))

@@ -29,19 +29,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from electra_jax.core import schema
 from electra_jax.errors import UserError
 from electra_jax.parallel import sharding
-from electra_jax.spec import validate
 
+# The names a config may choose are in `core.choices` (checked, with the field named, by
+# `spec.validate`); here, what each builds.
 _REMAT_POLICIES = {
     'full': None,  # save nothing, recompute the whole layer
     'dots': jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep dense outputs
 }
+assert ('none', *_REMAT_POLICIES) == schema.REMAT
 
 
 def compute_dtype(name: str) -> Any:
-  """The jnp dtype of `config.model.dtype` (one of `validate.DTYPES`)."""
-  validate.check_choice('config.model.dtype', name, validate.DTYPES)
+  """The jnp dtype of `config.model.dtype` (one of `schema.DTYPES`)."""
   return getattr(jnp, name)
 
 
@@ -145,7 +147,7 @@ class EmbeddingTables(nn.Module):
 def embed(config, tables, input_ids, token_type_ids):
   """Sum of the three lookups, then LayerNorm in float32: [batch, length] -> [batch, length, E]."""
   length = input_ids.shape[1]
-  validate.check_sequence_fits(length, config, 'the input sequence length')
+  schema.check_sequence_fits(length, config, 'the input sequence length')
   # FSDP shards the tables' embedding axis. Gather them whole before the lookups, as FSDP does for
   # every weight; otherwise XLA looks up sharded rows and then replicates the activations to
   # re-split them by batch ("involuntary full rematerialization").
@@ -258,7 +260,6 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   `tables = EmbeddingTables(c, name='embeddings')(); hidden = encode(self, c, tables, ...)` shares
   the discriminator's parameter layout (fine-tuning heads live next to it).
   """
-  validate.validate_model_config(config)
   hidden = embed(config, tables, input_ids, token_type_ids)
   hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
@@ -390,8 +391,6 @@ class ElectraPretrainer(nn.Module):
   main_network: type[nn.Module] = Discriminator
 
   def setup(self):
-    validate.check_choice('config.electra.embedding_sharing', self.embedding_sharing,
-                          validate.EMBEDDING_SHARING)
     if self.gen_config is not None and self.embedding_sharing != 'none':
       for field in ('vocab_size', 'embedding_size', 'max_position_embeddings', 'type_vocab_size'):
         if self.disc_config[field] != self.gen_config[field]:

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from electra_jax.core.schema import SAMPLERS
 from electra_jax.errors import UserError
-from electra_jax.spec.validate import SAMPLERS
 
 # Discriminator logits are binned on [-AUC_LOGIT_RANGE, AUC_LOGIT_RANGE] (values outside fall into
 # the end bins). Binning logits, not probabilities, keeps the resolution uniform where scores

@@ -13,8 +13,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from electra_jax.errors import UserError
-from electra_jax.spec import validate
+from electra_jax.core import schema
+from electra_jax.errors import UserError, check_choice
 
 
 def path_key(entry) -> str:
@@ -31,11 +31,11 @@ def split_params(joint_params, embedding_sharing: str) -> dict[str, Any]:
   """Joint pretrainer params -> {'discriminator': ..., 'generator': ...}, standalone trees.
 
   Each tree is what `Discriminator(disc_config)` / `Generator(gen_config)` apply (with its own
-  `embeddings`), and what `electra_jax.interop.hf.save_pretrained` writes. With 'shared' both get a copy of
-  the shared tables; with 'gdes' the discriminator's tables are materialised as shared + delta.
-  Boxed (`nn.Partitioned`) inputs are unboxed; the result holds plain arrays.
+  `embeddings`), and what `electra_jax.interop.hf.save_pretrained` writes. With 'shared' both
+  get a copy of the shared tables; with 'gdes' the discriminator's tables are materialised as
+  shared + delta. Boxed (`nn.Partitioned`) inputs are unboxed; the result holds plain arrays.
   """
-  validate.check_choice('embedding_sharing', embedding_sharing, validate.EMBEDDING_SHARING)
+  check_choice('embedding_sharing', embedding_sharing, schema.EMBEDDING_SHARING)
   joint = nn.meta.unbox(joint_params)
   discriminator, generator = dict(joint['discriminator']), dict(joint['generator'])
   if embedding_sharing != 'none':
@@ -54,7 +54,7 @@ def merge_params(disc_params, gen_params, embedding_sharing: str) -> dict[str, A
   are the discriminator's (the generator's own tables are dropped, so check their shapes agree);
   the GDES delta starts at zero. With 'none' each network keeps its own tables.
   """
-  validate.check_choice('embedding_sharing', embedding_sharing, validate.EMBEDDING_SHARING)
+  check_choice('embedding_sharing', embedding_sharing, schema.EMBEDDING_SHARING)
   discriminator, generator = dict(nn.meta.unbox(disc_params)), dict(nn.meta.unbox(gen_params))
   if embedding_sharing == 'none':
     return {'discriminator': discriminator, 'generator': generator}

@@ -31,6 +31,7 @@ from electra_jax.data import records
 from electra_jax.data import sources
 from electra_jax.data import tokenizers
 from electra_jax.errors import UserError
+from electra_jax.spec import run as run_spec
 
 _WRITE_BATCH = 1024  # examples serialised per step
 _MIN_EXAMPLES_PER_TFDS_SHARD = 16
@@ -110,7 +111,7 @@ def prepare(config: ml_collections.ConfigDict, output_dir: str, num_workers: int
                     '(builtin, files, jsonl, parquet, hf or tfds).')
   if not output_dir:
     raise UserError('--output_dir is required.')
-  tokenizer = pretraining.validate_data_config(config)
+  tokenizer = pretraining.validate_data_config(run_spec.load(config))
   tf.io.gfile.makedirs(output_dir)
   metadata_path = os.path.join(output_dir, records.METADATA_FILE)
   if tf.io.gfile.exists(metadata_path):

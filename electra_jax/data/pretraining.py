@@ -5,10 +5,11 @@
                       (packing.py, on the fly)
   prepared shards (records.py, made once by prepare.py) ──┘
 
-`make_dataset(config, split, process_index, process_count)` returns host `process_index`'s batches:
-dicts with `input_ids`, `attention_mask`, `token_type_ids`, `masked_input_ids` `[batch, length]`
-int32 and `masked_lm_positions`, `masked_lm_ids` int32 / `masked_lm_weights` float32
-`[batch, max_predictions]`, with batch = `config.train.batch_size // process_count`.
+`make_dataset(spec, split, process_index)` returns host `process_index`'s batches of the run spec
+`spec` (`spec.run.load(config, process_count=...)`): dicts with `input_ids`, `attention_mask`,
+`token_type_ids`, `masked_input_ids` `[batch, length]` int32 and `masked_lm_positions`,
+`masked_lm_ids` int32 / `masked_lm_weights` float32 `[batch, max_predictions]`, with batch =
+`spec.host_batch_size`.
 
 * 'train' shuffles (files per epoch, examples through a buffer) and repeats forever; 'eval' is the
   fixed held-out part, unshuffled and identical every time: the examples of its first
@@ -25,7 +26,6 @@ import os
 import ml_collections
 import tensorflow as tf
 
-from electra_jax.core import objectives
 from electra_jax.data import corpus
 from electra_jax.data import documents
 from electra_jax.data import masking
@@ -34,6 +34,7 @@ from electra_jax.data import records
 from electra_jax.data import sources
 from electra_jax.data import tokenizers
 from electra_jax.errors import UserError
+from electra_jax.spec import run as run_spec
 from electra_jax.spec import validate
 
 SPLITS = ('train', 'eval')
@@ -44,14 +45,14 @@ _MAX_INTERLEAVE_RECORDS = 16  # record files read at once
 _SALT_DATA, _SALT_FILE_ORDER, _SALT_SHUFFLE, _SALT_MASK = 11, 12, 13, 14
 
 
-def masking_options_for(config: ml_collections.ConfigDict,
+def masking_options_for(spec: run_spec.RunSpec,
                         tokenizer: tokenizers.Tokenizer) -> masking.MaskingOptions:
-  """The masking of `config.data` with `tokenizer`'s special ids (pipeline and inspector)."""
-  data = config.data
-  mask_token_prob, random_token_prob = objectives.of(config).masking_probs(config)
+  """The run's masking (`RunSpec.masking`) with `tokenizer`'s special ids (pipeline and
+  inspector)."""
+  m = spec.masking
   return masking.MaskingOptions(
-      mask_prob=data.mask_prob, max_predictions=validate.max_predictions(config),
-      mask_token_prob=mask_token_prob, random_token_prob=random_token_prob,
+      mask_prob=m.mask_prob, max_predictions=m.max_predictions,
+      mask_token_prob=m.mask_token_prob, random_token_prob=m.random_token_prob,
       vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id, cls_id=tokenizer.cls_id,
       sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id, unk_id=tokenizer.unk_id)
 
@@ -60,8 +61,7 @@ def masking_options_for(config: ml_collections.ConfigDict,
 
 
 def _check_pipeline_source(config: ml_collections.ConfigDict) -> None:
-  """The pure data rules (`validate.validate_data_options`), and a source this pipeline reads."""
-  validate.validate_data_options(config)
+  """A source this pipeline reads (the pure data rules ran when the spec was loaded)."""
   if config.data.source == 'synthetic':
     raise UserError("data.source='synthetic' has no tf.data pipeline: the trainer makes its "
                     'batches (data/synthetic.py). Choose one of '
@@ -139,8 +139,9 @@ def _check_has_text(config, what: str, files: list[str] | None = None,
                      f'Check --config.data.text_field={data.text_field!r}.'))
 
 
-def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokenizer:
-  """Checks the data and tokenizer config and the sources, before anything expensive runs.
+def validate_data_config(spec: run_spec.RunSpec) -> tokenizers.Tokenizer:
+  """Checks the data and tokenizer config and the sources, before anything expensive runs: what
+  needs files (the pure rules ran when `spec` was loaded: `spec.run.load`).
 
   Trains the built-in corpus's tokenizer if needed (seconds). The trainer calls this first.
 
@@ -152,6 +153,7 @@ def validate_data_config(config: ml_collections.ConfigDict) -> tokenizers.Tokeni
       matches nothing, an empty corpus, a TFDS dataset without the text feature, a sequence
       length above the model's positions, a tokenizer larger than the model's vocabulary, ...
   """
+  config = spec.config
   _check_pipeline_source(config)
   data = config.data
   if data.source == 'prepared':
@@ -325,17 +327,15 @@ def packed_examples(config: ml_collections.ConfigDict, split: str, process_index
 # ---- The dataset -------------------------------------------------------------------------------
 
 
-def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: int = 0,
-                 process_count: int = 1,
+def make_dataset(spec: run_spec.RunSpec, split: str, process_index: int = 0,
                  tokenizer: tokenizers.Tokenizer | None = None) -> tf.data.Dataset:
   """Host `process_index`'s dataset of masked pre-training batches (see the module docstring).
 
   Args:
-    config: a full pre-training config (reads seed, model, tokenizer, data, train.batch_size).
+    spec: the run spec (its config's seed, tokenizer and data; its host batch and masking).
     split: 'train' (shuffled, endless) or 'eval' (held out, fixed order, repeated).
-    process_index: this host, in [0, process_count).
-    process_count: number of hosts; each reads a disjoint part of the data.
-    tokenizer: what `validate_data_config(config)` returned; None runs the checks (and loads the
+    process_index: this host, in [0, spec.process_count); each host reads a disjoint part.
+    tokenizer: what `validate_data_config(spec)` returned; None runs the checks (and loads the
       tokenizer) here.
 
   Raises:
@@ -343,9 +343,9 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
   """
   if split not in SPLITS:
     raise ValueError(f'split={split!r} must be one of {SPLITS}.')
-  batch_size = validate.per_host_batch_size(config.train.batch_size, process_count)
+  config, batch_size, process_count = spec.config, spec.host_batch_size, spec.process_count
   if tokenizer is None:
-    tokenizer = validate_data_config(config)
+    tokenizer = validate_data_config(spec)
   data = config.data
   training = split == 'train'
   split_id = SPLITS.index(split)
@@ -372,7 +372,7 @@ def make_dataset(config: ml_collections.ConfigDict, split: str, process_index: i
                                                metadata['id_dtype'], tokenizer.pad_id),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  masking_options = masking_options_for(config, tokenizer)
+  masking_options = masking_options_for(spec, tokenizer)
   mask_seed = packing.fold_in(packing.fold_in(
       tf.constant([config.seed, _SALT_MASK], tf.int64), split_id), process_index)
   # The batch counter lives in the pipeline (enumerate), so a restored iterator resumes it.

@@ -17,6 +17,7 @@ import numpy as np
 import optax
 from absl import logging
 
+from electra_jax.core import schema
 from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import metrics as metrics_lib
@@ -25,7 +26,6 @@ from electra_jax.finetune import probe_data
 from electra_jax.finetune import seeds as seeds_lib
 from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
-from electra_jax.spec import validate
 
 SELECTION_METRIC = 'selection_score'
 
@@ -95,7 +95,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
                     f'{task_model_lib.CLASSIFIER_HEADS}.')
   start = start or start_lib.load_starting_point(config)
   length = config.data.max_seq_length
-  validate.check_sequence_fits(length, start.model_config)
+  schema.check_sequence_fits(length, start.model_config)
 
   # ---- Data: every split read and encoded before any training (bad files fail fast).
   encode = lambda examples: glue_data.encode_examples(start.tokenizer, task, examples, length)

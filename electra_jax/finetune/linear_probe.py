@@ -38,12 +38,12 @@ from electra_jax import files
 from electra_jax import startup
 from electra_jax.core import model as model_lib
 from electra_jax.core import param_trees
+from electra_jax.core import schema
 from electra_jax.errors import UserError
 from electra_jax.finetune import glue_data
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import probe_data
 from electra_jax.finetune import start as start_lib
-from electra_jax.spec import validate
 
 # `config.probe.linear_pooling`: one vector per example from the encoder's hidden states.
 #   'mean_all_layers': the mean over the non-padding tokens of every transformer layer's output,
@@ -299,7 +299,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     raise UserError('The linear probe reads a pre-trained encoder; this starting point has '
                     'none (random initialisation).')
   length = config.data.max_seq_length
-  validate.check_sequence_fits(length, start.model_config)
+  schema.check_sequence_fits(length, start.model_config)
   p = config.probe
   arrays = {split: glue_data.encode_examples(start.tokenizer, task,
                                              probe_data.read_examples(config, split), length)

@@ -24,6 +24,7 @@ import optax
 from absl import logging
 
 from electra_jax import files
+from electra_jax.core import schema
 from electra_jax.errors import UserError
 from electra_jax.finetune import model as task_model_lib
 from electra_jax.finetune import seeds as seeds_lib
@@ -32,7 +33,6 @@ from electra_jax.finetune import squad_eval
 from electra_jax.finetune import squad_postprocess
 from electra_jax.finetune import start as start_lib
 from electra_jax.finetune import train as train_lib
-from electra_jax.spec import validate
 
 VERSIONS = {'v1.1': 'v1.1', '1.1': 'v1.1', 'v2.0': 'v2.0', '2.0': 'v2.0'}
 DEFAULT_EPOCHS = 2  # ELECTRA.md: SQuAD fine-tunes for 2 epochs
@@ -124,7 +124,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     raise UserError(f'config.squad.beam_size={s.beam_size} must be in [1, '
                     f'data.max_seq_length={d.max_seq_length}].')
   start = start or start_lib.load_starting_point(config)
-  validate.check_sequence_fits(d.max_seq_length, start.model_config)
+  schema.check_sequence_fits(d.max_seq_length, start.model_config)
 
   # ---- Data.
   featurize = lambda examples: squad_data.create_features(

@@ -21,6 +21,7 @@ from electra_jax.data import tokenizers
 from electra_jax.errors import UserError
 from electra_jax.finetune import layerwise
 from electra_jax.interop import pretrained as pretrained_lib
+from electra_jax.parallel import mesh as mesh_lib
 from electra_jax.spec import validate
 
 MODEL_SIZES = ('small', 'base', 'large')
@@ -128,10 +129,10 @@ def resolve_hparams(config: ml_collections.ConfigDict, model_config: ml_collecti
 def validate_finetune_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Up-front checks of the loop's fields; each error names the field and the fix."""
   t = config.train
-  sizes = validate.resolve_axis_sizes(config.mesh, num_devices)
+  mesh = mesh_lib.MeshShape.of(config.mesh, num_devices)
   for field in ('batch_size', 'eval_batch_size'):
     validate.per_host_batch_size(t[field], jax.process_count(), f'config.train.{field}')
-    validate.check_data_parallel_batch(f'config.train.{field}', t[field], sizes[0] * sizes[1])
+    validate.check_data_parallel_batch(f'config.train.{field}', t[field], mesh.data_parallel)
   if not 0.0 <= t.warmup_fraction <= 1.0:
     raise UserError(f'config.train.warmup_fraction={t.warmup_fraction} must be in [0, 1].')
   if t.layerwise_lr_rule not in layerwise.HEAD_DEPTH_OVER_LAYERS:

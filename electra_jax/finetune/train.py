@@ -37,7 +37,6 @@ from electra_jax.interop import train_state
 from electra_jax.interop.train_state import TrainState
 from electra_jax.parallel import mesh as mesh_lib
 from electra_jax.parallel import sharding
-from electra_jax.spec import validate
 
 INPUT_KEYS = ('input_ids', 'token_type_ids', 'attention_mask')
 
@@ -199,8 +198,8 @@ def _setup_seed(config: ml_collections.ConfigDict, task: FineTuneTask, start: st
   if steps_per_epoch < 1:
     raise UserError(f'{task.name}: {num_examples} training examples make no batch of '
                     f'config.train.batch_size={hparams.batch_size}; lower the batch size.')
-  mesh = mesh_lib.make_mesh(config.mesh, devices)
-  rules = validate.logical_axis_rules(config.mesh)
+  shape = mesh_lib.MeshShape.of(config.mesh, len(devices))
+  mesh, rules = mesh_lib.make_mesh(shape, devices), shape.rules
   model = task.model
   length = task.train_arrays['input_ids'].shape[1]
   dummy = {k: jnp.ones((1, length), jnp.int32) for k in INPUT_KEYS}

@@ -52,7 +52,7 @@ class Inspection:
 
 def mask_examples(checkpoint: Checkpoint, input_ids, token_type_ids, seed: int) -> dict:
   """The training masking (`mask_batch`, the run's options) of `[n, length]` examples, as numpy."""
-  options = pretraining.masking_options_for(checkpoint.config, checkpoint.tokenizer)
+  options = pretraining.masking_options_for(checkpoint.spec, checkpoint.tokenizer)
   batch = masking.mask_batch(
       {'input_ids': tf.constant(input_ids, tf.int32),
        'token_type_ids': tf.constant(token_type_ids, tf.int32)},
@@ -67,7 +67,7 @@ def sample_keys(seed: int, count: int):
 
 def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
   """(corrupted ids, P(replaced)) `[n, length]`: generator, sampling, corruption, discriminator."""
-  pretrained, electra = checkpoint.pretrained, checkpoint.config.electra
+  pretrained, electra = checkpoint.pretrained, checkpoint.spec.electra
   generator = model_lib.Generator(pretrained.gen_config)
   detect = _detector(checkpoint)
 
@@ -124,9 +124,9 @@ def inspect_examples(checkpoint: Checkpoint, input_ids, token_type_ids, *, seed:
   else:
     if checkpoint.pretrained.gen_params is None:
       raise UserError(
-                      f'{checkpoint.name} has a discriminator but no generator, which masking and sampling '
-                      'need: point --workdir at the pre-training run or at an export holding generator/ '
-                      '(or give --generator=DIR), or add --score_as_typed to score the text as typed.')
+          f'{checkpoint.name} has a discriminator but no generator, which masking and sampling '
+          'need: point --workdir at the pre-training run or at an export holding generator/ '
+          '(or give --generator=DIR), or add --score_as_typed to score the text as typed.')
     batch = mask_examples(checkpoint, input_ids, token_type_ids, seed)
     attention_mask = batch['attention_mask']
     masked = np.zeros(input_ids.shape, bool)  # every used slot, also one that kept its token

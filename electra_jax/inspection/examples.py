@@ -11,6 +11,7 @@ from electra_jax.data import pretraining
 from electra_jax.data.tokenizers import hf as hf_tokenizer
 from electra_jax.errors import UserError
 from electra_jax.inspection.loading import Checkpoint
+from electra_jax.spec import run as run_spec
 
 
 def encode_text(checkpoint: Checkpoint, text: str):
@@ -23,7 +24,7 @@ def encode_text(checkpoint: Checkpoint, text: str):
   pieces = tokenizer.encode(text)
   if not pieces:
     raise UserError(f'--text={text!r} has no tokens: give a sentence.')
-  length = checkpoint.config.data.max_seq_length
+  length = checkpoint.spec.seq_length
   if len(pieces) > length - 2:
     print(f'note: the text has {len(pieces)} tokens; the first {length - 2} are inspected (the '
           f'sequence length is {length} with [CLS] and [SEP]).', file=sys.stderr)
@@ -38,14 +39,14 @@ def eval_examples(checkpoint: Checkpoint, count: int):
   if not checkpoint.is_workdir:
     raise UserError(f'--from_eval needs a pre-training run (its config names the eval data); '
                     f'{checkpoint.name} is a Hugging Face directory: use --text.')
-  config = checkpoint.config.copy_and_resolve_references()
+  config = checkpoint.spec.config.copy_and_resolve_references()
   if config.data.source == 'synthetic':
     raise UserError(f'{checkpoint.name} was trained on synthetic batches, which have no text: '
                     'use --text.')
   config.train.batch_size = count  # eval is unshuffled: the first `count` examples in order
   config.tokenizer.update(hf_tokenizer.tokenizer_config_fields(checkpoint.tokenizer))
   try:
-    batch = next(iter(pretraining.make_dataset(config, 'eval')))
+    batch = next(iter(pretraining.make_dataset(run_spec.load(config), 'eval')))
   except (ValueError, FileNotFoundError) as error:  # e.g. the run's text files moved
     raise UserError(f'cannot read the eval data of {checkpoint.name}: {error}') from error
   return (np.asarray(batch['input_ids'], np.int32),

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import ml_collections
 import tensorflow as tf
 
 from electra_jax.configs import default as default_config
 from electra_jax.errors import UserError
 from electra_jax.interop import pretrained as pretrained_lib
+from electra_jax.spec import run as run_spec
 
 
 @dataclasses.dataclass
@@ -20,12 +20,12 @@ class Checkpoint:
   Attributes:
     name: how the source is shown (the path, and the step for a workdir).
     pretrained: the standalone networks and the tokenizer.
-    config: the run's full config for a workdir; for a Hugging Face directory configs/default.py
-      with `data.max_seq_length` set to the model's position count.
+    spec: the run spec of the run's own config for a workdir; for a Hugging Face directory, of
+      configs/default.py with `data.max_seq_length` set to the model's position count.
   """
   name: str
   pretrained: pretrained_lib.Pretrained
-  config: ml_collections.ConfigDict
+  spec: run_spec.RunSpec
 
   @property
   def tokenizer(self):
@@ -33,7 +33,7 @@ class Checkpoint:
 
   @property
   def is_workdir(self) -> bool:
-    """Whether `config` is the run's own (then it also names the eval data)."""
+    """Whether `spec` is the run's own (then its config also names the eval data)."""
     return self.pretrained.source_config is not None
 
 
@@ -71,7 +71,8 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
                     'the inspector needs the one the model was trained with.')
   if pretrained.source_config is not None:
     return Checkpoint(f'{path} (step {pretrained.step})', pretrained,
-                      ml_collections.ConfigDict(pretrained.source_config))
+                      run_spec.load(pretrained.source_config))
   config = default_config.get_config()
+  config.model.update(pretrained.disc_config)
   config.data.max_seq_length = pretrained.disc_config.max_position_embeddings
-  return Checkpoint(path, pretrained, config)
+  return Checkpoint(path, pretrained, run_spec.load(config))

@@ -1,4 +1,4 @@
-"""The inspector's terminal table: one row per token, P(replaced) as a number, a bar and a colour."""
+"""The inspector's terminal table: one row per token, P(replaced) as a number, a bar, a colour."""
 
 from __future__ import annotations
 

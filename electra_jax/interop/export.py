@@ -29,11 +29,13 @@ from electra_jax.core import model as model_lib
 from electra_jax.core import objectives
 from electra_jax.core import optimizer as optimizer_lib
 from electra_jax.core import param_trees
+from electra_jax.core.objectives.base import Objective
 from electra_jax.data.tokenizers import hf as hf_tokenizer
 from electra_jax.errors import UserError
 from electra_jax.interop import checkpoint as checkpoint_lib
 from electra_jax.interop import hf
 from electra_jax.interop import train_state
+from electra_jax.spec import run as run_spec
 from electra_jax.spec import validate
 
 SIZE_FIELDS = ('vocab_size', 'embedding_size', 'hidden_size', 'num_layers', 'num_heads',
@@ -139,10 +141,10 @@ def generator_fraction(disc_config: ml_collections.ConfigDict,
   return fraction
 
 
-def check_main_network(pretrained, config: ml_collections.ConfigDict) -> None:
-  """The objective `config` trains must continue the main network `pretrained` holds: a
+def check_main_network(pretrained, written: Objective) -> None:
+  """The objective `written` (a run's) must continue the main network `pretrained` holds: a
   discriminator is not a masked LM. A UserError names the objectives that fit."""
-  written, source = objectives.of(config), pretrained.trained_by
+  source = pretrained.trained_by
   if written.main_network is not source.main_network:
     others = [name for name, o in objectives.REGISTRY.items()
               if o.main_network is source.main_network and name != source.name]
@@ -159,7 +161,7 @@ def workdir_config(pretrained, base_config: ml_collections.ConfigDict,
   config = ml_collections.ConfigDict(base_config.to_dict())
   if pretrained.source_config:  # a workdir keeps its objective settings (sharing, fraction, ...)
     config.electra.update(pretrained.source_config['electra'])
-  check_main_network(pretrained, config)
+  check_main_network(pretrained, run_spec.load(config).objective)
   for field in SIZE_FIELDS + _CARRIED_FIELDS:
     config.model[field] = pretrained.disc_config[field]
   if pretrained.gen_config is not None:
@@ -182,23 +184,20 @@ def _fresh_generator(gen_config: ml_collections.ConfigDict, seed: int) -> dict[s
   return jax.tree.map(np.asarray, nn.meta.unbox(params['params']))
 
 
-def joint_params(pretrained, config: ml_collections.ConfigDict,
+def joint_params(pretrained, spec: run_spec.RunSpec,
                  fresh_generator: dict[str, Any] | None = None) -> dict[str, Any]:
-  """The pretrainer's joint tree for `config` (scanned if it scans layers).
+  """The pretrainer's joint tree for the run `spec` (scanned if it scans layers).
 
   A source without a generator gets `fresh_generator`, or one initialised from `config.seed`.
   """
-  trains = objectives.of(config)
+  trains = spec.objective
   gen_params = pretrained.gen_params
   if gen_params is None and trains.has_generator:
     if fresh_generator is None:
-      gen_config = validate.generator_config(config.model,
-                                              config.electra.generator_hidden_fraction,
-                                              config.electra.embedding_sharing)
-      fresh_generator = _fresh_generator(gen_config, config.seed)
+      fresh_generator = _fresh_generator(spec.generator, spec.config.seed)
     gen_params = fresh_generator
-  joint = trains.merge_params(pretrained.disc_params, gen_params, config)
-  if config.model.scan_layers:
+  joint = trains.merge_params(pretrained.disc_params, gen_params, spec.embedding_sharing)
+  if spec.discriminator.scan_layers:
     joint = param_trees.to_scanned_layers(joint)
   return joint
 
@@ -212,7 +211,8 @@ def write_workdir(pretrained, dst: str, base_config: ml_collections.ConfigDict, 
   names = [os.path.basename(f) for f in pretrained.tokenizer_files]
   config = workdir_config(pretrained, base_config,
                           os.path.join(dst, TOKENIZER_DIR, names[0]) if names else '')
-  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), joint_params(pretrained, config))
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
+                        joint_params(pretrained, run_spec.load(config)))
   tx = optimizer_lib.make_optimizer(config.train)
   state = train_state.fresh(params, tx)
   with atomic_directory(dst, overwrite) as out:

@@ -2,9 +2,9 @@
 
 A checkpoint directory holds `config.json` plus `model.safetensors` (or a sharded
 `model.safetensors.index.json`, or `pytorch_model.bin`). Its `architectures` entry decides the kind:
-`ElectraForPreTraining` is a discriminator (`electra_jax.core.model.Discriminator`), `ElectraForMaskedLM`
-a generator (`electra_jax.core.model.Generator`). Safetensors are read with numpy, so torch is needed
-only for `pytorch_model.bin`.
+`ElectraForPreTraining` is a discriminator (`electra_jax.core.model.Discriminator`),
+`ElectraForMaskedLM` a generator (`electra_jax.core.model.Generator`). Safetensors are read with
+numpy, so torch is needed only for `pytorch_model.bin`.
 
 `load_pretrained` returns a model config (the `config.model` schema, unscanned, float32) with an
 extra field `architecture` ('discriminator' or 'generator'). To continue pre-training from a

@@ -35,7 +35,7 @@ from electra_jax.interop import checkpoint as checkpoint_lib
 from electra_jax.interop import export
 from electra_jax.interop import hf
 from electra_jax.interop import tf1
-from electra_jax.spec import validate
+from electra_jax.spec import run as run_spec
 
 KINDS = ('workdir', 'hf', 'tf1')
 MASKED_LM_DIR = 'masked_lm'  # where an export puts a masked-LM main network
@@ -52,7 +52,7 @@ class Pretrained:
   gen_params: dict[str, Any] | None = None  # `model.Generator` tree
   tokenizer: tokenizers.Tokenizer | None = None
   tokenizer_files: list[str] = dataclasses.field(default_factory=list)
-  source_config: dict | None = None  # the full run config, when the source is a workdir
+  source_config: dict | None = None  # a workdir's run config (upgraded: `run_spec.upgrade`)
   step: int | None = None  # the checkpoint step, when the source is a workdir
   objective: str = objectives.DEFAULT  # what trained the main network (`objectives.NAMES`)
 
@@ -166,24 +166,24 @@ def _load_workdir(path: str, step: int | None) -> Pretrained:
     state_dir = checkpointer.item_directory(step, 'state')
   finally:
     checkpointer.close()
-  config = ml_collections.ConfigDict(run_config)
+  spec = run_spec.load(run_config)  # upgraded if an older version saved it
   try:
     params = _restore_params(state_dir)
   except Exception as error:  # noqa: BLE001 - as above (tensorstore, orbax, json)
     raise _unreadable_checkpoint(path, step, error) from error
   # The objective's own split: for the MLM objectives `discriminator` is the main masked LM,
   # and 'mlm' has no generator (None).
-  trained_by = objectives.of(config)
-  networks = trained_by.split_params(param_trees.to_unscanned_layers(params), config)
-  gen_config = validate.generator_config(config.model, config.electra.generator_hidden_fraction,
-                                          config.electra.embedding_sharing)
+  trained_by = spec.objective
+  networks = trained_by.split_params(param_trees.to_unscanned_layers(params),
+                                     spec.embedding_sharing)
   has_generator = networks['generator'] is not None
-  tokenizer = _tokenizer_from_files(run_config.get('tokenizer', {}), files)
+  tokenizer = _tokenizer_from_files(spec.config.tokenizer.to_dict(), files)
   logging.info('Loaded step %d of %s.', step, path)
-  return Pretrained(_model_schema(config.model), _to_numpy(networks['discriminator']),
-                    _model_schema(gen_config) if has_generator else None,
+  return Pretrained(_model_schema(spec.discriminator), _to_numpy(networks['discriminator']),
+                    _model_schema(spec.generator) if has_generator else None,
                     _to_numpy(networks['generator']) if has_generator else None, tokenizer,
-                    tokenizer.files() if tokenizer else [], run_config, step, trained_by.name)
+                    tokenizer.files() if tokenizer else [], spec.config.to_dict(), step,
+                    trained_by.name)
 
 
 def _to_numpy(tree):
@@ -256,7 +256,7 @@ def source_tokenizer(path: str) -> tokenizers.Tokenizer | None:
     try:
       step = _workdir_step(checkpointer, path, None)
       run_config = checkpointer.restore_config(step)
-      return _tokenizer_from_files(run_config.get('tokenizer', {}),
+      return _tokenizer_from_files(run_spec.upgrade(run_config).tokenizer.to_dict(),
                                    checkpointer.restore_tokenizer_files(step))
     finally:
       checkpointer.close()
@@ -305,24 +305,24 @@ def _check_same_shapes(params, reference, source: str) -> None:
                     'config.electra.embedding_sharing).')
 
 
-def initial_params(config: ml_collections.ConfigDict, fresh_params: Any,
+def initial_params(spec: run_spec.RunSpec, fresh_params: Any,
                    pretrained: Pretrained | None = None) -> Any:
   """Joint params for continued pre-training from `config.init_from`, placed as `fresh_params`.
 
-  Every tensor must have the shape `config` gives it (`config.model` and, for the generator,
-  `config.electra.generator_hidden_fraction`); an error names the first that does not. A
-  checkpoint without a generator keeps the freshly initialised generator of `fresh_params`.
-  `pretrained`: `config.init_from` already loaded (default: load it here).
+  Every tensor must have the shape the run `spec` gives it (its discriminator and generator);
+  an error names the first that does not. A checkpoint without a generator keeps the freshly
+  initialised generator of `fresh_params`. `pretrained`: `config.init_from` already loaded
+  (default: load it here).
   """
-  source = config.init_from
+  source = spec.config.init_from
   if pretrained is None:
     pretrained = load_checkpoint(source)
-  export.check_main_network(pretrained, config)
+  trains = spec.objective
+  export.check_main_network(pretrained, trains)
   fresh = nn.meta.unbox(fresh_params)
-  trains = objectives.of(config)
   # Each network on its own first, so that an error names the checkpoint's own tensor.
-  networks = jax.eval_shape(
-      lambda p: param_trees.to_unscanned_layers(trains.split_params(p, config)), fresh)
+  networks = jax.eval_shape(lambda p: param_trees.to_unscanned_layers(
+      trains.split_params(p, spec.embedding_sharing)), fresh)
   loaded = {'discriminator': pretrained.disc_params}
   if pretrained.gen_params is not None and trains.has_generator:
     loaded['generator'] = pretrained.gen_params
@@ -332,8 +332,8 @@ def initial_params(config: ml_collections.ConfigDict, fresh_params: Any,
     logging.warning('%s has no generator: the generator starts from its fresh initialisation.',
                     source)
     fresh_generator = param_trees.to_unscanned_layers(
-        trains.split_params(fresh, config)['generator'])
-  joint = export.joint_params(pretrained, config, fresh_generator)
+        trains.split_params(fresh, spec.embedding_sharing)['generator'])
+  joint = export.joint_params(pretrained, spec, fresh_generator)
   _check_same_shapes(joint, fresh, f'init_from={source!r}')
 
   def place(path, value):

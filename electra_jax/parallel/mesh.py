@@ -7,7 +7,9 @@ inner, within-slice (ICI) part, so that only the gradient all-reduce crosses the
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+import math
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -15,25 +17,74 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 
-from electra_jax.errors import UserError
-from electra_jax.spec import validate
+from electra_jax.errors import UserError, require
 
-AXES = validate.MESH_AXES
+AXES = ('data', 'fsdp', 'tensor')
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshShape:
+  """The mesh `config.mesh` asks for on a known number of devices, resolved once.
+
+  Attributes:
+    data, fsdp, tensor: the axis sizes, `-1` ("the devices left over") filled in.
+    dcn_data: how many of the `data` rows lie across slices (-1: one per slice).
+    rules: the logical axis rules, as the tuples flax wants (never the lists a JSON round trip
+      or a command-line override leaves).
+  """
+  data: int
+  fsdp: int
+  tensor: int
+  dcn_data: int
+  rules: tuple[tuple[str, Any], ...]
+
+  @property
+  def sizes(self) -> tuple[int, int, int]:
+    return (self.data, self.fsdp, self.tensor)
+
+  @property
+  def data_parallel(self) -> int:
+    """Devices a batch is split over (data x fsdp)."""
+    return self.data * self.fsdp
+
+  @classmethod
+  def of(cls, mesh_config: ml_collections.ConfigDict, num_devices: int) -> 'MeshShape':
+    """Raises UserError naming the field when the sizes cannot cover `num_devices`."""
+    sizes = [int(mesh_config[name]) for name in AXES]
+    for name, size in zip(AXES, sizes):
+      require(size > 0 or size == -1,
+              f'config.mesh.{name}={size}: use a positive size, or -1 for "the rest".')
+    unknown = [name for name, size in zip(AXES, sizes) if size == -1]
+    require(len(unknown) <= 1,
+            f'config.mesh: only one axis may be -1, got {unknown}. Set all but one.')
+    known = math.prod(s for s in sizes if s != -1)
+    if unknown:
+      require(num_devices % known == 0,
+              f'config.mesh: the fixed axes multiply to {known}, which does not divide the '
+              f'{num_devices} devices. Choose sizes whose product divides {num_devices}.')
+      sizes[AXES.index(unknown[0])] = num_devices // known
+    else:
+      require(known == num_devices,
+              f'config.mesh: data*fsdp*tensor = {known} but there are {num_devices} devices. '
+              f'Make the product {num_devices}, or set one axis to -1.')
+    rules = tuple((name, tuple(axes) if isinstance(axes, list) else axes)
+                  for name, axes in mesh_config.logical_axis_rules)
+    return cls(*sizes, dcn_data=int(mesh_config.dcn_data), rules=rules)
 
 
 def _num_slices(devices: Sequence[jax.Device]) -> int:
   return len({getattr(d, 'slice_index', 0) for d in devices})
 
 
-def make_mesh(mesh_config: ml_collections.ConfigDict,
-              devices: Sequence[jax.Device] | None = None) -> Mesh:
+def make_mesh(shape: MeshShape, devices: Sequence[jax.Device] | None = None) -> Mesh:
   """Builds the (data, fsdp, tensor) mesh over `devices` (default: all devices)."""
   devices = list(jax.devices() if devices is None else devices)
-  sizes = validate.resolve_axis_sizes(mesh_config, len(devices))
+  sizes = shape.sizes
+  require(math.prod(sizes) == len(devices),
+          f'the mesh {sizes} was resolved for {math.prod(sizes)} devices, not {len(devices)}.')
   num_slices = _num_slices(devices)
   if num_slices > 1:
-    dcn_data = int(mesh_config.get('dcn_data', -1))
-    dcn_data = num_slices if dcn_data == -1 else dcn_data
+    dcn_data = num_slices if shape.dcn_data == -1 else shape.dcn_data
     if dcn_data != num_slices or sizes[0] % dcn_data:
       raise UserError(
           f'config.mesh.dcn_data={dcn_data}: with {num_slices} slices it must equal the slice '

@@ -1,7 +1,7 @@
 """Sharding by logical axis names: the mesh scope, parameter and batch shardings, sharded state.
 
 Parameters carry logical names ('vocab', 'embed', 'mlp', 'heads', 'kv') and activations 'batch',
-'length', 'act_*'; `config.mesh.logical_axis_rules` (as tuples: `validate.logical_axis_rules`)
+'length', 'act_*'; `config.mesh.logical_axis_rules` (as tuples: `mesh.MeshShape.rules`)
 maps them to the mesh axes. Everything that runs the model enters `mesh_scope(mesh, rules)`;
 state is created directly sharded (`eval_shape` -> logical names -> `jit(init, out_shardings)`),
 never materialised on one device. Dimensions the mesh cannot divide (a one-head generator on

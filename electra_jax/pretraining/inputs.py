@@ -1,10 +1,10 @@
 """The trainer's one data entry point: the tokenizer, resolved once, and this host's batches.
 
-  resolve_tokenizer(config, workdir[, pretrained])  -> Tokenizer (None for synthetic batches)
+  resolve_tokenizer(spec, workdir[, pretrained])  -> Tokenizer (None for synthetic batches)
       picks the tokenizer (`tokenizer.path`, else `init_from`'s, else the built-in corpus's copy
-      in the workdir), records it in `config.tokenizer`, and runs the data checks that need I/O
-      (`pretraining.validate_data_config`) once.
-  HostInputs(config, tokenizer, process_index, process_count)
+      in the workdir), records it in the run's config (`spec.config.tokenizer`), and runs the
+      data checks that need I/O (`pretraining.validate_data_config`) once.
+  HostInputs(spec, tokenizer, process_index)
       .checkpoint_iterator  the training tf.data iterator that every checkpoint saves (None for
                             synthetic batches, whose state is the step)
       .train_batches(start_step)  host-local numpy batches, resumed at `start_step`
@@ -27,7 +27,7 @@ from electra_jax.data import synthetic
 from electra_jax.data import tokenizers
 from electra_jax.interop import checkpoint as checkpoint_lib
 from electra_jax.interop import pretrained as pretrained_lib
-from electra_jax.spec import validate
+from electra_jax.spec import run as run_spec
 
 _BUILTIN_COPY = 'tokenizer/builtin.model'  # the workdir's copy of the built-in tokenizer
 
@@ -48,13 +48,14 @@ def _record_tokenizer_path(config: ml_collections.ConfigDict, workdir: str,
     config.tokenizer.path = kept
 
 
-def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str,
+def resolve_tokenizer(spec: run_spec.RunSpec, workdir: str,
                       pretrained: Any = None) -> Optional[tokenizers.Tokenizer]:
-  """The run's tokenizer, recorded in `config.tokenizer`; the data sources checked (see above)."""
-  if config.data.source == 'synthetic':
+  """The run's tokenizer, recorded in `spec.config.tokenizer`; the data sources checked (see
+  above)."""
+  if spec.config.data.source == 'synthetic':
     return None
-  _record_tokenizer_path(config, workdir, pretrained)
-  return pretraining.validate_data_config(config)
+  _record_tokenizer_path(spec.config, workdir, pretrained)
+  return pretraining.validate_data_config(spec)
 
 
 def _numpy(batches) -> Iterator[dict[str, Any]]:
@@ -76,21 +77,20 @@ def _numpy(batches) -> Iterator[dict[str, Any]]:
 class HostInputs:
   """This host's training and eval batches, from tf.data or synthetic, as numpy dicts."""
 
-  def __init__(self, config: ml_collections.ConfigDict,
-               tokenizer: Optional[tokenizers.Tokenizer], process_index: int = 0,
-               process_count: int = 1):
-    self._config = config
-    self._process = (process_index, process_count)
-    self.synthetic = config.data.source == 'synthetic'
+  def __init__(self, spec: run_spec.RunSpec, tokenizer: Optional[tokenizers.Tokenizer],
+               process_index: int = 0):
+    self._spec = spec
+    self._process_index = process_index
+    self.synthetic = spec.config.data.source == 'synthetic'
     self.tokenizer_files = [] if tokenizer is None else tokenizer.files()
     self.checkpoint_iterator = None
     self._eval_dataset = None
     if not self.synthetic:
       self.checkpoint_iterator = iter(pretraining.make_dataset(
-          config, 'train', process_index, process_count, tokenizer=tokenizer))
-      if config.train.eval_every:
-        self._eval_dataset = pretraining.make_dataset(config, 'eval', process_index,
-                                                      process_count, tokenizer=tokenizer)
+          spec, 'train', process_index, tokenizer=tokenizer))
+      if spec.config.train.eval_every:
+        self._eval_dataset = pretraining.make_dataset(spec, 'eval', process_index,
+                                                      tokenizer=tokenizer)
 
   @property
   def has_eval(self) -> bool:
@@ -100,8 +100,9 @@ class HostInputs:
   def train_batches(self, start_step: int) -> Iterator[dict[str, Any]]:
     """Training batches from `start_step` on (a restored tf.data iterator is already there)."""
     if self.synthetic:
-      return synthetic.SyntheticIterator(self._config, *self._process, start_step,
-                                         validate.max_predictions(self._config))
+      return synthetic.SyntheticIterator(self._spec.config, self._process_index,
+                                         self._spec.process_count, start_step,
+                                         self._spec.max_predictions)
     return _numpy(self.checkpoint_iterator)
 
   def eval_batches(self) -> Optional[Iterator[dict[str, Any]]]:

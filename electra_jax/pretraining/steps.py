@@ -14,7 +14,6 @@ import optax
 
 from electra_jax.core import model as model_lib
 from electra_jax.core import objective
-from electra_jax.core import objectives
 from electra_jax.interop import train_state
 from electra_jax.interop.train_state import TrainState
 
@@ -59,7 +58,7 @@ def _split_micro_batches(tree: Any, num_micro: int) -> Any:
   return jax.tree.map(split, tree)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, config,
+def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, spec,
                base_rng: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimizer step on a global batch.
 
@@ -69,7 +68,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
   Args:
     state: the sharded TrainState (donated by the caller).
     batch: global arrays, [batch, length] and [batch, max_predictions].
-    model, tx, config: static; the ElectraPretrainer, the optax optimizer and the full config.
+    model, tx, spec: static; the ElectraPretrainer, the optax optimizer and the run spec
+      (`spec.run.RunSpec`: its objective, options and micro-batches).
     base_rng: the run's key; this step uses `fold_in(base_rng, step)`.
 
   Returns:
@@ -84,15 +84,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
   # Loss normalisers over the whole global batch, so micro-batch losses add up to the batch loss.
   normalizers = objective.loss_normalizers(batch)
 
-  pretraining_loss = objectives.of(config).loss
+  pretraining_loss = spec.objective.loss
 
   def loss_fn(params, micro_batch, micro_sample_rngs, micro_dropout_rng):
     return pretraining_loss(
         model, params, micro_batch, sample_rng=micro_sample_rngs, dropout_rng=micro_dropout_rng,
-        deterministic=False, electra_config=config.electra, normalizers=normalizers)
+        deterministic=False, electra_config=spec.electra, normalizers=normalizers)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  num_micro = config.train.grad_accum_steps
+  num_micro = spec.grad_accum_steps
   if num_micro == 1:
     (loss, stats), grads = grad_fn(state.params, batch, sample_rngs, dropout_rng)
   else:
@@ -137,7 +137,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, con
 
 # ---- Eval step ---------------------------------------------------------------------------------
 
-def eval_step(params: Any, batch: dict[str, jax.Array], batch_index: jax.Array, *, model, config,
+def eval_step(params: Any, batch: dict[str, jax.Array], batch_index: jax.Array, *, model, spec,
               base_rng: jax.Array) -> dict[str, jax.Array]:
   """Summed statistics of one held-out batch (no dropout; fixed sampling keys per batch index).
 
@@ -146,7 +146,7 @@ def eval_step(params: Any, batch: dict[str, jax.Array], batch_index: jax.Array, 
   """
   rng = jax.random.fold_in(jax.random.fold_in(base_rng, 0x5EED), batch_index)
   sample_rngs = jax.random.split(rng, batch['input_ids'].shape[0])
-  _, stats = objectives.of(config).loss(
+  _, stats = spec.objective.loss(
       model, params, batch, sample_rng=sample_rngs, dropout_rng=rng, deterministic=True,
-      electra_config=config.electra)
+      electra_config=spec.electra)
   return stats

@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import ml_collections
 
 from electra_jax import reporting
-from electra_jax.core import objectives
 from electra_jax.errors import UserError
 from electra_jax.parallel import hlo
 from electra_jax.parallel import sharding
 from electra_jax.parallel.topologies import Topology, first_line, parse_topology, topology_devices
 from electra_jax.pretraining import train
+from electra_jax.spec import run as run_spec
 
 GIB = 1024**3
 
@@ -31,7 +31,7 @@ GIB = 1024**3
 @dataclasses.dataclass
 class Compiled:
   """One compile of the train step (and the eval step) for a topology, with what XLA says."""
-  config: ml_collections.ConfigDict
+  spec: run_spec.RunSpec
   mesh: Any
   train: Any  # jax.stages.Compiled
   eval: Any | None
@@ -52,8 +52,9 @@ def compile_steps(config: ml_collections.ConfigDict, devices: Sequence[jax.Devic
     DoesNotFit: XLA ran out of HBM while compiling.
   """
   process_count = len({d.process_index for d in devices})
-  mesh, rules = train.checked_mesh(config, list(devices), process_count)
-  program = train.build_program(config, mesh, rules)
+  spec, mesh = train.checked_mesh(config, list(devices), process_count)
+  rules = spec.mesh.rules
+  program = train.build_program(spec, mesh)
   try:
     with sharding.mesh_scope(mesh, rules):
       start = time.perf_counter()
@@ -71,7 +72,7 @@ def compile_steps(config: ml_collections.ConfigDict, devices: Sequence[jax.Devic
     if 'RESOURCE_EXHAUSTED' in str(error) or 'out of memory' in str(error).lower():
       raise DoesNotFit(first_line(error)) from None
     raise
-  return Compiled(config, mesh, compiled_train, compiled_eval, train_seconds, eval_seconds)
+  return Compiled(spec, mesh, compiled_train, compiled_eval, train_seconds, eval_seconds)
 
 
 # ---- What the compiled program says ---------------------------------------------------------
@@ -140,7 +141,7 @@ class Report:
 
 def analyse(compiled: Compiled, topology: Topology) -> Report:
   """The compile's figures against the chip: memory, FLOPs, collectives and the roofline."""
-  config = compiled.config
+  spec = compiled.spec
   devices = list(compiled.mesh.devices.flat)
   num_devices = len(devices)
   # libtpu may expose each TensorCore as a device (v4 here: 8 devices for v4-8's 4 chips), so the
@@ -150,8 +151,8 @@ def analyse(compiled: Compiled, topology: Topology) -> Report:
   capacity = chip.hbm_gib * GIB / devices_per_chip
   peak = chip.peak_tflops * 1e12 / devices_per_chip
   bandwidth = chip.hbm_gbytes_per_s * 1e9 / devices_per_chip
-  tokens = config.train.batch_size * config.data.max_seq_length
-  analytic = objectives.train_flops_per_token(config) * tokens / num_devices
+  tokens = spec.batch_size * spec.seq_length
+  analytic = spec.train_flops_per_token() * tokens / num_devices
   cost = _cost(compiled.train)
   text = compiled.train.as_text()
   # XLA's cost analysis counts a loop body once (model.scan_layers, train.grad_accum_steps):
@@ -172,7 +173,7 @@ def analyse(compiled: Compiled, topology: Topology) -> Report:
       eval_compile_seconds=compiled.eval_seconds, compute_seconds=work / peak,
       memory_seconds=cost['bytes accessed'] * loop_factor / bandwidth,
       xla_seconds=cost['optimal_seconds'] if loop_factor == 1.0 else 0.0, loop_factor=loop_factor,
-      tokens_per_step=tokens, num_steps=config.train.num_steps)
+      tokens_per_step=tokens, num_steps=spec.config.train.num_steps)
 
 
 def _gib(value: float) -> str:

@@ -29,7 +29,6 @@ from electra_jax import files
 from electra_jax import reporting
 from electra_jax.core import flops as flops_lib
 from electra_jax.core import objective
-from electra_jax.core import objectives
 from electra_jax.core import optimizer as optimizer_lib
 from electra_jax.data import bad_records
 from electra_jax.errors import UserError
@@ -39,7 +38,7 @@ from electra_jax.parallel import mesh as mesh_lib
 from electra_jax.parallel import sharding
 from electra_jax.pretraining import inputs as inputs_lib
 from electra_jax.pretraining import steps
-from electra_jax.spec import validate
+from electra_jax.spec import run as run_spec
 
 COMPLETED_MARKER = 'COMPLETED'
 # Sections whose change makes an existing workdir's checkpoints a different model.
@@ -146,14 +145,13 @@ def _to_global(batch: dict[str, Any], sharding) -> dict[str, jax.Array]:
 # ---- Workdir guard --------------------------------------------------------------------------
 
 def _check_same_run(saved_config: dict, config: ml_collections.ConfigDict, workdir: str):
-  """Refuses to resume a workdir whose checkpoints belong to a different model."""
-  from electra_jax.configs import default  # noqa: PLC0415 - the fields' defaults
+  """Refuses to resume a workdir whose checkpoints belong to a different model. A field added
+  since the run was saved counts at its default, which the run used (`run_spec.upgrade`)."""
+  saved_config = run_spec.upgrade(saved_config)
   for section in _IDENTITY_SECTIONS:
-    saved = saved_config.get(section)
-    if saved is not None:  # a field added since the run was saved: the run used its default
-      saved = {**default.get_config()[section].to_dict(), **saved}
+    saved = json.loads(json.dumps(saved_config[section].to_dict()))
     current = json.loads(json.dumps(config[section].to_dict()))
-    if saved is not None and saved != current:
+    if saved != current:
       changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
       raise UserError(
           f'{workdir} holds checkpoints of a different run: config.{section} differs in '
@@ -165,7 +163,7 @@ def _check_same_run(saved_config: dict, config: ml_collections.ConfigDict, workd
 @dataclasses.dataclass
 class Run:
   """What the loop needs, made once by `setup`: mesh, inputs, state, compiled steps, writers."""
-  config: ml_collections.ConfigDict
+  spec: run_spec.RunSpec
   workdir: str
   mesh: Any
   rules: tuple
@@ -185,7 +183,7 @@ class Run:
 
   def save(self, step: int, force: bool = False):
     self.checkpointer.save(step, self.state, data_iterator=self.inputs.checkpoint_iterator,
-                           config=self.config.to_dict(),
+                           config=self.spec.config.to_dict(),
                            tokenizer_files=self.inputs.tokenizer_files, force=force,
                            resume=self.resume)
 
@@ -224,7 +222,7 @@ def _resume_point(config, checkpointer: checkpoint_lib.Checkpointer, existing_st
   return step, {**requested, 'batches_skipped': latest.get('batches_skipped', 0) + skip}, skip
 
 
-def _initial_state(config, checkpointer, inputs, program: Program, mesh, rules, pretrained,
+def _initial_state(spec, checkpointer, inputs, program: Program, mesh, rules, pretrained,
                    workdir, restart_step: int | None = None) -> tuple[int, steps.TrainState]:
   """(step, state): the checkpoint of `restart_step` (later ones are set aside), else the latest
   one, else fresh (from `init_from` when given)."""
@@ -247,19 +245,18 @@ def _initial_state(config, checkpointer, inputs, program: Program, mesh, rules, 
     return restored
   state = sharding.init_state(program.init_fn, program.init_rng, mesh, rules,
                               program.state_shardings)
-  if config.init_from:
+  if spec.config.init_from:
     if pretrained is None:  # checkpoints were listed at start-up, but none restored
-      pretrained = pretrained_lib.load_checkpoint(config.init_from)
-    state = state.replace(params=pretrained_lib.initial_params(config, state.params, pretrained))
+      pretrained = pretrained_lib.load_checkpoint(spec.config.init_from)
+    state = state.replace(params=pretrained_lib.initial_params(spec, state.params, pretrained))
   return 0, state
 
 
 def checked_mesh(config: ml_collections.ConfigDict, devices: list[jax.Device],
-                 process_count: int) -> tuple[Any, tuple]:
-  """(mesh, logical axis rules) after every config check that needs no data or files."""
-  validate.validate_config(config, num_devices=len(devices), process_count=process_count)
-  objectives.of(config)  # an unknown objective is named here, before any work
-  return mesh_lib.make_mesh(config.mesh, devices), validate.logical_axis_rules(config.mesh)
+                 process_count: int) -> tuple[run_spec.RunSpec, Any]:
+  """(run spec, mesh) after every config check that needs no data or files."""
+  spec = run_spec.load(config, num_devices=len(devices), process_count=process_count)
+  return spec, mesh_lib.make_mesh(spec.mesh, devices)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,31 +281,31 @@ class Program:
   eval_step: Any  # jitted: (params, batch, batch index) -> stats
 
 
-def build_program(config: ml_collections.ConfigDict, mesh, rules) -> Program:
+def build_program(spec: run_spec.RunSpec, mesh) -> Program:
   """Model, optimizer, sharded abstract state and the jitted train/eval steps over `mesh`."""
   jax.config.update('jax_threefry_partitionable', True)  # random bits independent of the mesh
-  model = objectives.of(config).build_model(config)
+  config, rules = spec.config, spec.mesh.rules
+  model = spec.objective.build_model(spec)
   schedule = optimizer_lib.learning_rate_schedule(config.train)
   tx = optimizer_lib.make_optimizer(config.train, schedule)
-  max_predictions = validate.max_predictions(config)
-  init_fn = steps.make_init_fn(model, tx, config.data.max_seq_length, max_predictions)
+  init_fn = steps.make_init_fn(model, tx, spec.seq_length, spec.max_predictions)
   # train.prng_impl, resolved for the mesh's platform (a TPU's, also in the compile check).
   platform = mesh.devices.flat[0].platform
   init_rng, train_rng = jax.random.split(jax.random.key(
-      config.seed, dtype=validate.prng_impl(config.train, platform)))
+      config.seed, dtype=spec.prng_impl(platform)))
   abstract_state, state_shardings = sharding.state_shardings(init_fn, init_rng, mesh, rules)
   batch_sharding = sharding.batch_sharding(mesh, rules)
   train_step = jax.jit(
-      functools.partial(steps.train_step, model=model, tx=tx, config=config, base_rng=train_rng),
+      functools.partial(steps.train_step, model=model, tx=tx, spec=spec, base_rng=train_rng),
       in_shardings=(state_shardings, batch_sharding),
       out_shardings=(state_shardings, None), donate_argnums=(0,))
   eval_step = jax.jit(
-      functools.partial(steps.eval_step, model=model, config=config, base_rng=train_rng),
+      functools.partial(steps.eval_step, model=model, spec=spec, base_rng=train_rng),
       in_shardings=(state_shardings.params, batch_sharding, None))
   abstract_batch = {
       key: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
       for key, (shape, dtype) in steps.batch_shapes(
-          config.train.batch_size, config.data.max_seq_length, max_predictions).items()}
+          spec.batch_size, spec.seq_length, spec.max_predictions).items()}
   return Program(model, tx, schedule, init_fn, init_rng, train_rng, abstract_state,
                  state_shardings, batch_sharding, abstract_batch, train_step, eval_step)
 
@@ -320,7 +317,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   choice is recorded in it."""
   process_index, process_count = jax.process_index(), jax.process_count()
   # ---- Config and mesh: all checks before anything expensive.
-  mesh, rules = checked_mesh(config, devices, process_count)
+  spec, mesh = checked_mesh(config, devices, process_count)
+  config, rules = spec.config, spec.mesh.rules  # the upgraded config, where the tokenizer goes
   tf.io.gfile.makedirs(workdir)
   checkpointer = checkpoint_lib.Checkpointer(
       workdir, save_every=config.train.checkpoint_every, keep=config.train.keep_checkpoints,
@@ -333,12 +331,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   # ---- Input pipeline (per host); a fresh start from init_from reads that checkpoint once.
   pretrained = (pretrained_lib.load_checkpoint(config.init_from)
                 if config.init_from and not existing_steps else None)
-  tokenizer = inputs_lib.resolve_tokenizer(config, workdir, pretrained)
-  inputs = inputs_lib.HostInputs(config, tokenizer, process_index, process_count)
+  tokenizer = inputs_lib.resolve_tokenizer(spec, workdir, pretrained)
+  inputs = inputs_lib.HostInputs(spec, tokenizer, process_index)
 
   # ---- The jitted program (shared with the compile check); the state, resumed or fresh.
-  program = build_program(config, mesh, rules)
-  start_step, state = _initial_state(config, checkpointer, inputs, program, mesh, rules,
+  program = build_program(spec, mesh)
+  start_step, state = _initial_state(spec, checkpointer, inputs, program, mesh, rules,
                                      pretrained, workdir, restart_step)
   del pretrained  # the host copy of the weights
   completed_path = f'{workdir}/{COMPLETED_MARKER}'
@@ -355,21 +353,21 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   batch_sharding = program.batch_sharding
   host_batches = _train_batches(inputs, start_step, resume, skip_now)
   first_batch = _to_global(next(host_batches), batch_sharding)
-  counts = flops_lib.param_counts(config)
+  counts = flops_lib.param_counts(spec.discriminator, spec.generator, spec.embedding_sharing)
   logging.info('Parameters: %s', ', '.join(f'{k} {v:,}' for k, v in counts.items()))
   logging.info('Mesh: %s', mesh_lib.describe(mesh))
   with sharding.mesh_scope(mesh, rules):
     compiled_train_step = program.train_step.lower(state, first_batch).compile()
   reporting.log_memory_analysis(compiled_train_step)
 
-  tokens_per_step = config.train.batch_size * config.data.max_seq_length
+  tokens_per_step = spec.batch_size * spec.seq_length
   throughput = reporting.Throughput(
       tokens_per_step=tokens_per_step,
-      flops_per_step=objectives.train_flops_per_token(config) * tokens_per_step,
+      flops_per_step=spec.train_flops_per_token() * tokens_per_step,
       num_devices=len(devices),
       peak_tflops=reporting.peak_tflops_per_device(devices[0],
                                                    config.train.peak_tflops_per_device))
-  return Run(config, workdir, mesh, rules, checkpointer, inputs, program.schedule,
+  return Run(spec, workdir, mesh, rules, checkpointer, inputs, program.schedule,
              compiled_train_step, program.eval_step, batch_sharding, state, start_step,
              host_batches, first_batch, throughput, reporting.MetricsWriter(workdir), resume)
 
@@ -402,11 +400,11 @@ def evaluate(run: Run, step: int, token_reference: dict[str, Any]) -> dict[str, 
   """
   totals = None
   eval_iterator = run.inputs.eval_batches()
-  for index in range(run.config.train.eval_steps):
+  for index in range(run.spec.config.train.eval_steps):
     batch = _to_global(next(eval_iterator), run.batch_sharding)
     batch_stats = run.eval_step(run.state.params, batch, jnp.int32(index))
     totals = batch_stats if totals is None else _add_stats(totals, batch_stats)
-  summary = objectives.of(run.config).summarize(jax.device_get(totals),
+  summary = run.spec.objective.summarize(jax.device_get(totals),
                                                 jax.device_get(token_reference))
   metrics = {f'eval_{k}': float(v) for k, v in summary.items()}
   run.writer.write(step, metrics)
@@ -427,7 +425,7 @@ class NonFiniteSteps:
 
   def __init__(self, run: Run):
     self._run = run
-    self._limit = run.config.train.max_consecutive_nonfinite
+    self._limit = run.spec.config.train.max_consecutive_nonfinite
     self._pending = None  # (step, flags array)
     self._in_a_row = 0
     self._window = 0  # skipped steps since the last log line
@@ -494,7 +492,7 @@ def _token_reference(last_token_counts, window) -> dict[str, Any]:
 def train_loop(run: Run, preemption: PreemptionWatcher,
                stop_after: int | None = None) -> dict[str, float]:
   """Steps from `run.start_step` to `train.num_steps` (or a stop); returns the last metrics."""
-  t = run.config.train
+  t = run.spec.config.train
   logging.info('Training steps %d -> %d.', run.start_step, t.num_steps)
   last_metrics: dict[str, float] = {}
   window = None  # summed stats since the last log line
@@ -520,13 +518,13 @@ def train_loop(run: Run, preemption: PreemptionWatcher,
 
     if step % t.log_every == 0 or step == t.num_steps:
       nonfinite.check()
-      summary = objectives.of(run.config).summarize(jax.device_get(window))
+      summary = run.spec.objective.summarize(jax.device_get(window))
       metrics = {k: float(v) for k, v in summary.items()}
       metrics.update(loss=float(loss), grad_norm=float(grad_norm),
                      param_norm=float(param_norm), learning_rate=float(run.schedule(step - 1)),
                      nonfinite_steps=nonfinite.take_window_count())
       metrics.update(run.throughput.measure(step))
-      if run.config.data.on_bad_record == 'skip':  # read ahead of the step by the prefetch
+      if run.spec.config.data.on_bad_record == 'skip':  # read ahead of the step by the prefetch
         metrics['bad_records'] = float(bad_records.LOG.count)
       run.writer.write(step, metrics)
       logging.info(reporting.progress_line(step, t.num_steps, metrics))

@@ -1,52 +1,31 @@
 """The config rules, in one place: every choice, every derived value and every pure check.
 
-Pre-training, fine-tuning, the model, the pipeline and the FLOP counter all read their rules from
-here: the allowed values of each switch (`DTYPES`, `EMBEDDING_SHARING`, `SOURCES`, ...), the values
-derived from a config (`generator_config`, `max_predictions`, `per_host_batch_size`,
-`resolve_axis_sizes`, `logical_axis_rules`) and the checks that need no I/O. Every error names the
-field and the fix.
+The run spec (`spec.run.load`) runs these checks once, when a config is loaded, and takes its
+derived values from here (`generator_config`, `max_predictions_for`, `per_host_batch_size`). The
+model's choices are named in `core.choices`, the mesh's rules live with the mesh
+(`parallel.mesh.MeshShape`); the rest are below. Every error names the field and the fix.
 
-Jax-free (only ml_collections), so it runs before the tokenizer, the data or any compilation: a
-typo costs seconds, not a TPU hour. The checks that need I/O (globs, files, TFDS, tokenizer vs
-vocabulary) live with the pipeline in `electra_jax.data.pretraining.validate_data_config`.
+Jax-free and free of I/O, so a typo costs seconds, not a TPU hour. The checks that need I/O
+(globs, files, TFDS, tokenizer vs vocabulary) live with the pipeline in
+`electra_jax.data.pretraining.validate_data_config`.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, Sequence
-
 import ml_collections
 
-from electra_jax.errors import UserError
+from electra_jax.core import schema
+from electra_jax.errors import check_choice, require
 
-# Compute dtypes (`config.model.dtype`); parameters and optimizer state stay float32. float16 is
-# not offered: nothing here scales the loss, which float16's narrow range would need.
-DTYPES = ('float32', 'bfloat16')
-PARAM_DTYPES = ('float32',)
-EMBEDDING_SHARING = ('shared', 'gdes', 'none')  # config.electra.embedding_sharing
-SAMPLERS = ('gumbel', 'inverse_cdf')  # config.electra.sampler; see configs/default.py
-REMAT = ('none', 'full', 'dots')  # config.model.remat
 SOURCES = ('builtin', 'files', 'jsonl', 'parquet', 'hf', 'tfds', 'prepared',
            'synthetic')  # config.data.source
 ON_BAD_RECORD = ('error', 'skip')  # config.data.on_bad_record
-MESH_AXES = ('data', 'fsdp', 'tensor')
 # config.train.prng_impl -> jax's PRNG implementation; 'auto' takes the platform's entry of
 # AUTO_PRNG_IMPL, else threefry (the reference behaviour everywhere until measured otherwise).
 PRNG_IMPLS = {'threefry': 'threefry2x32', 'rbg': 'rbg', 'unsafe_rbg': 'unsafe_rbg'}
 AUTO_PRNG_IMPL: dict[str, str] = {}  # platform ('tpu', 'gpu', 'cpu') -> a key of PRNG_IMPLS
 # [CLS] A [SEP] B [SEP] needs room for a few pieces of each segment.
 MIN_SEQ_LENGTH = 8
-
-
-def require(condition: bool, message: str) -> None:
-  if not condition:
-    raise UserError(message)
-
-
-def check_choice(field: str, value: Any, choices: Sequence[Any]) -> None:
-  """`field=value` must be one of `choices`."""
-  require(value in choices, f'{field}={value!r}: use one of {tuple(choices)}.')
 
 
 def _check_range(field: str, value: float, low: float, high: float) -> None:
@@ -63,20 +42,11 @@ def validate_model_config(m: ml_collections.ConfigDict, name: str = 'config.mode
   require(m.hidden_size % m.num_heads == 0,
           f'{name}.num_heads={m.num_heads} does not divide {name}.hidden_size={m.hidden_size}. '
           f'Pick heads so that hidden_size/num_heads is an integer (the reference uses 64).')
-  check_choice(f'{name}.dtype', m.dtype, DTYPES)
-  check_choice(f'{name}.param_dtype', m.param_dtype, PARAM_DTYPES)
-  check_choice(f'{name}.remat', m.remat, REMAT)
+  check_choice(f'{name}.dtype', m.dtype, schema.DTYPES)
+  check_choice(f'{name}.param_dtype', m.param_dtype, schema.PARAM_DTYPES)
+  check_choice(f'{name}.remat', m.remat, schema.REMAT)
   for field in ('hidden_dropout_prob', 'attention_dropout_prob'):
     require(0.0 <= m[field] < 1.0, f'{name}.{field}={m[field]} must be in [0, 1).')
-
-
-def check_sequence_fits(length: int, model_config: ml_collections.ConfigDict,
-                        field: str = 'config.data.max_seq_length') -> None:
-  """A sequence of `length` tokens must fit the model's position table."""
-  require(length <= model_config.max_position_embeddings,
-          f'{field}={length} exceeds config.model.max_position_embeddings='
-          f'{model_config.max_position_embeddings}. Shorten the sequences or use a model with '
-          'a larger position table.')
 
 
 def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: float,
@@ -91,7 +61,8 @@ def generator_config(disc_config: ml_collections.ConfigDict, hidden_fraction: fl
   require(0.0 < hidden_fraction <= 1.0,
           f'config.electra.generator_hidden_fraction={hidden_fraction} must be in (0, 1]: the '
           'generator is a fraction of the discriminator (1/4 small, 1/3 base).')
-  check_choice('config.electra.embedding_sharing', embedding_sharing, EMBEDDING_SHARING)
+  check_choice('config.electra.embedding_sharing', embedding_sharing,
+               schema.EMBEDDING_SHARING)
   gen = ml_collections.ConfigDict(disc_config.to_dict())
   gen.hidden_size = int(round(disc_config.hidden_size * hidden_fraction))
   require(gen.hidden_size >= 1,
@@ -117,12 +88,6 @@ def max_predictions_for(mask_prob: float, max_seq_length: int, configured: int =
   return int((mask_prob + 0.005) * max_seq_length)
 
 
-def max_predictions(config: ml_collections.ConfigDict) -> int:
-  """Mask slots per sequence of a full config (`config.data.max_predictions_per_seq`)."""
-  return max_predictions_for(config.data.mask_prob, config.data.max_seq_length,
-                             config.data.max_predictions_per_seq)
-
-
 def per_host_batch_size(batch_size: int, process_count: int,
                         field: str = 'config.train.batch_size') -> int:
   """The rows each host feeds: a global batch is split evenly over the hosts."""
@@ -139,7 +104,7 @@ def validate_data_options(config: ml_collections.ConfigDict) -> None:
   check_choice('config.data.on_bad_record', data.on_bad_record, ON_BAD_RECORD)
   require(data.hf_shard_rows >= 1,
           f'config.data.hf_shard_rows={data.hf_shard_rows} must be at least 1.')
-  check_sequence_fits(data.max_seq_length, config.model)
+  schema.check_sequence_fits(data.max_seq_length, config.model)
   require(data.max_seq_length >= MIN_SEQ_LENGTH,
           f'config.data.max_seq_length={data.max_seq_length} is too short for '
           f'[CLS] A [SEP] B [SEP]; use at least {MIN_SEQ_LENGTH}.')
@@ -150,7 +115,8 @@ def validate_data_options(config: ml_collections.ConfigDict) -> None:
           f'config.data.mask_token_prob + data.random_token_prob = '
           f'{data.mask_token_prob + data.random_token_prob} exceeds 1.')
   _check_range('config.data.eval_fraction', data.eval_fraction, 0.0, 0.5)
-  num_predictions = max_predictions(config)
+  num_predictions = max_predictions_for(data.mask_prob, data.max_seq_length,
+                                        data.max_predictions_per_seq)
   require(1 <= num_predictions <= data.max_seq_length,
           f'config.data.max_predictions_per_seq={num_predictions} must lie in '
           f'[1, data.max_seq_length={data.max_seq_length}] (or be -1 for the default).')
@@ -160,36 +126,7 @@ def validate_data_options(config: ml_collections.ConfigDict) -> None:
           f'config.train.batch_size={config.train.batch_size} must be positive.')
 
 
-# ---- Mesh and sharding rules ---------------------------------------------------------------------
-
-def resolve_axis_sizes(mesh_config: ml_collections.ConfigDict, num_devices: int) -> tuple[int, ...]:
-  """Returns (data, fsdp, tensor) sizes with `-1` ("the devices left over") filled in."""
-  sizes = [int(mesh_config[name]) for name in MESH_AXES]
-  for name, size in zip(MESH_AXES, sizes):
-    require(size > 0 or size == -1,
-            f'config.mesh.{name}={size}: use a positive size, or -1 for "the rest".')
-  unknown = [name for name, size in zip(MESH_AXES, sizes) if size == -1]
-  require(len(unknown) <= 1,
-          f'config.mesh: only one axis may be -1, got {unknown}. Set all but one.')
-  known = math.prod(s for s in sizes if s != -1)
-  if unknown:
-    require(num_devices % known == 0,
-            f'config.mesh: the fixed axes multiply to {known}, which does not divide the '
-            f'{num_devices} devices. Choose sizes whose product divides {num_devices}.')
-    sizes[MESH_AXES.index(unknown[0])] = num_devices // known
-  else:
-    require(known == num_devices,
-            f'config.mesh: data*fsdp*tensor = {known} but there are {num_devices} devices. '
-            f'Make the product {num_devices}, or set one axis to -1.')
-  return tuple(sizes)
-
-
-def logical_axis_rules(mesh_config: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
-  """`config.mesh.logical_axis_rules` as flax wants them: tuples, never lists (as a JSON
-  round trip or a command-line override leaves them)."""
-  return tuple((name, tuple(axes) if isinstance(axes, list) else axes)
-               for name, axes in mesh_config.logical_axis_rules)
-
+# ---- Batches and random numbers -----------------------------------------------------------------
 
 def check_data_parallel_batch(field: str, batch_size: int, data_parallel: int) -> None:
   """A (micro-)batch must split evenly over the data-parallel devices (mesh.data*mesh.fsdp)."""
@@ -198,9 +135,8 @@ def check_data_parallel_batch(field: str, batch_size: int, data_parallel: int) -
           f'(mesh.data*mesh.fsdp). Use a multiple of {data_parallel}.')
 
 
-def prng_impl(train_config: ml_collections.ConfigDict, platform: str) -> str:
-  """jax's PRNG implementation for `train.prng_impl` on `platform`, e.g. 'threefry2x32'."""
-  choice = train_config.get('prng_impl', 'auto')  # runs saved before the field: the default
+def prng_impl(choice: str, platform: str) -> str:
+  """jax's PRNG implementation for `train.prng_impl=choice` on `platform`, e.g. 'threefry2x32'."""
   check_choice('config.train.prng_impl', choice, ('auto', *PRNG_IMPLS))
   if choice == 'auto':
     choice = AUTO_PRNG_IMPL.get(platform, 'threefry')
@@ -209,14 +145,14 @@ def prng_impl(train_config: ml_collections.ConfigDict, platform: str) -> str:
 
 # ---- The whole pre-training config ---------------------------------------------------------------
 
-def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
-                    process_count: int = 1) -> tuple[int, int, int]:
-  """Raises UserError on the first problem; returns the resolved (data, fsdp, tensor) sizes."""
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Every rule of a full pre-training config that needs neither files nor devices."""
   validate_model_config(config.model)
   e, t = config.electra, config.train
-  generator_config(config.model, e.generator_hidden_fraction, e.embedding_sharing)
   require(e.temperature > 0, f'config.electra.temperature={e.temperature} must be > 0.')
-  check_choice('config.electra.sampler', e.sampler, SAMPLERS)
+  check_choice('config.electra.sampler', e.sampler, schema.SAMPLERS)
+  check_choice('config.electra.embedding_sharing', e.embedding_sharing,
+               schema.EMBEDDING_SHARING)
   validate_data_options(config)
 
   require(t.num_steps > 0, f'config.train.num_steps={t.num_steps} must be positive.')
@@ -230,34 +166,35 @@ def validate_config(config: ml_collections.ConfigDict, *, num_devices: int,
           'config.train.eval_every must be >= 0 (0 = never) and eval_steps >= 1.')
   for field in ('profile_steps', 'profile_warmup_steps'):
     require(t[field] >= 0, f'config.train.{field}={t[field]} must be >= 0.')
-  prng_impl(t, 'cpu')  # checks the choice
+  prng_impl(t.prng_impl, 'cpu')  # checks the choice
   for field in ('train.max_consecutive_nonfinite', 'train.restart_from_step',
                 'data.skip_batches'):
     section, name = field.split('.')
-    value = config[section].get(name, 0)
+    value = config[section][name]
     require(value >= 0, f'config.{field}={value} must be >= 0.')
-
-  sizes = resolve_axis_sizes(config.mesh, num_devices)
-  per_host_batch_size(t.batch_size, process_count)
   require(t.grad_accum_steps >= 1 and t.batch_size % t.grad_accum_steps == 0,
           f'config.train.grad_accum_steps={t.grad_accum_steps} must divide '
           f'config.train.batch_size={t.batch_size}.')
-  micro = t.batch_size // t.grad_accum_steps
+
+
+def check_placement(config: ml_collections.ConfigDict, mesh, process_count: int) -> None:
+  """The batch and the networks against the hosts and the resolved mesh (a
+  `parallel.mesh.MeshShape`, not imported: this module stays jax-free)."""
+  t = config.train
+  per_host_batch_size(t.batch_size, process_count)
   check_data_parallel_batch(
       'config.train.batch_size' if t.grad_accum_steps == 1 else
       f'the micro-batch (config.train.batch_size={t.batch_size} / grad_accum_steps='
-      f'{t.grad_accum_steps})', micro, sizes[0] * sizes[1])
+      f'{t.grad_accum_steps})', t.batch_size // t.grad_accum_steps, mesh.data_parallel)
   # The generator is small: dimensions the mesh cannot divide are replicated
   # (sharding.param_shardings); the discriminator's must divide.
-  tensor, fsdp = sizes[2], sizes[1]
-  require(config.model.num_heads % tensor == 0,
-          f'config.mesh.tensor={tensor} does not divide config.model.num_heads='
+  require(config.model.num_heads % mesh.tensor == 0,
+          f'config.mesh.tensor={mesh.tensor} does not divide config.model.num_heads='
           f'{config.model.num_heads}. Use a tensor size that divides the head count.')
-  require(config.model.intermediate_size % tensor == 0,
-          f'config.mesh.tensor={tensor} does not divide config.model.intermediate_size='
+  require(config.model.intermediate_size % mesh.tensor == 0,
+          f'config.mesh.tensor={mesh.tensor} does not divide config.model.intermediate_size='
           f'{config.model.intermediate_size}.')
   for field in ('hidden_size', 'embedding_size'):
-    require(config.model[field] % fsdp == 0,
-            f'config.mesh.fsdp={fsdp} does not divide config.model.{field}='
+    require(config.model[field] % mesh.fsdp == 0,
+            f'config.mesh.fsdp={mesh.fsdp} does not divide config.model.{field}='
             f'{config.model[field]}, which FSDP shards. Use an fsdp size that divides it.')
-  return sizes

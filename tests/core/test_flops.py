@@ -11,9 +11,9 @@ from electra_jax import startup
 from electra_jax.core import flops
 from electra_jax.core import model as model_lib
 from electra_jax.core import objective
-from electra_jax.core import objectives
 from electra_jax.core import param_trees
-from electra_jax.spec import validate
+from electra_jax.core import schema
+from electra_jax.spec import run as run_spec
 
 
 def load_config(repo_root, name):
@@ -31,18 +31,23 @@ def small_test_config(repo_root, embedding_size=64, sharing='shared'):
   return config
 
 
+def param_counts(spec):
+  return flops.param_counts(spec.discriminator, spec.generator, spec.embedding_sharing)
+
+
 def count(tree):
   return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 @pytest.mark.parametrize('embedding_size', [64, 128])
-@pytest.mark.parametrize('sharing', validate.EMBEDDING_SHARING)
+@pytest.mark.parametrize('sharing', schema.EMBEDDING_SHARING)
 def test_param_counts_match_the_model(repo_root, embedding_size, sharing):
   config = small_test_config(repo_root, embedding_size, sharing)
-  model = objectives.of(config).build_model(config)
+  spec = run_spec.load(config)
+  model = spec.objective.build_model(spec)
   joint = nn.meta.unbox(jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), 64, 9)))
-  counts = flops.param_counts(config)
+  counts = param_counts(spec)
   assert counts['total'] == count(joint)
   parts = jax.eval_shape(lambda j: param_trees.split_params(j, sharing), joint)
   assert counts['discriminator'] == count(parts['discriminator'])
@@ -53,14 +58,15 @@ def test_param_counts_match_the_model(repo_root, embedding_size, sharing):
 def test_reference_sizes(repo_root):
   expected = {'small': 14e6, 'base': 110e6, 'large': 335e6}
   for name, reference in expected.items():
-    disc = flops.param_counts(load_config(repo_root, name))['discriminator']
+    disc = param_counts(run_spec.load(load_config(repo_root, name)))['discriminator']
     assert abs(disc - reference) / reference < 0.04, (name, disc)
 
 
 def test_train_flops_agree_with_xla_cost_analysis(repo_root):
   config = small_test_config(repo_root)
-  model = objectives.of(config).build_model(config)
-  length, predictions, batch_size = 64, validate.max_predictions(config), 4
+  spec = run_spec.load(config)
+  model = spec.objective.build_model(spec)
+  length, predictions, batch_size = 64, spec.max_predictions, 4
   assert predictions == 9  # int((0.15 + 0.005) * 64)
   params = nn.meta.unbox(jax.eval_shape(
       lambda: model_lib.init_pretrainer_params(model, jax.random.key(0), length, predictions)))
@@ -75,5 +81,5 @@ def test_train_flops_agree_with_xla_cost_analysis(repo_root):
   cost = jax.jit(jax.grad(loss)).lower(params).compile().cost_analysis()
   xla_per_token = cost['flops'] / (batch_size * length)
   # XLA also counts elementwise work (softmax, GELU, LayerNorm, sampling), which we leave out.
-  ratio = objectives.train_flops_per_token(config) / xla_per_token
+  ratio = spec.train_flops_per_token() / xla_per_token
   assert 0.88 < ratio <= 1.0, ratio

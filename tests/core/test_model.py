@@ -9,6 +9,7 @@ from jax.sharding import Mesh
 
 from electra_jax.core import model as model_lib
 from electra_jax.core import param_trees
+from electra_jax.core import schema
 from electra_jax.parallel import sharding
 from electra_jax.spec import validate
 from model_configs import tiny_model_config  # tests/model_configs.py
@@ -72,7 +73,7 @@ def test_generator_size_is_the_originals(hidden, fraction):
   expected = original_generator_config(
       {'hidden_size': hidden, 'num_hidden_layers': 2, 'intermediate_size': 4 * hidden,
        'num_attention_heads': config.num_heads}, fraction)
-  for sharing in validate.EMBEDDING_SHARING:
+  for sharing in schema.EMBEDDING_SHARING:
     gen = validate.generator_config(config, fraction, sharing)
     assert (gen.hidden_size, gen.num_layers, gen.intermediate_size, gen.num_heads) == (
         expected['hidden_size'], expected['num_hidden_layers'], expected['intermediate_size'],
@@ -99,13 +100,14 @@ def test_untied_generator_has_its_own_tables_of_its_own_width_and_no_projection(
 
 
 def test_invalid_configs_are_rejected_with_the_field_name():
+  # Checked where a model config enters (the run spec, the HF loader, fine-tuning's start), not
+  # inside the traced model: the rules are `spec.validate`'s.
   with pytest.raises(ValueError, match='num_heads'):
-    init_network(model_lib.Discriminator, tiny_config(num_heads=3))
+    validate.validate_model_config(tiny_config(num_heads=3))
   with pytest.raises(ValueError, match='dtype'):
-    init_network(model_lib.Discriminator, tiny_config(dtype='float16'))
+    validate.validate_model_config(tiny_config(dtype='float16'))
   with pytest.raises(ValueError, match='embedding_sharing'):
-    model_lib.ElectraPretrainer(tiny_config(), tiny_config(), 'tied').init(
-        jax.random.key(0), *make_inputs())
+    validate.generator_config(tiny_config(), 0.5, 'tied')
 
 
 @pytest.mark.parametrize('embedding_size,has_project', [(32, True), (64, False)])
@@ -268,7 +270,7 @@ def test_micro_batches_give_the_same_logits_as_the_full_batch():
                              apply(slice(0, 4)), atol=1e-6)
 
 
-@pytest.mark.parametrize('sharing', validate.EMBEDDING_SHARING)
+@pytest.mark.parametrize('sharing', schema.EMBEDDING_SHARING)
 def test_split_gives_standalone_networks_and_merge_inverts_it(sharing):
   config = tiny_config()
   gen_config = validate.generator_config(config, 0.5, sharing)

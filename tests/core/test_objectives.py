@@ -1,5 +1,6 @@
-"""The objectives (`electra_jax.core.objectives`, `electra.objective`): losses from the paper's definitions in
-numpy, metrics, FLOPs, validation, and training on a 2x2x2 mesh with exact resume."""
+"""The objectives (`electra_jax.core.objectives`, `electra.objective`): losses from the paper's
+definitions in numpy, metrics, FLOPs, validation, and training on a 2x2x2 mesh with exact
+resume."""
 
 import flax.linen as nn
 import jax
@@ -14,6 +15,7 @@ from electra_jax.errors import UserError
 from electra_jax.interop import export
 from electra_jax.interop import pretrained as pretrained_lib
 from electra_jax.pretraining import train
+from electra_jax.spec import run as run_spec
 from hf_reference import torch_logits  # tests/hf_reference.py
 from small_run import read_metrics, small_config  # tests/small_run.py
 
@@ -154,12 +156,14 @@ def test_flops_per_objective():
   per = {}
   for name in objectives.NAMES:
     config.electra.objective = name
-    per[name] = objectives.train_flops_per_token(config)
+    per[name] = run_spec.load(config).train_flops_per_token()
   assert per['electra_15'] == per['electra']  # same networks, restricted loss
   assert per['mlm'] < per['replace_mlm'] < per['all_tokens_mlm']
   # BERT and ELECTRA's discriminator are the same encoder; ELECTRA adds the small generator.
   config.electra.objective = 'mlm'
-  assert set(objectives.of(config).forward_flops_per_token(config)) == {'discriminator'}
+  spec = run_spec.load(config)
+  assert spec.generator is None
+  assert set(spec.objective.forward_flops_per_token(spec)) == {'discriminator'}
 
 
 # ---- Training: 2x2x2 mesh == one device, and resume is exact ---------------------------------
@@ -197,7 +201,8 @@ def test_objective_trains_the_same_on_a_mesh_and_resumes_exactly(repo_root, tmp_
   expected = {'mlm': ['masked_lm'], 'electra_15': ['discriminator', 'generator']}.get(
       name, ['masked_lm', 'generator'])
   assert [p.rsplit('/', 1)[1] for p in written] == expected
-  expected_pflops = 3 * objectives.train_flops_per_token(_objective_config(repo_root, name)) * 16 * 32
+  spec = run_spec.load(_objective_config(repo_root, name))
+  expected_pflops = 3 * spec.train_flops_per_token() * 16 * 32
   np.testing.assert_allclose(mesh[-1]['pflops'], expected_pflops / 1e15, rtol=1e-6)
 
 
@@ -217,9 +222,10 @@ def test_masked_lm_main_network_exports_as_electra_for_masked_lm(repo_root, tmp_
   import transformers  # noqa: PLC0415
   config = small_config(repo_root)
   config.electra.objective = name
-  model = objectives.of(config).build_model(config)
+  spec = run_spec.load(config)
+  model = spec.objective.build_model(spec)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
-  networks = jax.tree.map(np.asarray, objectives.of(config).split_params(joint, config))
+  networks = jax.tree.map(np.asarray, spec.objective.split_params(joint, spec.embedding_sharing))
   gen_config = None if name == 'mlm' else model.gen_config
   written = export.write_hf(pretrained_lib.Pretrained(
       config.model, networks['discriminator'], gen_config, networks['generator'],

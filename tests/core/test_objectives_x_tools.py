@@ -167,18 +167,18 @@ def test_continued_pre_training_takes_a_main_network_it_can_continue(runs, sourc
   workdir, config = runs[source]
   config = config.copy_and_resolve_references()
   config.electra.objective, config.init_from = target, workdir
-  objective = objectives.of(config)
-  mesh, rules = train.checked_mesh(config, jax.devices()[:1], 1)
-  program = train.build_program(config, mesh, rules)
+  spec, mesh = train.checked_mesh(config, jax.devices()[:1], 1)
+  objective = spec.objective
+  program = train.build_program(spec, mesh)
   fresh = jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype, device=s.sharding),
                        program.abstract_state.params)
   pretrained = pretrained_lib.load_checkpoint(workdir)
   if objective.main_network is not pretrained.trained_by.main_network:
     with pytest.raises(UserError, match='cannot continue'):
-      pretrained_lib.initial_params(config, fresh, pretrained)
+      pretrained_lib.initial_params(spec, fresh, pretrained)
     return
-  params = pretrained_lib.initial_params(config, fresh, pretrained)
-  main = objective.split_params(nn.meta.unbox(params), config)['discriminator']
+  params = pretrained_lib.initial_params(spec, fresh, pretrained)
+  main = objective.split_params(nn.meta.unbox(params), spec.embedding_sharing)['discriminator']
   jax.tree.map(np.testing.assert_array_equal, main['encoder'], pretrained.disc_params['encoder'])
 
 

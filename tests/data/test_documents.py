@@ -19,6 +19,7 @@ from electra_jax.data import pretraining
 from electra_jax.data import records
 from electra_jax.interop import checkpoint as checkpoint_lib
 from electra_jax.pretraining import inputs
+from electra_jax.spec import run as run_spec
 from test_pipeline import _assert_same, _take  # every batch key, compared exactly
 from test_pipeline import assert_hosts_split_disjoint_and_complete
 
@@ -29,7 +30,7 @@ NUM_FILES, DOCS_PER_FILE = 4, 30
 def tokenizer_path(tmp_path_factory):
   config = tiny.get_config()
   config.tokenizer.cache_dir = str(tmp_path_factory.getbasetemp() / 'electra_jax_cache')
-  return pretraining.validate_data_config(config).files()[0]
+  return pretraining.validate_data_config(run_spec.load(config)).files()[0]
 
 
 def _texts(file_index):
@@ -89,11 +90,12 @@ def _rows(examples):
 
 def test_every_format_yields_the_batches_of_the_same_text(tokenizer_path, corpora):
   configs = _format_configs(tokenizer_path, corpora)
-  expected = {split: _take(iter(pretraining.make_dataset(configs['text'], split)), 3)
+  expected = {split: _take(iter(pretraining.make_dataset(run_spec.load(configs['text']), split)), 3)
               for split in ('train', 'eval')}
   for name, config in configs.items():
     for split in ('train', 'eval'):
-      _assert_same(expected[split], _take(iter(pretraining.make_dataset(config, split)), 3))
+      batches = pretraining.make_dataset(run_spec.load(config), split)
+      _assert_same(expected[split], _take(iter(batches), 3))
     assert name and expected['train'][0]['input_ids'].any()
 
 
@@ -107,11 +109,11 @@ def test_resume_mid_file_sees_the_same_batches(tokenizer_path, corpora, tmp_path
     config = _format_configs(tokenizer_path, corpora)[name]
   config.data.shuffle_buffer = 1  # so the saved position lies inside the files, not past them
   handler = checkpoint_lib.TfIteratorHandler()
-  iterator = iter(pretraining.make_dataset(config, 'train'))
+  iterator = iter(pretraining.make_dataset(run_spec.load(config), 'train'))
   _take(iterator, 2)
   handler.save(epath.Path(tmp_path), checkpoint_lib.TfIteratorSave(iterator))
   expected = _take(iterator, 4)
-  restored = iter(pretraining.make_dataset(config, 'train'))
+  restored = iter(pretraining.make_dataset(run_spec.load(config), 'train'))
   handler.restore(epath.Path(tmp_path), checkpoint_lib.TfIteratorRestore(restored))
   _assert_same(expected, _take(restored, 4))
 
@@ -148,7 +150,7 @@ def test_bad_json_lines_are_refused_at_start(tokenizer_path, tmp_path, lines, me
   # A bad first record is found by the checks before training; later ones by the pipeline.
   (tmp_path / 'bad.jsonl').write_text('\n'.join(lines[1:]) + '\n')
   with pytest.raises(ValueError, match=message.replace('line 2', 'line 1')):
-    pretraining.validate_data_config(_bad_config(tokenizer_path, tmp_path))
+    pretraining.validate_data_config(run_spec.load(_bad_config(tokenizer_path, tmp_path)))
 
 
 def _consume(config):
@@ -222,29 +224,29 @@ def test_parquet_without_the_column_or_text(tokenizer_path, tmp_path):
   config = _bad_config(tokenizer_path, tmp_path, 'parquet')
   with pytest.raises(ValueError, match=r"a.parquet has no column 'text'; its columns are "
                      r"\['body', 'id'\]"):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
   config.data.text_field = 'id'
   with pytest.raises(ValueError, match="column 'id' holds int64, not text"):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_zstd_json_lines_are_refused_by_name(tokenizer_path, tmp_path):
   (tmp_path / 'c4.jsonl.zst').write_bytes(b'(\xb5/\xfd')
   with pytest.raises(ValueError, match='c4.jsonl.zst is zstd-compressed.*hf_streaming=True'):
-    pretraining.validate_data_config(_bad_config(tokenizer_path, tmp_path))
+    pretraining.validate_data_config(run_spec.load(_bad_config(tokenizer_path, tmp_path)))
 
 
 def test_empty_datasets(tokenizer_path, tmp_path):
   (tmp_path / 'empty.jsonl').write_text('\n')
   with pytest.raises(ValueError, match='empty corpus'):
-    pretraining.validate_data_config(_bad_config(tokenizer_path, tmp_path))
+    pretraining.validate_data_config(run_spec.load(_bad_config(tokenizer_path, tmp_path)))
   datasets.Dataset.from_dict({'text': ['', ' \n ']}).save_to_disk(str(tmp_path / 'saved'))
   config = _config(tokenizer_path, 'hf', hf_path=str(tmp_path / 'saved'))
   with pytest.raises(ValueError, match="saved \\(split 'train'\\) is an empty corpus"):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
   config.data.text_field = 'body'
   with pytest.raises(ValueError, match="has no column 'body'; its columns are \\['text'\\]"):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_hf_load_dataset_from_data_files(tokenizer_path, corpora):
@@ -252,12 +254,13 @@ def test_hf_load_dataset_from_data_files(tokenizer_path, corpora):
   configs = _format_configs(tokenizer_path, corpora)
   config = _config(tokenizer_path, 'hf', hf_path='json', hf_shard_rows=DOCS_PER_FILE,
                    hf_data_files=','.join(f'{corpora}/part-{i}.jsonl' for i in range(4)))
-  expected = _take(iter(pretraining.make_dataset(configs['text'], 'train')), 2)
-  _assert_same(expected, _take(iter(pretraining.make_dataset(config, 'train')), 2))
+  expected = _take(iter(pretraining.make_dataset(run_spec.load(configs['text']), 'train')), 2)
+  _assert_same(expected, _take(iter(pretraining.make_dataset(run_spec.load(config), 'train')), 2))
   # Streamed, each file is a shard, read a few records at a time; a restored iterator reopens
   # its shards and skips to the saved row.
   config.data.hf_streaming, config.data.hf_shard_rows = True, 7
-  _assert_same(expected[:1], _take(iter(pretraining.make_dataset(config, 'train')), 1))
+  batches = pretraining.make_dataset(run_spec.load(config), 'train')
+  _assert_same(expected[:1], _take(iter(batches), 1))
 
 
 def test_a_corrupt_prepared_record_is_named_or_skipped(tokenizer_path, tmp_path):

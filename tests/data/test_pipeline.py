@@ -14,7 +14,7 @@ from electra_jax.data import corpus
 from electra_jax.data import prepare
 from electra_jax.data import pretraining
 from electra_jax.interop import checkpoint as checkpoint_lib
-from electra_jax.spec import validate
+from electra_jax.spec import run as run_spec
 
 
 KEYS = {'input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids', 'masked_lm_positions',
@@ -30,7 +30,7 @@ def cache_dir(tmp_path_factory):
 def builtin_tokenizer_path(cache_dir):
   config = tiny.get_config()
   config.tokenizer.cache_dir = cache_dir
-  return pretraining.validate_data_config(config).files()[0]
+  return pretraining.validate_data_config(run_spec.load(config)).files()[0]
 
 
 @pytest.fixture(scope='session')
@@ -87,9 +87,9 @@ def _rows(examples):
 def test_tiny_config_as_shipped_yields_the_batch_contract(cache_dir):
   config = tiny.get_config()
   config.tokenizer.cache_dir = cache_dir
-  batch = _take(pretraining.make_dataset(config, 'train'), 1)[0]
+  batch = _take(pretraining.make_dataset(run_spec.load(config), 'train'), 1)[0]
   assert set(batch) == KEYS
-  k = validate.max_predictions(config)
+  k = run_spec.load(config).max_predictions
   assert k == 19
   for key in ('input_ids', 'attention_mask', 'token_type_ids', 'masked_input_ids'):
     assert batch[key].shape == (32, 128) and batch[key].dtype == np.int32
@@ -102,10 +102,10 @@ def test_tiny_config_as_shipped_yields_the_batch_contract(cache_dir):
 
 
 def test_stream_is_fixed_by_the_seed(config):
-  first = _take(pretraining.make_dataset(config, 'train'), 3)
-  _assert_same(first, _take(pretraining.make_dataset(config, 'train'), 3))
+  first = _take(pretraining.make_dataset(run_spec.load(config), 'train'), 3)
+  _assert_same(first, _take(pretraining.make_dataset(run_spec.load(config), 'train'), 3))
   config.seed = 1
-  other = _take(pretraining.make_dataset(config, 'train'), 3)
+  other = _take(pretraining.make_dataset(run_spec.load(config), 'train'), 3)
   assert not np.array_equal(first[0]['input_ids'], other[0]['input_ids'])
 
 
@@ -115,13 +115,13 @@ def test_resume_after_save_and_restore_sees_the_same_batches(config, tmp_path):
   saved_dir, empty_dir = tmp_path / 'data', tmp_path / 'empty'
   saved_dir.mkdir()
   empty_dir.mkdir()
-  iterator = iter(pretraining.make_dataset(config, 'train'))
+  iterator = iter(pretraining.make_dataset(run_spec.load(config), 'train'))
   _take(iterator, 4)
   handler.save(epath.Path(saved_dir), checkpoint_lib.TfIteratorSave(iterator))
   expected = _take(iterator, 4)
   assert sorted(os.listdir(saved_dir)) == ['process_0']  # one folder per host
 
-  restored = iter(pretraining.make_dataset(config, 'train'))
+  restored = iter(pretraining.make_dataset(run_spec.load(config), 'train'))
   with pytest.raises(FileNotFoundError, match='process 0'):
     handler.restore(epath.Path(empty_dir), checkpoint_lib.TfIteratorRestore(restored))
   handler.restore(epath.Path(saved_dir), checkpoint_lib.TfIteratorRestore(restored))
@@ -131,15 +131,16 @@ def test_resume_after_save_and_restore_sees_the_same_batches(config, tmp_path):
 def test_eval_split_is_fixed_held_out_and_repeats(files_config):
   config = files_config
   config.train.batch_size = 16
-  first = _take(pretraining.make_dataset(config, 'eval'), 3)
-  _assert_same(first, _take(pretraining.make_dataset(config, 'eval'), 3))
+  first = _take(pretraining.make_dataset(run_spec.load(config), 'eval'), 3)
+  _assert_same(first, _take(pretraining.make_dataset(run_spec.load(config), 'eval'), 3))
   eval_rows = set(_rows(pretraining.packed_examples(config, 'eval').as_numpy_iterator()))
   assert 10 < len(eval_rows)
   train_rows = set(_rows(pretraining.packed_examples(config, 'train', training=False)
                          .as_numpy_iterator()))
   assert not eval_rows & train_rows
   # More eval batches than the held-out part holds: it repeats instead of running out.
-  assert len(_take(pretraining.make_dataset(config, 'eval'), len(eval_rows) // 16 + 3)) > 0
+  eval_batches = pretraining.make_dataset(run_spec.load(config), 'eval')
+  assert len(_take(eval_batches, len(eval_rows) // 16 + 3)) > 0
 
 
 def assert_hosts_split_disjoint_and_complete(config, rows=None):
@@ -156,7 +157,7 @@ def assert_hosts_split_disjoint_and_complete(config, rows=None):
 def test_two_hosts_read_disjoint_data_that_covers_the_source(files_config):
   config = files_config
   assert_hosts_split_disjoint_and_complete(config)
-  batch = _take(pretraining.make_dataset(config, 'train', 1, 2), 1)[0]
+  batch = _take(pretraining.make_dataset(run_spec.load(config, process_count=2), 'train', 1), 1)[0]
   assert batch['input_ids'].shape[0] == config.train.batch_size // 2
 
 
@@ -189,19 +190,21 @@ def test_tfds_source_through_mock_data(config, builtin_tokenizer_path):
     return tf.data.Dataset.from_tensor_slices({'text': texts, 'label': [0] * 40})
 
   with tfds.testing.mock_data(as_dataset_fn=as_dataset):
-    batch = _take(pretraining.make_dataset(config, 'train', 1, 2), 1)[0]
+    spec = run_spec.load(config, process_count=2)
+    batch = _take(pretraining.make_dataset(spec, 'train', 1), 1)[0]
     assert set(batch) == KEYS and batch['input_ids'].shape == (4, 128)
-    _take(pretraining.make_dataset(config, 'eval', 0, 2), 1)
+    _take(pretraining.make_dataset(run_spec.load(config, process_count=2), 'eval', 0), 1)
   # Each host reads its own even part of the train split; eval is the held-out tail.
   assert "index=1, count=2" in requested[0] and "'train[:90%]'" in requested[0]
   assert "index=0, count=2" in requested[1] and "'train[90%:]'" in requested[1]
 
   with tfds.testing.mock_data(num_examples=8):
-    batch = _take(pretraining.make_dataset(config, 'train'), 1)[0]  # random mock text
+    spec = run_spec.load(config)
+    batch = _take(pretraining.make_dataset(spec, 'train'), 1)[0]  # random mock text
     assert batch['attention_mask'].sum() > 0
     config.data.tfds_text_feature = 'review'
     with pytest.raises(ValueError, match="no feature 'review'.*'text'"):
-      pretraining.make_dataset(config, 'train')
+      pretraining.make_dataset(run_spec.load(config), 'train')
 
 
 def test_prepared_shards_match_on_the_fly_packing(config, builtin_tokenizer_path, tmp_path):
@@ -233,15 +236,16 @@ def test_prepared_shards_match_on_the_fly_packing(config, builtin_tokenizer_path
             for ids, types in zip(batch['input_ids'], batch['token_type_ids'])]
     assert _rows(rows) == on_the_fly[split]
 
-  first = _take(pretraining.make_dataset(prepared_config, 'train'), 3)
-  _assert_same(first, _take(pretraining.make_dataset(prepared_config, 'train'), 3))
+  first = _take(pretraining.make_dataset(run_spec.load(prepared_config), 'train'), 3)
+  _assert_same(first, _take(pretraining.make_dataset(run_spec.load(prepared_config), 'train'), 3))
   assert first[0]['masked_lm_weights'].sum() > 0
-  hosts = [_take(pretraining.make_dataset(prepared_config, 'eval', p, 2), 1)[0] for p in (0, 1)]
+  two_hosts = run_spec.load(prepared_config, process_count=2)
+  hosts = [_take(pretraining.make_dataset(two_hosts, 'eval', p), 1)[0] for p in (0, 1)]
   assert hosts[0]['input_ids'].shape == (4, 128)
 
   prepared_config.data.max_seq_length = 64
   with pytest.raises(ValueError, match='packed to length 128'):
-    pretraining.make_dataset(prepared_config, 'train')
+    pretraining.make_dataset(run_spec.load(prepared_config), 'train')
 
 
 def test_prepared_shards_with_a_wordpiece_vocabulary(config, tmp_path):
@@ -271,7 +275,7 @@ def test_prepared_shards_with_a_wordpiece_vocabulary(config, tmp_path):
   prepared_config.data.source = 'prepared'
   prepared_config.data.prepared_dir = str(out)
   prepared_config.tokenizer.path = ''
-  tokenizer = pretraining.validate_data_config(prepared_config)
+  tokenizer = pretraining.validate_data_config(run_spec.load(prepared_config))
   assert tokenizer.files() == [str(out / 'vocab.txt')] and tokenizer.cls_id == 2
   records = pretraining._prepared_records(prepared_config, 'train', False, 0, 1)  # noqa: SLF001
   parsed = records.batch(1000).map(
@@ -280,11 +284,11 @@ def test_prepared_shards_with_a_wordpiece_vocabulary(config, tmp_path):
           for ids, types in zip(batch['input_ids'], batch['token_type_ids'])]
   assert _rows(rows) == on_the_fly
   assert not any(tokenizer.unk_id in row[:128] for row in on_the_fly)  # the vocabulary covers it
-  batch = _take(pretraining.make_dataset(prepared_config, 'train'), 1)[0]
+  batch = _take(pretraining.make_dataset(run_spec.load(prepared_config), 'train'), 1)[0]
   assert batch['masked_lm_weights'].sum() > 0
 
   other = tmp_path / 'other.txt'
   other.write_text('\n'.join(pieces[:-1]) + '\n')
   prepared_config.tokenizer.path = str(other)
   with pytest.raises(ValueError, match="differs from the tokenizer.*vocab.txt"):
-    pretraining.validate_data_config(prepared_config)
+    pretraining.validate_data_config(run_spec.load(prepared_config))

@@ -10,6 +10,7 @@ from electra_jax.configs import tiny
 from electra_jax.data import corpus
 from electra_jax.data import pretraining
 from electra_jax.data import tokenizers
+from electra_jax.spec import run as run_spec
 
 
 @pytest.fixture(scope='session')
@@ -53,7 +54,7 @@ def test_messy_text_files_are_read_not_fatal(config, tmp_path):
   assert first_file[1].startswith('Bad bytes') and first_file[1].endswith('inside a line.')
   assert (examples[4]['input_ids'] != 0).sum() == 128 and first_file[2].startswith('word word')
   assert first_file[3] == 'A last document without a trailing newline.'
-  batch = next(iter(pretraining.make_dataset(config, 'train')))
+  batch = next(iter(pretraining.make_dataset(run_spec.load(config), 'train')))
   assert batch['input_ids'].shape == (4, 128)
 
 
@@ -70,20 +71,20 @@ def test_clean_line_python_side():
 def test_missing_paths(config, field, value, message):
   config.data[field] = value
   with pytest.raises(ValueError, match=message):
-    pretraining.make_dataset(config, 'train')
+    pretraining.make_dataset(run_spec.load(config), 'train')
 
 
 def test_empty_corpus(config, tmp_path):
   (tmp_path / 'blank.txt').write_text('\n\n   \n\t\n')
   config.data.train_files = str(tmp_path / 'blank.txt')
   with pytest.raises(ValueError, match='empty corpus'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_sequence_longer_than_positions(config):
   config.data.max_seq_length = 256
   with pytest.raises(ValueError, match='max_position_embeddings=128'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_tokenizer_larger_than_model_vocab(config, tmp_path):
@@ -91,11 +92,11 @@ def test_tokenizer_larger_than_model_vocab(config, tmp_path):
   config.data.train_files = str(tmp_path / 'a.txt')
   config.model.vocab_size = 1000
   with pytest.raises(ValueError, match='raise model.vocab_size to at least 4096'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
   config.data.source = 'builtin'
   config.tokenizer.path = ''
   with pytest.raises(ValueError, match='tokenizer.vocab_size=4096 exceeds model.vocab_size=1000'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
   assert not os.path.exists(config.tokenizer.cache_dir)  # failed before training anything
 
 
@@ -104,7 +105,7 @@ def test_non_builtin_source_without_tokenizer(config, tmp_path):
   config.data.train_files = str(tmp_path / 'a.txt')
   config.tokenizer.path = ''
   with pytest.raises(ValueError, match='python -m electra_jax.tokenizer'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 @pytest.mark.parametrize('field, value, message', [
@@ -116,30 +117,30 @@ def test_non_builtin_source_without_tokenizer(config, tmp_path):
 def test_bad_data_options(config, field, value, message):
   config.data[field] = value
   with pytest.raises(ValueError, match=message):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_bad_split_and_host_layout(config, tmp_path):
   (tmp_path / 'a.txt').write_text('Some text.\n')
   config.data.train_files = str(tmp_path / 'a.txt')
   with pytest.raises(ValueError, match="split='test'"):
-    pretraining.make_dataset(config, 'test')
+    pretraining.make_dataset(run_spec.load(config), 'test')
   with pytest.raises(ValueError, match='not divisible by the 3 hosts'):
-    pretraining.make_dataset(config, 'train', 0, 3)
+    pretraining.make_dataset(run_spec.load(config, process_count=3), 'train', 0)
 
 
 def test_missing_prepared_dir(config, tmp_path):
   config.data.source = 'prepared'
   config.data.prepared_dir = str(tmp_path / 'nothing')
   with pytest.raises(ValueError, match='prepare'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_tfds_dataset_unknown(config):
   config.data.source = 'tfds'
   config.data.tfds_name = 'surely_not_a_dataset_name'
   with pytest.raises(ValueError, match='surely_not_a_dataset_name'):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))
 
 
 def test_batches_respect_the_declared_dtypes(config, tmp_path):
@@ -147,7 +148,7 @@ def test_batches_respect_the_declared_dtypes(config, tmp_path):
   config.data.train_files = str(tmp_path / 'a.txt')
   config.data.eval_fraction = 0.0
   config.data.eval_files = str(tmp_path / 'a.txt')
-  batch = next(iter(pretraining.make_dataset(config, 'eval')))
+  batch = next(iter(pretraining.make_dataset(run_spec.load(config), 'eval')))
   assert batch['masked_lm_weights'].dtype == np.float32
   assert batch['masked_lm_positions'].dtype == np.int32
 
@@ -177,4 +178,4 @@ def test_unknown_builtin_package(config):
   config.data.source = 'builtin'
   config.data.builtin_packages = 'numpy, no_such_package_here'
   with pytest.raises(ValueError, match="'no_such_package_here', which is not an installed"):
-    pretraining.validate_data_config(config)
+    pretraining.validate_data_config(run_spec.load(config))

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from electra_jax.data import tokenizers
 from electra_jax.data.tokenizers import hf as hf_tokenizer
+from electra_jax.spec import run as run_spec
 
 # BERT's layout: [PAD] first, then unused slots, then the other specials (ids read from the file).
 VOCAB = (['[PAD]', '[unused0]', '[unused1]', '[UNK]', '[CLS]', '[SEP]', '[MASK]']
@@ -131,7 +132,7 @@ def test_pretraining_pipeline_runs_on_wordpiece(tmp_path, vocab_path, repo_root)
   config.data.eval_fraction, config.data.max_seq_length = 0.1, 32
   config.tokenizer.type, config.tokenizer.path = 'wordpiece', vocab_path
   config.model.vocab_size, config.train.batch_size = len(VOCAB), 4
-  batch = next(iter(pretraining.make_dataset(config, 'train')))
+  batch = next(iter(pretraining.make_dataset(run_spec.load(config), 'train')))
   ids = batch['input_ids'].numpy()
   assert ids.shape == (4, 32)
   assert (ids[:, 0] == VOCAB.index('[CLS]')).all()

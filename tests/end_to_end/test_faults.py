@@ -36,16 +36,16 @@ def test_a_full_disk_stops_with_one_line_and_the_copied_workdir_resumes(repo_roo
   overrides = [o for o in SMALL_OVERRIDES if 'num_steps' not in o] + [
       '--config.train.num_steps=5', '--config.train.checkpoint_every=1']
   workdir = small_disk / 'run'
-  full = subprocess.run(pretrain_command(repo_root, workdir, *overrides), env=subprocess_env(1), cwd=repo_root,
-                        capture_output=True, text=True, timeout=600)
+  full = subprocess.run(pretrain_command(repo_root, workdir, *overrides), env=subprocess_env(1),
+                        cwd=repo_root, capture_output=True, text=True, timeout=600)
   line = assert_one_line_error(full, ['No space left on device', f'{workdir}/checkpoints/',
                                       'checkpoint of step 1 is intact'])
   assert 'orbax' not in full.stderr.replace(line, ''), full.stderr[-3000:]
 
   roomy = tmp_path / 'roomy'
   shutil.copytree(workdir, roomy)
-  resumed = subprocess.run(pretrain_command(repo_root, roomy, *overrides), env=subprocess_env(1), cwd=repo_root,
-                           capture_output=True, text=True, timeout=600)
+  resumed = subprocess.run(pretrain_command(repo_root, roomy, *overrides), env=subprocess_env(1),
+                           cwd=repo_root, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert 'Resumed from the checkpoint at step 1' in resumed.stderr
   assert (roomy / 'COMPLETED').exists()

@@ -26,13 +26,16 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_of_four_devices_match_one_process_of_eight(repo_root, tmp_path):
   single = subprocess.run(pretrain_command(repo_root, tmp_path / 'single', *SMALL_OVERRIDES),
-                          env=subprocess_env(8), cwd=repo_root, capture_output=True, text=True, timeout=600)
+                          env=subprocess_env(8), cwd=repo_root, capture_output=True, text=True,
+                          timeout=600)
   assert single.returncode == 0, single.stderr[-3000:]
   port = _free_port()
   workers = [subprocess.Popen(
       pretrain_command(repo_root, tmp_path / 'multi', *SMALL_OVERRIDES,
-           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2', f'--process_id={i}'),
-      env=subprocess_env(4), cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+                       f'--process_id={i}'),
+      env=subprocess_env(4), cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      text=True)
       for i in range(2)]
   outputs = [w.communicate(timeout=600)[0] for w in workers]
   for worker, output in zip(workers, outputs):
@@ -46,8 +49,9 @@ def test_sigterm_saves_a_checkpoint_that_resumes(repo_root, tmp_path):
   workdir = tmp_path / 'run'
   overrides = [o for o in SMALL_OVERRIDES if 'num_steps' not in o] + [
       '--config.train.num_steps=100000', '--config.train.checkpoint_every=100000']
-  process = subprocess.Popen(pretrain_command(repo_root, workdir, *overrides), env=subprocess_env(8), cwd=repo_root,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  process = subprocess.Popen(pretrain_command(repo_root, workdir, *overrides),
+                             env=subprocess_env(8), cwd=repo_root, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
   metrics = workdir / 'metrics.jsonl'
   deadline = time.time() + 300
   while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
@@ -63,7 +67,8 @@ def test_sigterm_saves_a_checkpoint_that_resumes(repo_root, tmp_path):
   steps_done = saved[-1]
 
   resumed = subprocess.run(
-      pretrain_command(repo_root, workdir, *overrides[:-2], f'--config.train.num_steps={steps_done + 2}'),
+      pretrain_command(repo_root, workdir, *overrides[:-2],
+                       f'--config.train.num_steps={steps_done + 2}'),
       env=subprocess_env(8), cwd=repo_root, capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f'Resumed from the checkpoint at step {steps_done}' in resumed.stderr
@@ -79,7 +84,9 @@ def _unigram_baseline(repo_root, tokenizer_path) -> float:
   config = startup.load_config_file(repo_root / 'configs' / 'tiny.py')
   config.tokenizer.path = str(tokenizer_path)
   counts = collections.Counter()
-  for batch in pretraining.make_dataset(config, 'eval').take(config.train.eval_steps):
+  from electra_jax.spec import run as run_spec
+  eval_batches = pretraining.make_dataset(run_spec.load(config), 'eval')
+  for batch in eval_batches.take(config.train.eval_steps):
     ids = batch['masked_lm_ids'].numpy()[batch['masked_lm_weights'].numpy() > 0]
     counts.update(ids.tolist())
   return counts.most_common(1)[0][1] / sum(counts.values())
@@ -91,8 +98,8 @@ def test_tiny_quick_start_learns(repo_root, tmp_path):
   workdir = tmp_path / 'tiny'
   env = subprocess_env(1)
   env['XDG_CACHE_HOME'] = str(tmp_path / 'cache')
-  result = subprocess.run(pretrain_command(repo_root, workdir), env=env, cwd=repo_root, capture_output=True,
-                          text=True, timeout=1800)
+  result = subprocess.run(pretrain_command(repo_root, workdir), env=env, cwd=repo_root,
+                          capture_output=True, text=True, timeout=1800)
   assert result.returncode == 0, result.stderr[-3000:]
   records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
   evals = [r for r in records if 'eval_disc_auc' in r]

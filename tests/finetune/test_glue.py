@@ -98,7 +98,8 @@ def write_stsb(directory: pathlib.Path, rng, sizes=(('train', 40), ('dev', 16)))
   directory.mkdir(parents=True, exist_ok=True)
   for split, size in sizes:
     scores = rng.integers(0, 26, size) / 5.0  # 0.0, 0.2, ..., 5.0
-    rows = ''.join('{}\t{}\t{}\n'.format(*glue_tasks.similarity_pair(rng, int(s)), s) for s in scores)
+    rows = ''.join('{}\t{}\t{}\n'.format(*glue_tasks.similarity_pair(rng, int(s)), s)
+                   for s in scores)
     (directory / f'{split}.tsv').write_text('sentence1\tsentence2\tscore\n' + rows)
 
 

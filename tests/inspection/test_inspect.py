@@ -20,7 +20,6 @@ from absl import flags
 from electra_jax import errors
 from electra_jax import inspect
 from electra_jax.core import objective
-from electra_jax.core import objectives
 from electra_jax.data import masking
 from electra_jax.data import pretraining
 from electra_jax.data import tokenizers
@@ -32,6 +31,7 @@ from electra_jax.inspection import loading
 from electra_jax.inspection import terminal
 from electra_jax.interop import export
 from electra_jax.interop import pretrained as pretrained_lib
+from electra_jax.spec import run as run_spec
 from saved_params import restore_params  # tests/saved_params.py
 
 TEXT = ('the value of the key is the name of the file in the list, and the list is the '
@@ -82,7 +82,7 @@ def _recompute(run, ids, types, inspections, seed, bias_token=None):
   the mask is checked against `mask_batch` with the run's options (4 slots at length 32).
   """
   tokenizer = tokenizers.SentencePieceTokenizer(run.config.tokenizer.path)
-  options = pretraining.masking_options_for(run.config, tokenizer)
+  options = pretraining.masking_options_for(run_spec.load(run.config), tokenizer)
   assert options.max_predictions == 4
   expected_mask = masking.mask_batch(
       {'input_ids': tf.constant(ids), 'token_type_ids': tf.constant(types)},
@@ -92,7 +92,8 @@ def _recompute(run, ids, types, inspections, seed, bias_token=None):
   np.testing.assert_array_equal(generator_input, expected_mask['masked_input_ids'].numpy())
   np.testing.assert_array_equal(positions, expected_mask['masked_lm_positions'].numpy())
 
-  model = objectives.of(run.config).build_model(run.config)
+  spec = run_spec.load(run.config)
+  model = spec.objective.build_model(spec)
   params = jax.tree.map(np.array, restore_params(run.workdir, 4))  # writable copies
   if bias_token is not None:
     params['generator']['generator_lm_head']['bias'][bias_token] += BIAS
@@ -148,7 +149,7 @@ def test_the_hf_export_inspects_the_same(checkpoint, hf_export):
   ids, types = _text_batch(checkpoint)
   ours = _arrays(detection.inspect_examples(checkpoint, ids, types, seed=7))
   exported = loading.load(str(hf_export))
-  assert not exported.is_workdir and exported.config.data.max_seq_length == 32
+  assert not exported.is_workdir and exported.spec.seq_length == 32
   hf_ids, hf_types = _text_batch(exported)
   np.testing.assert_array_equal(hf_ids, ids)
   theirs = _arrays(detection.inspect_examples(exported, hf_ids, hf_types, seed=7))
@@ -281,7 +282,8 @@ def test_colour_only_on_a_terminal(checkpoint, monkeypatch):
 
   monkeypatch.delenv('NO_COLOR', raising=False)
   assert terminal.use_color(Stream(True)) and not terminal.use_color(Stream(False))
-  assert terminal.use_color(Stream(False), 'always') and not terminal.use_color(Stream(True), 'never')
+  assert terminal.use_color(Stream(False), 'always')
+  assert not terminal.use_color(Stream(True), 'never')
   monkeypatch.setenv('NO_COLOR', '1')
   assert not terminal.use_color(Stream(True))
 

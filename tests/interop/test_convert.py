@@ -21,7 +21,6 @@ import tensorflow as tf
 
 from electra_jax import startup
 from electra_jax.core import model as model_lib
-from electra_jax.core import objectives
 from electra_jax.core import optimizer as optimizer_lib
 from electra_jax.core import param_trees
 from electra_jax.data import corpus
@@ -32,6 +31,7 @@ from electra_jax.interop import pretrained as pretrained_lib
 from electra_jax.parallel import sharding
 from electra_jax.pretraining import steps
 from electra_jax.pretraining import train
+from electra_jax.spec import run as run_spec
 from electra_jax.spec import validate
 from hf_reference import torch_logits  # tests/hf_reference.py
 from saved_params import restore_params  # tests/saved_params.py
@@ -118,7 +118,8 @@ def test_export_loads_in_transformers_with_our_logits(run, hf_export):
   assert pair['token_type_ids'] == [0] * (len(first) + 2) + [1] * (len(second) + 1)
 
   # Our logits come from the trained joint params, straight from the workdir.
-  model = objectives.of(run.config).build_model(run.config)
+  spec = run_spec.load(run.config)
+  model = spec.objective.build_model(spec)
   params = restore_params(run.workdir, run.config.train.num_steps)
   ids, types, mask = _padded_pair_batch(ours_tokenizer, 24)
   positions = np.array([[1, 3, 5, 20], [2, 4, 6, 8]], np.int32)
@@ -164,15 +165,13 @@ def test_round_trip_workdir_hf_workdir_hf_is_bit_identical(run, hf_export, tmp_p
     assert np.array_equal(a, b)
   for field in export.SIZE_FIELDS:
     assert config.model[field] == run.config.model[field], field
-  assert validate.generator_config(config.model, config.electra.generator_hidden_fraction
-                                    ).hidden_size == 32
+  spec = run_spec.load(config, num_devices=1)  # the converted config is a valid run
+  assert spec.generator.hidden_size == 32
   assert config.tokenizer.path == str(workdir / 'tokenizer' / 'spiece.model')
   assert config.data.max_seq_length == 48  # clamped to the model's positions
   # The converted workdir resumes the way train.py resumes a run: step 0, the same params.
-  validate.validate_config(config, num_devices=1)
   tx = optimizer_lib.make_optimizer(config.train)
-  init_fn = steps.make_init_fn(objectives.of(config).build_model(config), tx,
-                               config.data.max_seq_length, 4)
+  init_fn = steps.make_init_fn(spec.objective.build_model(spec), tx, spec.seq_length, 4)
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:1]).reshape(1, 1, 1), ('data', 'fsdp', 'tensor'))
   abstract, _ = sharding.state_shardings(init_fn, jax.random.key(0), mesh, ())
   checkpointer = checkpoint_lib.Checkpointer(str(workdir), save_every=1, keep=1, keep_period=0)
@@ -202,12 +201,13 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
   config.mesh.update(data=2, fsdp=2, tensor=2)
   config.init_from = str(hf_export)
   mesh = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2, 2), ('data', 'fsdp', 'tensor'))
-  rules = validate.logical_axis_rules(config.mesh)
-  model = objectives.of(config).build_model(config)
+  spec = run_spec.load(config, num_devices=8)
+  rules = spec.mesh.rules
+  model = spec.objective.build_model(spec)
   fresh, _, _ = sharding.create_sharded_state(
       lambda rng: model_lib.init_pretrainer_params(model, rng, 32, 4), jax.random.key(0), mesh,
       rules)
-  params = pretrained_lib.initial_params(config, fresh)
+  params = pretrained_lib.initial_params(spec, fresh)
   expected = restore_params(run.workdir, 2)
   assert jax.tree.structure(params) == jax.tree.structure(expected)
   for got, want, reference in zip(jax.tree.leaves(params), jax.tree.leaves(expected),
@@ -217,7 +217,7 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
 
   # Only a discriminator: the fresh generator stays.
   config.init_from = str(hf_export / 'discriminator')
-  params = pretrained_lib.initial_params(config, fresh)
+  params = pretrained_lib.initial_params(run_spec.load(config), fresh)
   for got, want in zip(jax.tree.leaves(params['generator']), jax.tree.leaves(fresh['generator'])):
     assert np.array_equal(np.asarray(got), np.asarray(want))
   assert np.array_equal(np.asarray(params['shared_embeddings']['word_embeddings']),
@@ -225,11 +225,12 @@ def test_initial_params_places_the_checkpoint_like_the_fresh_params(run, hf_expo
 
   # Sizes that differ from the checkpoint's: the error names the tensor and both shapes.
   config.model.vocab_size = 300
+  spec = run_spec.load(config)
   other = jax.eval_shape(lambda: nn.meta.unbox(model_lib.init_pretrainer_params(
-      objectives.of(config).build_model(config), jax.random.key(0), 32, 4)))
+      spec.objective.build_model(spec), jax.random.key(0), 32, 4)))
   with pytest.raises(ValueError, match=r'Tensor discriminator/embeddings/word_embeddings has '
                      r'shape \(256, 32\) in .* but \(300, 32\) in the configured model'):
-    pretrained_lib.initial_params(config, other)
+    pretrained_lib.initial_params(spec, other)
 
 
 def test_continued_pretraining_from_an_hf_export(run, hf_export, tmp_path):
@@ -258,7 +259,8 @@ def test_untied_generator_converts_to_hf_and_back_to_a_workdir(repo_root, tmp_pa
   computes our logits."""
   config = tiny_config(repo_root)
   config.electra.update(embedding_sharing='none', generator_hidden_fraction=0.75)  # H_gen 48
-  model = objectives.of(config).build_model(config)
+  spec = run_spec.load(config)
+  model = spec.objective.build_model(spec)
   joint = nn.meta.unbox(model_lib.init_pretrainer_params(model, jax.random.key(3), 32, 4))
   parts = jax.tree.map(np.asarray, param_trees.split_params(joint, 'none'))
   gen_config = model.gen_config

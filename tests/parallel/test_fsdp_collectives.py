@@ -21,7 +21,8 @@ from electra_jax.pretraining import train
 # the backward pass; no reduce-scatter on CPU.
 # If an XLA upgrade changes these, check the invariants in the tests below before updating them.
 _EXPECTED_COUNTS = {'all-gather': 75, 'reduce-scatter': 0}
-_collectives = hlo.collectives  # the compile check's parser (tests/pretraining/test_tpu_compile.py: on TPU)
+# The compile check's parser (tests/pretraining/test_tpu_compile.py: on TPU).
+_collectives = hlo.collectives
 
 
 @pytest.fixture(scope='module')
@@ -32,8 +33,9 @@ def fsdp8(repo_root):
   config.electra.update(generator_hidden_fraction=0.25, embedding_sharing='shared')
   config.train.batch_size, config.data.max_seq_length = 16, 32
   config.data.source = 'synthetic'
-  mesh, rules = train.checked_mesh(config, jax.devices(), 1)
-  program = train.build_program(config, mesh, rules)  # what training compiles
+  spec, mesh = train.checked_mesh(config, jax.devices(), 1)
+  rules = spec.mesh.rules
+  program = train.build_program(spec, mesh)  # what training compiles
   with sharding.mesh_scope(mesh, rules):
     compiled = program.train_step.lower(program.abstract_state, program.abstract_batch).compile()
   return program.abstract_state, program.abstract_batch, compiled

@@ -7,12 +7,11 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from electra_jax.configs import tiny
-from electra_jax.core import objectives
 from electra_jax.core import optimizer as optimizer_lib
 from electra_jax.parallel import mesh as mesh_lib
 from electra_jax.parallel import sharding
 from electra_jax.pretraining import steps
-from electra_jax.spec import validate
+from electra_jax.spec import run as run_spec
 
 
 def _config(**mesh):
@@ -26,8 +25,8 @@ def _config(**mesh):
 
 def test_batch_sharding_follows_the_batch_rule():
   config = _config(data=2, fsdp=2, tensor=2)
-  mesh = mesh_lib.make_mesh(config.mesh)
-  rules = validate.logical_axis_rules(config.mesh)
+  shape = mesh_lib.MeshShape.of(config.mesh, jax.device_count())
+  mesh, rules = mesh_lib.make_mesh(shape), shape.rules
   assert sharding.batch_sharding(mesh, rules).spec == P(('data', 'fsdp'))
   edited = tuple(('batch', 'data') if name == 'batch' else (name, axes) for name, axes in rules)
   assert sharding.batch_sharding(mesh, edited).spec == P('data')
@@ -35,11 +34,10 @@ def test_batch_sharding_follows_the_batch_rule():
 
 def test_create_sharded_state_places_every_leaf_as_its_logical_names_say():
   config = _config(data=2, fsdp=2, tensor=2)
-  mesh = mesh_lib.make_mesh(config.mesh)
-  rules = validate.logical_axis_rules(config.mesh)
+  spec = run_spec.load(config, num_devices=jax.device_count())
+  mesh, rules = mesh_lib.make_mesh(spec.mesh), spec.mesh.rules
   tx = optimizer_lib.make_optimizer(config.train)
-  init_fn = steps.make_init_fn(objectives.of(config).build_model(config), tx, 32,
-                               validate.max_predictions(config))
+  init_fn = steps.make_init_fn(spec.objective.build_model(spec), tx, 32, spec.max_predictions)
   state, abstract, shardings = sharding.create_sharded_state(init_fn, jax.random.key(0), mesh,
                                                              rules)
   kernel = state.params['discriminator']['encoder']['layer_0']['intermediate']['kernel']

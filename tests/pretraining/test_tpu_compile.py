@@ -96,7 +96,7 @@ def test_the_compile_check_compiles_exactly_what_training_runs(tmp_path):
         hlo.without_source_locations(run.train_step.as_text()))
     batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=v.sharding)
              for k, v in run.first_batch.items()}
-    program = train.build_program(config, run.mesh, run.rules)
+    program = train.build_program(run.spec, run.mesh)
     assert jax.tree.map(lambda s: (s.shape, s.dtype, s.sharding), program.abstract_batch) == (
         jax.tree.map(lambda s: (s.shape, s.dtype, s.sharding), batch))
   finally:
@@ -152,8 +152,8 @@ def test_data_parallel_tpu_step_fits_and_reduces_gradients_once(data_parallel):
 
 def _param_shapes():
   config = _tiny()
-  mesh, rules = train.checked_mesh(config, jax.devices()[:1], 1)
-  program = train.build_program(config, mesh, rules)
+  spec, mesh = train.checked_mesh(config, jax.devices()[:1], 1)
+  program = train.build_program(spec, mesh)
   return [x.shape for x in jax.tree.leaves(program.abstract_state.params)]
 
 

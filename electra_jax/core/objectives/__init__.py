@@ -1,8 +1,9 @@
 """What is pre-trained (`config.electra.objective`): one interface, one registry.
 
 Each objective is one module implementing `base.Objective`; the registry below is the only place
-that knows their names, and `of(config)` the only place that reads the config's. Adding an
-objective is one module and one line in `_OBJECTIVES` (WORKSPACE.md, "Objectives").
+that knows their names, and the run spec (`spec.run.load`) the only reader of the config's,
+through `named`. Adding an objective is one module and one line in `_OBJECTIVES` (WORKSPACE.md,
+"Objectives").
 
   'electra'         replaced-token detection on every token (the default; the original's).
   'mlm'             BERT: a masked LM of the discriminator's size, no generator, 80/10/10.
@@ -16,8 +17,6 @@ generator when there is one.
 """
 
 from __future__ import annotations
-
-import ml_collections
 
 from electra_jax.core import model as model_lib
 from electra_jax.core.objectives import electra
@@ -38,16 +37,6 @@ def named(name: str, field: str = 'config.electra.objective') -> Objective:
   if name not in REGISTRY:
     raise UserError(f'{field}={name!r}: use one of {", ".join(NAMES)}.')
   return REGISTRY[name]
-
-
-def of(config: ml_collections.ConfigDict) -> Objective:
-  """The objective a (full) config trains."""
-  return named(config.electra.get('objective', DEFAULT))
-
-
-def train_flops_per_token(config: ml_collections.ConfigDict) -> float:
-  """Analytic training FLOPs per input token of the run `config` describes."""
-  return of(config).train_flops_per_token(config)
 
 
 def of_masked_lm_export(has_generator: bool) -> Objective:

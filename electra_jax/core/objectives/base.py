@@ -1,7 +1,8 @@
 """The interface every pre-training objective implements (`electra_jax.core.objectives`).
 
-An objective is a stateless object, resolved once from `config.electra.objective` by
-`objectives.of(config)`. Everything that differs between objectives is said here, once:
+An objective is a stateless object, resolved once from `config.electra.objective` when the run
+spec is loaded (`spec.run.load`: `RunSpec.objective`). Methods that need a run's derived values
+take that spec. Everything that differs between objectives is said here, once:
 
   networks      `has_generator`, `main_network` (the model class of the network that is kept and
                 fine-tuned) and `build_model` (one `model.ElectraPretrainer` for all of them).
@@ -30,7 +31,6 @@ from electra_jax.core import flops as flops_lib
 from electra_jax.core import model as model_lib
 from electra_jax.core import objective
 from electra_jax.core import param_trees
-from electra_jax.spec import validate
 
 EXPORTS = ('discriminator', 'masked_lm')
 DETECTORS = ('discriminator', 'copy_gate', None)
@@ -65,29 +65,25 @@ class Objective:
 
   # ---- Networks -----------------------------------------------------------------------------
 
-  def build_model(self, config: ml_collections.ConfigDict) -> model_lib.ElectraPretrainer:
-    """The joint model this objective trains (`config.model` is the main network)."""
-    validate.validate_model_config(config.model)
-    e = config.electra
-    gen_config = (validate.generator_config(config.model, e.generator_hidden_fraction,
-                                            e.embedding_sharing)
-                  if self.has_generator else None)
-    return model_lib.ElectraPretrainer(config.model, gen_config, e.embedding_sharing,
+  def build_model(self, spec) -> model_lib.ElectraPretrainer:
+    """The joint model this objective trains, from a `RunSpec`'s networks (`discriminator` is
+    the main network, `generator` None when the objective has none)."""
+    return model_lib.ElectraPretrainer(spec.discriminator, spec.generator, spec.embedding_sharing,
                                        self.main_network)
 
-  def split_params(self, joint_params, config: ml_collections.ConfigDict) -> dict[str, Any]:
+  def split_params(self, joint_params, embedding_sharing: str) -> dict[str, Any]:
     """Joint params -> {'discriminator': the main network's standalone tree (its own
     `embeddings`), 'generator': the generator's, or None}."""
     if not self.has_generator:  # the main network already holds its own tables
       return {'discriminator': dict(nn.meta.unbox(joint_params)['discriminator']),
               'generator': None}
-    return param_trees.split_params(joint_params, config.electra.embedding_sharing)
+    return param_trees.split_params(joint_params, embedding_sharing)
 
-  def merge_params(self, main, generator, config: ml_collections.ConfigDict) -> dict[str, Any]:
+  def merge_params(self, main, generator, embedding_sharing: str) -> dict[str, Any]:
     """The inverse of `split_params`: standalone trees -> the joint tree (unscanned layers)."""
     if not self.has_generator:
       return {'discriminator': main}
-    return param_trees.merge_params(main, generator, config.electra.embedding_sharing)
+    return param_trees.merge_params(main, generator, embedding_sharing)
 
   def hf_networks(self, networks: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """[(directory, hf.py architecture, params)] a Hugging Face export writes. A masked-LM main
@@ -104,9 +100,10 @@ class Objective:
 
   # ---- Masking, loss and metrics ------------------------------------------------------------
 
-  def masking_probs(self, config: ml_collections.ConfigDict) -> tuple[float, float]:
-    """(mask_token_prob, random_token_prob) the batches are masked with."""
-    return config.data.mask_token_prob, config.data.random_token_prob
+  def masking_probs(self, data_config: ml_collections.ConfigDict) -> tuple[float, float]:
+    """(mask_token_prob, random_token_prob) the batches are masked with (`config.data`'s own,
+    unless the objective prescribes its own)."""
+    return data_config.mask_token_prob, data_config.random_token_prob
 
   def loss(self, model, params, batch: dict[str, jax.Array], *, sample_rng: jax.Array,
            dropout_rng: jax.Array | None, deterministic: bool,
@@ -150,17 +147,20 @@ class Objective:
 
   # ---- FLOPs --------------------------------------------------------------------------------
 
-  def forward_flops_per_token(self, config: ml_collections.ConfigDict) -> dict[str, float]:
-    """Forward FLOPs per input token: {'discriminator': the main network's, ['generator']}."""
-    out = {'discriminator': flops_lib.encoder_forward_flops_per_token(config)
-                            + self.main_head_flops_per_token(config)}
+  def forward_flops_per_token(self, spec) -> dict[str, float]:
+    """Forward FLOPs per input token of a `RunSpec`: {'discriminator': the main network's,
+    ['generator']}."""
+    out = {'discriminator': flops_lib.encoder_forward_flops_per_token(spec.discriminator,
+                                                                      spec.seq_length)
+                            + self.main_head_flops_per_token(spec)}
     if self.has_generator:
-      out['generator'] = flops_lib.generator_forward_flops_per_token(config)
+      out['generator'] = flops_lib.generator_forward_flops_per_token(
+          spec.generator, spec.seq_length, spec.masked_fraction)
     return out
 
-  def main_head_flops_per_token(self, config: ml_collections.ConfigDict) -> float:
-    return flops_lib.discriminator_head_flops_per_token(config.model)
+  def main_head_flops_per_token(self, spec) -> float:
+    return flops_lib.discriminator_head_flops_per_token(spec.discriminator)
 
-  def train_flops_per_token(self, config: ml_collections.ConfigDict) -> float:
+  def train_flops_per_token(self, spec) -> float:
     """Training FLOPs per input token (every network, forward + backward: 3x forward)."""
-    return 3.0 * sum(self.forward_flops_per_token(config).values())
+    return 3.0 * sum(self.forward_flops_per_token(spec).values())

@@ -20,7 +20,7 @@ class Mlm(base.Objective):
   main_export = 'masked_lm'
   detector = None
 
-  def masking_probs(self, config):
+  def masking_probs(self, data_config):
     return BERT_MASKING
 
   def main_loss(self, model, variables, batch, generated, *, rngs, deterministic,
@@ -42,7 +42,7 @@ class Mlm(base.Objective):
     metrics['loss'] = base.ratio(stats['weighted_masked_lm_loss_sum'], stats['masked_lm_count'])
     return metrics
 
-  def main_head_flops_per_token(self, config):
-    return flops.masked_lm_at_slots_flops_per_token(config.model, config)
+  def main_head_flops_per_token(self, spec):
+    return flops.masked_lm_at_slots_flops_per_token(spec.discriminator, spec.masked_fraction)
 
 MLM = Mlm()

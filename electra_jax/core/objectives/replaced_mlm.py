@@ -109,8 +109,8 @@ class ReplaceMlm(base.Objective):
     metrics['loss'] = metrics['loss'] + metrics['main_mlm_loss']
     return metrics
 
-  def main_head_flops_per_token(self, config):
-    return flops.masked_lm_at_slots_flops_per_token(config.model, config)
+  def main_head_flops_per_token(self, spec):
+    return flops.masked_lm_at_slots_flops_per_token(spec.discriminator, spec.masked_fraction)
 
 
 class AllTokensMlm(ReplaceMlm):
@@ -140,10 +140,10 @@ class AllTokensMlm(ReplaceMlm):
     metrics.update(objective.auc_metrics(stats, token_reference))  # the gate's, as a detector
     return metrics
 
-  def main_head_flops_per_token(self, config):
+  def main_head_flops_per_token(self, spec):
     # The masked-LM head at every position, plus the copy gate (a discriminator head).
-    return (flops.masked_lm_head_flops(config.model)
-            + flops.discriminator_head_flops_per_token(config.model))
+    return (flops.masked_lm_head_flops(spec.discriminator)
+            + flops.discriminator_head_flops_per_token(spec.discriminator))
 
 
 REPLACE_MLM = ReplaceMlm()
