@@ -17,7 +17,8 @@ the original, which is the discriminator's label) and the discriminator's P(repl
 
 A discriminator alone (e.g. a downloaded `ElectraForPreTraining`) cannot mask and sample;
 `--score_as_typed` scores the text as typed instead: type a sentence with a wrong word and see
-it flagged.
+it flagged. A masked-LM run ('mlm', 'replace_mlm') has no detector: it shows the masked LM's
+top-1 prediction and P(original) at each masked position instead.
 
 This module is the CLI; the engine lives in `electra_jax.inspection`, one module per job.
 """

@@ -1,6 +1,11 @@
 """The inspection itself: mask as pre-training masks, sample from the generator, and read the
-main network's P(replaced) for every token (`objective.sample_and_corrupt`, the step's own
-corruption)."""
+main network (`objective.sample_and_corrupt`, the step's own corruption).
+
+What is read depends on the objective that trained the main network (`Objective.detector`): a
+replaced-token detector gives P(replaced) for every token; a masked LM with no detector ('mlm',
+'replace_mlm') gives its top-1 prediction and P(original) at every masked position, from the
+input it trained on (the masked text for 'mlm', the generator-corrupted text for 'replace_mlm').
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import dataclasses
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tensorflow as tf
 
@@ -30,19 +36,31 @@ class Inspection:
     input_ids: the original tokens.
     masked: positions the masking chose (the generator predicts these).
     generator_input_ids: what the generator saw there: [MASK], a random token or the original.
-    corrupted_ids: what the discriminator saw: the generator's samples written into the original.
-    p_replaced: the discriminator's sigmoid.
+    corrupted_ids: what the main network saw: the generator's samples written into the original
+      (for 'mlm', which has no generator, the masked text itself).
+    p_replaced: the detector's P(replaced); None for a masked LM.
     pieces, generator_input_pieces, corrupted_pieces: the vocabulary entries of those ids.
+    predicted_pieces: a masked LM's top-1 prediction at the masked positions ('' elsewhere);
+      None for a detector.
+    p_original: a masked LM's probability of the original token at the masked positions (NaN
+      elsewhere); None for a detector.
   """
   title: str
   input_ids: np.ndarray
   masked: np.ndarray
   generator_input_ids: np.ndarray
   corrupted_ids: np.ndarray
-  p_replaced: np.ndarray
+  p_replaced: np.ndarray | None
   pieces: list[str]
   generator_input_pieces: list[str]
   corrupted_pieces: list[str]
+  predicted_pieces: list[str] | None = None
+  p_original: np.ndarray | None = None
+  has_generator: bool = True  # False for 'mlm': the main network saw the masked text itself
+
+  @property
+  def is_masked_lm(self) -> bool:
+    return self.p_replaced is None
 
   @property
   def replaced(self) -> np.ndarray:
@@ -85,6 +103,32 @@ def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
   return np.asarray(corrupted), np.asarray(p_replaced, np.float64)
 
 
+def _masked_lm_predictions(checkpoint: Checkpoint, batch: dict, seed: int):
+  """A masked LM's reading of the masked slots: (what it saw `[n, length]`, top-1 ids and
+  P(original) `[n, K]`), on the input its objective trains it on."""
+  pretrained, trained_by = checkpoint.pretrained, checkpoint.pretrained.trained_by
+  main = trained_by.main_network(pretrained.disc_config)  # reads the masked positions
+  generator = model_lib.Generator(pretrained.gen_config) if trained_by.has_generator else None
+  electra = checkpoint.spec.electra
+
+  @jax.jit
+  def forward(gen_params, main_params, batch, keys):
+    seen = batch['masked_input_ids']
+    if generator is not None:
+      gen_logits = generator.apply({'params': gen_params}, seen, batch['token_type_ids'],
+                                   batch['attention_mask'], batch['masked_lm_positions'])
+      _, seen = objective.sample_and_corrupt(gen_logits, batch, keys, electra)
+    logits = main.apply({'params': main_params}, seen, batch['token_type_ids'],
+                        batch['attention_mask'], batch['masked_lm_positions'])  # [n, K, vocab]
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    p_original = jnp.take_along_axis(probs, batch['masked_lm_ids'][..., None], axis=-1)[..., 0]
+    return seen, jnp.argmax(logits, axis=-1), p_original
+
+  seen, predicted, p_original = forward(pretrained.gen_params, pretrained.disc_params, batch,
+                                        sample_keys(seed, batch['input_ids'].shape[0]))
+  return np.asarray(seen), np.asarray(predicted), np.asarray(p_original, np.float64)
+
+
 def _detector(checkpoint: Checkpoint):
   """(main params, ids, token types, attention mask) -> P(replaced) `[n, length]`, read from the
   main network as its objective says (`Objective.replaced_logits`)."""
@@ -109,24 +153,32 @@ def inspect_examples(checkpoint: Checkpoint, input_ids, token_type_ids, *, seed:
                      as_typed: bool = False) -> list[Inspection]:
   """Masks, samples and scores `[n, length]` examples (padding allowed) as pre-training does.
 
-  With `as_typed`, nothing is masked or sampled: the discriminator scores the ids as given.
+  With `as_typed`, nothing is masked or sampled: the detector scores the ids as given.
   """
-  tokenizer = checkpoint.tokenizer
+  tokenizer, trained_by = checkpoint.tokenizer, checkpoint.pretrained.trained_by
+  masked_lm = trained_by.detector is None
   input_ids = np.asarray(input_ids, np.int32)
   token_type_ids = np.asarray(token_type_ids, np.int32)
   count = input_ids.shape[0]
   titles = list(titles or [f'example {i + 1}' for i in range(count)])
+  predicted = p_original = None
+  if as_typed and masked_lm:
+    raise UserError(
+        f'{checkpoint.name} holds a masked LM (electra.objective={trained_by.name!r}) with no '
+        'replaced-token detector to score the text as typed: drop --score_as_typed to see its '
+        'predictions at the masked positions.')
   if as_typed:
     attention_mask = (input_ids != tokenizer.pad_id).astype(np.int32)
     masked = np.zeros(input_ids.shape, bool)
     generator_input, corrupted = input_ids, input_ids
     p_replaced = _score(checkpoint, input_ids, token_type_ids, attention_mask)
   else:
-    if checkpoint.pretrained.gen_params is None:
+    if trained_by.has_generator and checkpoint.pretrained.gen_params is None:
       raise UserError(
-          f'{checkpoint.name} has a discriminator but no generator, which masking and sampling '
-          'need: point --workdir at the pre-training run or at an export holding generator/ '
-          '(or give --generator=DIR), or add --score_as_typed to score the text as typed.')
+          f'{checkpoint.name} has a {trained_by.main_export} but no generator, which masking '
+          'and sampling need: point --workdir at the pre-training run or at an export holding '
+          'generator/ (or give --generator=DIR)'
+          + ('.' if masked_lm else ', or add --score_as_typed to score the text as typed.'))
     batch = mask_examples(checkpoint, input_ids, token_type_ids, seed)
     attention_mask = batch['attention_mask']
     masked = np.zeros(input_ids.shape, bool)  # every used slot, also one that kept its token
@@ -134,7 +186,19 @@ def inspect_examples(checkpoint: Checkpoint, input_ids, token_type_ids, *, seed:
       used = batch['masked_lm_weights'][row] > 0
       masked[row, batch['masked_lm_positions'][row][used]] = True
     generator_input = batch['masked_input_ids']
-    corrupted, p_replaced = _replaced_token_detection(checkpoint, batch, seed)
+    if masked_lm:
+      p_replaced = None
+      corrupted, slot_predictions, slot_p_original = _masked_lm_predictions(checkpoint, batch,
+                                                                            seed)
+      predicted = np.full(input_ids.shape, -1, np.int64)
+      p_original = np.full(input_ids.shape, np.nan)
+      for row in range(count):
+        used = batch['masked_lm_weights'][row] > 0
+        positions = batch['masked_lm_positions'][row][used]
+        predicted[row, positions] = slot_predictions[row][used]
+        p_original[row, positions] = slot_p_original[row][used]
+    else:
+      corrupted, p_replaced = _replaced_token_detection(checkpoint, batch, seed)
 
   piece = tokenizer.id_to_piece
   inspections = []
@@ -143,13 +207,28 @@ def inspect_examples(checkpoint: Checkpoint, input_ids, token_type_ids, *, seed:
     ids, gen_ids, cor_ids = input_ids[row][real], generator_input[row][real], corrupted[row][real]
     inspections.append(Inspection(
         title=titles[row], input_ids=ids, masked=masked[row][real], generator_input_ids=gen_ids,
-        corrupted_ids=cor_ids, p_replaced=p_replaced[row][real],
+        corrupted_ids=cor_ids, p_replaced=None if masked_lm else p_replaced[row][real],
         pieces=[piece(i) for i in ids], generator_input_pieces=[piece(i) for i in gen_ids],
-        corrupted_pieces=[piece(i) for i in cor_ids]))
+        corrupted_pieces=[piece(i) for i in cor_ids],
+        predicted_pieces=None if predicted is None else [
+            piece(i) if i >= 0 else '' for i in predicted[row][real]],
+        p_original=None if p_original is None else p_original[row][real],
+        has_generator=trained_by.has_generator))
   return inspections
 
 
 def summary(inspection: Inspection) -> str:
+  if inspection.is_masked_lm:
+    masked = inspection.masked
+    right = sum(inspection.predicted_pieces[i] == inspection.pieces[i]
+                for i in np.flatnonzero(masked))
+    parts = [f'{len(masked)} tokens', f'{int(masked.sum())} masked']
+    if inspection.has_generator:
+      parts.append(f'{int((masked & inspection.replaced).sum())} replaced by the generator')
+    parts.append(f'top-1 right at {right} of {int(masked.sum())}')
+    if masked.any():
+      parts.append(f'mean P(original) {float(np.mean(inspection.p_original[masked])):.3f}')
+    return ', '.join(parts)
   replaced, p = inspection.replaced, inspection.p_replaced
   flagged = p > 0.5
   parts = [f'{len(p)} tokens', f'{int(inspection.masked.sum())} masked',

@@ -59,13 +59,6 @@ def load(path: str, *, step: int | None = None, generator_path: str | None = Non
     pretrained = pretrained_lib.load_checkpoint(path, step=step, generator_path=generator_path)
   except (ValueError, FileNotFoundError) as error:  # the loaders name the file and the fix
     raise UserError(str(error)) from error
-  trained_by = pretrained.trained_by
-  if trained_by.detector is None:
-    raise UserError(
-        f'{path} holds a masked LM (electra.objective={trained_by.name!r}) with no '
-        'replaced-token detector, so there is nothing to inspect. The '
-        'inspector reads ELECTRA runs (electra, electra_15) and the copy gate of all_tokens_mlm; '
-        'compare a masked LM through its eval_masked_lm_accuracy or the linear probe.')
   if pretrained.tokenizer is None:
     raise UserError(f'{path} carries no tokenizer (no vocab.txt or SentencePiece .model): '
                     'the inspector needs the one the model was trained with.')

@@ -1,4 +1,5 @@
-"""The inspector's terminal table: one row per token, P(replaced) as a number, a bar, a colour."""
+"""The inspector's terminal table: one row per token, P(replaced) as a number, a bar, a colour
+(for a masked LM: its prediction and P(original) at the masked positions)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,46 @@ def _level_code(p: float) -> str:
   return '32' if p < 0.25 else ('33' if p < 0.5 else '1;31')
 
 
+def _masked_lm_table(inspection: Inspection, color: bool) -> list[str]:
+  """Position, original, what the generator and the masked LM saw, its prediction (right or
+  wrong) and P(original) with a bar, at the masked positions; the other tokens as context."""
+  saw = inspection.corrupted_pieces
+  columns = ['original', *(['generator saw'] if inspection.has_generator else []), 'model saw',
+             'prediction']
+  width = 2 + max(*map(len, columns), *map(len, inspection.pieces), *map(len, saw),
+                  *map(len, inspection.generator_input_pieces),
+                  *map(len, inspection.predicted_pieces))
+  header = (f'{"#":>4}  ' + ''.join(f'{c:<{width}}' for c in columns) + f'{"":<7}P(original)')
+  lines = [_ansi(header, '2', color)]
+  for i, original in enumerate(inspection.pieces):
+    cells = [original]
+    if not inspection.masked[i]:
+      lines.append(f'{i:>4}  {original}')
+      continue
+    if inspection.has_generator:
+      cells.append(inspection.generator_input_pieces[i])
+    prediction = inspection.predicted_pieces[i]
+    cells += [saw[i], prediction]
+    p = float(inspection.p_original[i])
+    right = prediction == original
+    mark = _ansi(f'{"right" if right else "wrong":<7}', '32' if right else '1;31', color)
+    bar = '#' * round(p * _BAR_WIDTH)
+    lines.append((f'{i:>4}  ' + ''.join(f'{c:<{width}}' for c in cells) + mark
+                  + f'{p:.3f} {bar}').rstrip())
+  return lines
+
+
 def render_terminal(inspections: Sequence[Inspection], *, color: bool, source: str = '') -> str:
-  """One table per example: position, original, generator input, sample, P(replaced) and a bar."""
+  """One table per example: position, original, generator input, sample, P(replaced) and a bar
+  (a masked LM's: `_masked_lm_table`)."""
   lines = []
   if source:
     lines.append(_ansi(source, '1', color))
   for inspection in inspections:
     lines += ['', _ansi(inspection.title, '1', color), summary(inspection)]
+    if inspection.is_masked_lm:
+      lines += _masked_lm_table(inspection, color)
+      continue
     width = 2 + max(len('generator saw'), *map(len, inspection.pieces),
                     *map(len, inspection.corrupted_pieces),
                     *map(len, inspection.generator_input_pieces))

@@ -25,7 +25,9 @@ from electra_jax.finetune import linear_probe
 from electra_jax.finetune import start
 from electra_jax.inspection import detection
 from electra_jax.inspection import examples
+from electra_jax.inspection import html_page
 from electra_jax.inspection import loading
+from electra_jax.inspection import terminal
 from electra_jax.interop import export
 from electra_jax.interop import pretrained as pretrained_lib
 from electra_jax.pretraining import train
@@ -66,15 +68,14 @@ def test_every_objective_is_registered_once_and_says_what_it_is():
 # ---- The inspector -------------------------------------------------------------------------
 
 @pytest.mark.parametrize('name', objectives.NAMES)
-def test_the_inspector_shows_a_detector_or_refuses_in_one_line(runs, name):
+def test_the_inspector_shows_a_detector_or_a_masked_lms_predictions(runs, name):
   workdir, _ = runs[name]
   objective = objectives.named(name)
-  if objective.detector is None:
-    with pytest.raises(UserError, match=f"masked LM \\(electra.objective='{name}'\\)"):
-      loading.load(workdir)
-    return
   checkpoint = loading.load(workdir)
   ids, types = examples.encode_text(checkpoint, TEXT)
+  if objective.detector is None:
+    _check_masked_lm_inspection(checkpoint, ids, types, objective)
+    return
   for as_typed in (False, True):
     inspection, = detection.inspect_examples(checkpoint, ids, types, as_typed=as_typed)
     assert np.all((inspection.p_replaced > 0) & (inspection.p_replaced < 1))
@@ -84,6 +85,36 @@ def test_the_inspector_shows_a_detector_or_refuses_in_one_line(runs, name):
                        np.ones_like(ids))
   logits = outputs[1] * -1 if name == 'all_tokens_mlm' else outputs  # 1 - the copy probability
   np.testing.assert_allclose(inspection.p_replaced, jax.nn.sigmoid(logits)[0], rtol=1e-5)
+
+
+def _check_masked_lm_inspection(checkpoint, ids, types, objective):
+  """A masked LM's top-1 and P(original) at the masked positions are the network's own, on the
+  input its objective trains it on; it cannot score text as typed (one line)."""
+  with pytest.raises(UserError, match='drop --score_as_typed'):
+    detection.inspect_examples(checkpoint, ids, types, as_typed=True)
+  inspection, = detection.inspect_examples(checkpoint, ids, types, seed=3)
+  assert inspection.is_masked_lm and inspection.p_replaced is None and inspection.masked.any()
+  assert inspection.has_generator == objective.has_generator
+  if not objective.has_generator:  # 'mlm' reads the masked text itself
+    np.testing.assert_array_equal(inspection.corrupted_ids, inspection.generator_input_ids)
+  real = len(inspection.input_ids)
+  seen = np.array(ids)
+  seen[0, :real] = inspection.corrupted_ids
+  positions = np.flatnonzero(inspection.masked)[None].astype(np.int32)
+  main = objective.main_network(checkpoint.pretrained.disc_config)
+  logits = main.apply({'params': checkpoint.pretrained.disc_params}, seen, types,
+                      (ids != checkpoint.tokenizer.pad_id).astype(np.int32), positions)[0]
+  piece = checkpoint.tokenizer.id_to_piece
+  assert [inspection.predicted_pieces[i] for i in positions[0]] == [
+      piece(int(i)) for i in np.argmax(logits, axis=-1)]
+  p_original = jax.nn.softmax(logits, axis=-1)[np.arange(positions.shape[1]),
+                                               inspection.input_ids[positions[0]]]
+  np.testing.assert_allclose(inspection.p_original[positions[0]], p_original, rtol=1e-4)
+  assert np.isnan(inspection.p_original[~inspection.masked]).all()
+  table = terminal.render_terminal([inspection], color=False)
+  assert 'prediction' in table and 'P(original)' in table and 'top-1 right at' in table
+  page = html_page.render_html([inspection], source='run', special_ids=[])
+  assert 'Masked-LM predictions' in page and page.count('data-p=') == positions.shape[1]
 
 
 # ---- The plotter -------------------------------------------------------------------------------
