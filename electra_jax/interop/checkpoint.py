@@ -169,6 +169,9 @@ class TfIteratorRestore(ocp.args.CheckpointArgs):
 
 # ---- Plain files (the tokenizer) ------------------------------------------------------------
 
+_ORBAX_COMMIT_MARKER = 'commit_success.txt'  # orbax writes it into every item directory
+
+
 class FilesHandler(ocp.CheckpointHandler):
   """Copies a few small files into the checkpoint; restore returns their paths there."""
 
@@ -180,7 +183,8 @@ class FilesHandler(ocp.CheckpointHandler):
 
   def restore(self, directory: epath.Path, args: 'FilesRestore' = None):
     del args
-    return sorted(str(directory / name) for name in tf.io.gfile.listdir(str(directory)))
+    return sorted(str(directory / name) for name in tf.io.gfile.listdir(str(directory))
+                  if name != _ORBAX_COMMIT_MARKER)
 
 
 @ocp.args.register_with_handler(FilesHandler, for_save=True)
@@ -398,9 +402,12 @@ class Checkpointer:
 
 
 def copy_file(source: str, destination: str, overwrite: bool = False):
-  """tf.io.gfile copy (works for gs://) creating the parent directory; local fast path."""
+  """tf.io.gfile copy (works for gs://) creating the parent directory; local fast path. An
+  existing `destination` is replaced only with `overwrite` (FileExistsError otherwise)."""
   tf.io.gfile.makedirs(str(epath.Path(destination).parent))
   if '://' not in source and '://' not in destination:
+    if not overwrite and os.path.exists(destination):
+      raise FileExistsError(f'{destination} already exists (copy_file without overwrite).')
     shutil.copyfile(source, destination)
   else:
     tf.io.gfile.copy(source, destination, overwrite=overwrite)

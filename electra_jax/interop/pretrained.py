@@ -139,8 +139,7 @@ def _tokenizer_from_files(tokenizer_config: dict, files: Sequence[str]):
   wanted = os.path.basename(tokenizer_config.get('path', ''))
   suffix = '.model' if kind == 'sentencepiece' else '.txt'
   candidates = [by_name[wanted]] if wanted in by_name else [
-      f for name, f in sorted(by_name.items())
-      if name.endswith(suffix) and name != 'commit_success.txt']  # orbax's marker
+      f for name, f in sorted(by_name.items()) if name.endswith(suffix)]
   if not candidates:
     return None
   config = ml_collections.ConfigDict(dict(tokenizer_config, path=candidates[0]))
