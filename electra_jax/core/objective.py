@@ -184,7 +184,7 @@ def sample_and_corrupt(gen_logits: jax.Array, batch: dict[str, jax.Array], sampl
     sampled_ids = sample_tokens(
         gen_logits, sample_rng, batch['masked_lm_ids'], temperature=electra_config.temperature,
         disallow_correct=electra_config.disallow_correct,
-        sampler=electra_config.get('sampler', 'gumbel'))  # runs saved before the switch: Gumbel
+        sampler=electra_config.sampler)  # older saved runs gain it: `spec.run.upgrade`
     corrupted_ids = corrupt_input(batch['input_ids'], batch['masked_lm_positions'], sampled_ids,
                                   batch['masked_lm_weights'].astype(jnp.float32))
   return sampled_ids, corrupted_ids
