@@ -36,6 +36,13 @@ def trained_tiny_run(repo_root, tmp_path_factory):
   return tiny_run.train_tiny_run(repo_root, tmp_path_factory.mktemp('tiny_run'))
 
 
+@pytest.fixture(scope='module')
+def sst2_dir(tmp_path_factory):
+  """A tiny learnable SST-2 (TSV) and its SentencePiece model: (directory, model path)."""
+  import glue_tasks  # noqa: PLC0415 - tests/glue_tasks.py
+  return glue_tasks.sst2_dir(tmp_path_factory)
+
+
 @pytest.fixture(autouse=True)
 def _restore_absl_verbosity():
   """CLIs run in-process lower absl's verbosity for their own output; later tests must still log."""

@@ -7,13 +7,6 @@ import sys
 
 import pytest
 
-import glue_tasks  # tests/glue_tasks.py
-
-
-@pytest.fixture(scope='module')
-def sst2_dir(tmp_path_factory):
-  return glue_tasks.sst2_dir(tmp_path_factory)
-
 
 @pytest.mark.slow
 def test_cli_runs_a_task(repo_root, sst2_dir, tmp_path):

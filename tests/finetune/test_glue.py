@@ -39,11 +39,6 @@ def tiny(config, tokenizer_path, **train):
   return config
 
 
-@pytest.fixture(scope='module')
-def sst2_dir(tmp_path_factory):
-  return glue_tasks.sst2_dir(tmp_path_factory)
-
-
 @pytest.mark.slow
 def test_tsv_classification_learns_the_deciding_word(repo_root, sst2_dir, tmp_path):
   """On a (data 2, fsdp 2, tensor 2) mesh, with two seeds, a submission and the results JSON."""
