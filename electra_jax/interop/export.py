@@ -155,13 +155,13 @@ def check_main_network(pretrained, written: Objective) -> None:
         + (f' (or {", ".join(others)})' if others else '') + '.')
 
 
-def workdir_config(pretrained, base_config: ml_collections.ConfigDict,
-                   tokenizer_path: str = '') -> ml_collections.ConfigDict:
-  """`base_config` with the model (and generator fraction) of `pretrained` and its tokenizer."""
+def workdir_spec(pretrained, base_config: ml_collections.ConfigDict,
+                 tokenizer_path: str = '') -> run_spec.RunSpec:
+  """The run spec of `base_config` with the model (and generator fraction) of `pretrained` and
+  its tokenizer; a UserError when its objective cannot continue `pretrained`'s main network."""
   config = ml_collections.ConfigDict(base_config.to_dict())
   if pretrained.source_config:  # a workdir keeps its objective settings (sharing, fraction, ...)
     config.electra.update(pretrained.source_config['electra'])
-  check_main_network(pretrained, run_spec.load(config).objective)
   for field in SIZE_FIELDS + _CARRIED_FIELDS:
     config.model[field] = pretrained.disc_config[field]
   if pretrained.gen_config is not None:
@@ -175,7 +175,9 @@ def workdir_config(pretrained, base_config: ml_collections.ConfigDict,
   if pretrained.tokenizer is not None:
     config.tokenizer.update(hf_tokenizer.tokenizer_config_fields(pretrained.tokenizer))
     config.tokenizer.path = tokenizer_path or config.tokenizer.path
-  return config
+  spec = run_spec.load(config)
+  check_main_network(pretrained, spec.objective)
+  return spec
 
 
 def _fresh_generator(gen_config: ml_collections.ConfigDict, seed: int) -> dict[str, Any]:
@@ -209,10 +211,10 @@ def write_workdir(pretrained, dst: str, base_config: ml_collections.ConfigDict, 
   check_destination(dst, overwrite)
   dst = os.path.abspath(dst)
   names = [os.path.basename(f) for f in pretrained.tokenizer_files]
-  config = workdir_config(pretrained, base_config,
-                          os.path.join(dst, TOKENIZER_DIR, names[0]) if names else '')
-  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32),
-                        joint_params(pretrained, run_spec.load(config)))
+  spec = workdir_spec(pretrained, base_config,
+                      os.path.join(dst, TOKENIZER_DIR, names[0]) if names else '')
+  config = spec.config
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), joint_params(pretrained, spec))
   tx = optimizer_lib.make_optimizer(config.train)
   state = train_state.fresh(params, tx)
   with atomic_directory(dst, overwrite) as out:

@@ -52,7 +52,7 @@ def compile_steps(config: ml_collections.ConfigDict, devices: Sequence[jax.Devic
     DoesNotFit: XLA ran out of HBM while compiling.
   """
   process_count = len({d.process_index for d in devices})
-  spec, mesh = train.checked_mesh(config, list(devices), process_count)
+  spec, mesh = train.spec_and_mesh(config, list(devices), process_count)
   rules = spec.mesh.rules
   program = train.build_program(spec, mesh)
   try:

@@ -252,7 +252,7 @@ def _initial_state(spec, checkpointer, inputs, program: Program, mesh, rules, pr
   return 0, state
 
 
-def checked_mesh(config: ml_collections.ConfigDict, devices: list[jax.Device],
+def spec_and_mesh(config: ml_collections.ConfigDict, devices: list[jax.Device],
                  process_count: int) -> tuple[run_spec.RunSpec, Any]:
   """(run spec, mesh) after every config check that needs no data or files."""
   spec = run_spec.load(config, num_devices=len(devices), process_count=process_count)
@@ -317,7 +317,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str,
   choice is recorded in it."""
   process_index, process_count = jax.process_index(), jax.process_count()
   # ---- Config and mesh: all checks before anything expensive.
-  spec, mesh = checked_mesh(config, devices, process_count)
+  spec, mesh = spec_and_mesh(config, devices, process_count)
   config, rules = spec.config, spec.mesh.rules  # the upgraded config, where the tokenizer goes
   tf.io.gfile.makedirs(workdir)
   checkpointer = checkpoint_lib.Checkpointer(

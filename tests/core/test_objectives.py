@@ -148,7 +148,7 @@ def test_unknown_objective_is_refused_naming_the_field():
   config = default.get_config()
   config.electra.objective = 'bert'
   with pytest.raises(UserError, match=r'config\.electra\.objective=.bert.*electra'):
-    train.checked_mesh(config, jax.devices()[:1], 1)
+    train.spec_and_mesh(config, jax.devices()[:1], 1)
 
 
 def test_flops_per_objective():

@@ -198,7 +198,7 @@ def test_continued_pre_training_takes_a_main_network_it_can_continue(runs, sourc
   workdir, config = runs[source]
   config = config.copy_and_resolve_references()
   config.electra.objective, config.init_from = target, workdir
-  spec, mesh = train.checked_mesh(config, jax.devices()[:1], 1)
+  spec, mesh = train.spec_and_mesh(config, jax.devices()[:1], 1)
   objective = spec.objective
   program = train.build_program(spec, mesh)
   fresh = jax.tree.map(lambda s: jax.numpy.zeros(s.shape, s.dtype, device=s.sharding),

@@ -33,7 +33,7 @@ def fsdp8(repo_root):
   config.electra.update(generator_hidden_fraction=0.25, embedding_sharing='shared')
   config.train.batch_size, config.data.max_seq_length = 16, 32
   config.data.source = 'synthetic'
-  spec, mesh = train.checked_mesh(config, jax.devices(), 1)
+  spec, mesh = train.spec_and_mesh(config, jax.devices(), 1)
   rules = spec.mesh.rules
   program = train.build_program(spec, mesh)  # what training compiles
   with sharding.mesh_scope(mesh, rules):

@@ -152,7 +152,7 @@ def test_data_parallel_tpu_step_fits_and_reduces_gradients_once(data_parallel):
 
 def _param_shapes():
   config = _tiny()
-  spec, mesh = train.checked_mesh(config, jax.devices()[:1], 1)
+  spec, mesh = train.spec_and_mesh(config, jax.devices()[:1], 1)
   program = train.build_program(spec, mesh)
   return [x.shape for x in jax.tree.leaves(program.abstract_state.params)]
 
