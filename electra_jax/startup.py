@@ -130,11 +130,10 @@ def watch_peers(timeout_s: int) -> threading.Thread:
   mine = f'{_ALIVE_KEY}{me}'
   interval = max(timeout_s / 6, 0.5)
 
-  def lost(what: str):
-    print(f'error: {what}, so process {me} of {count} stops too. The checkpoints in the workdir '
-          'are intact: start all processes again with the same command to resume from the '
-          'latest one.', file=sys.stderr, flush=True)
-    os._exit(errors.EXIT_STATUS)  # noqa: SLF001 - other threads may be stuck in a collective
+  def lost(what: str):  # other threads may be stuck in a collective: exit at once
+    errors.exit_now(f'{what}, so process {me} of {count} stops too. The checkpoints in the '
+                    'workdir are intact: start all processes again with the same command to '
+                    'resume from the latest one.')
 
   def watch():
     beat, seen, last_answer = 0, {}, time.monotonic()
@@ -170,7 +169,37 @@ def watch_peers(timeout_s: int) -> threading.Thread:
   atexit.register(done)
   thread = threading.Thread(target=watch, name='electra_jax_peer_watchdog', daemon=True)
   thread.start()
+  global _verdict_within_s
+  _verdict_within_s = timeout_s * 7 / 6 + 2 * interval
   return thread
+
+
+_verdict_within_s = 0.0  # how long the peer watchdog takes to call a silent peer lost (0: none)
+
+
+def _await_peer_verdict(error: BaseException) -> None:
+  """After a failed collective, gives the peer watchdog the time it needs to name a lost peer.
+
+  A collective whose peer died can fail fast (gloo: "Connection reset by peer") before the
+  watchdog has called the peer lost; then the watchdog's line, which names the process, is the
+  one worth printing. If a peer is lost the watchdog ends the process within this wait;
+  otherwise the error is reported as it is.
+  """
+  if _verdict_within_s and errors.failed_collective(error):
+    logging.warning('A collective failed (%s); waiting up to %.0f s for the peer watchdog.',
+                    type(error).__name__, _verdict_within_s)
+    time.sleep(_verdict_within_s)
+
+
+def _peers_first(main: Callable[[list[str]], None]) -> Callable[[list[str]], None]:
+  @functools.wraps(main)
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except Exception as error:
+      _await_peer_verdict(error)
+      raise
+  return wrapped
 
 
 # ---- Configs by path or by name ------------------------------------------------------------
@@ -324,7 +353,7 @@ def parse_flags(argv: Sequence[str], config_subdir: str = '') -> list[str]:
 def run(main: Callable[[list[str]], None], config_subdir: str = '') -> None:
   """Runs an absl `main` the way every CLI of this package does (see the module docstring)."""
   try:
-    app.run(errors.guard(main),
+    app.run(errors.guard(_peers_first(main)),
             flags_parser=functools.partial(parse_flags, config_subdir=config_subdir))
   except SystemExit as done:
     if done.code == errors.EXIT_STATUS:

@@ -30,6 +30,7 @@ import tensorflow as tf
 from absl import logging
 from etils import epath
 
+from electra_jax import errors
 from electra_jax.errors import MissingFileError
 from electra_jax.errors import UserError
 
@@ -48,23 +49,10 @@ _TRANSIENT_ERRORS = ('UnavailableError', 'DeadlineExceededError', 'AbortedError'
 MAX_SAVE_RETRIES = 4  # transient failures of one checkpoint, retried after 2, 4, 8, 16 s
 
 
-def _chain(error: BaseException) -> list[BaseException]:
-  """`error`, its causes and contexts, and the members of exception groups, depth first."""
-  found, stack = [], [error]
-  while stack:
-    current = stack.pop()
-    if current is None or any(current is f for f in found):
-      continue
-    found.append(current)
-    stack.extend(getattr(current, 'exceptions', ()) or ())
-    stack.extend((current.__context__, current.__cause__))
-  return found
-
-
 def failure_cause(error: BaseException) -> str:
   """What went wrong, in a few words: the OS's words when there are some ('No space left on
   device'), else the innermost error's type and first line."""
-  chain = _chain(error)
+  chain = errors.chain(error)
   for current in chain:
     if isinstance(current, OSError) and current.strerror:
       return current.strerror
@@ -79,7 +67,7 @@ def failure_cause(error: BaseException) -> str:
 
 
 def is_transient(error: BaseException) -> bool:
-  return any(type(e).__name__ in _TRANSIENT_ERRORS for e in _chain(error))
+  return any(type(e).__name__ in _TRANSIENT_ERRORS for e in errors.chain(error))
 
 
 _NOISY_LOGGERS = ('absl', 'asyncio')  # orbax logs through absl's logger
@@ -331,7 +319,8 @@ class Checkpointer:
 
   def check_failed_save(self, step: int) -> bool:
     """At a step boundary (`step`): whether the save in flight failed transiently and is due
-    again (after a back-off sleep); raises CheckpointWriteError when it failed for good.
+    again (after a back-off sleep); raises CheckpointWriteError when it failed for good
+    (LostContactError when a collective of a multi-process save failed: a peer, not the disk).
     Cheap while a save is running or none is pending."""
     if self._saving is None:
       return False
@@ -369,6 +358,11 @@ class Checkpointer:
     intact = [s for s in self._manager.all_steps() if s != failed_step]
     kept = (f'The checkpoint of step {intact[-1]} is intact; rerun the same command to resume '
             'from it' if intact else 'No checkpoint is intact yet; a rerun starts afresh')
+    if errors.failed_collective(error):
+      raise errors.LostContactError(  # a collective of orbax's save: not the disk
+          f'the processes of the run lost contact while writing the checkpoint of step '
+          f'{failed_step} ({failure_cause(error)}). Training stopped at step {step}. {kept}, '
+          'with all processes started again.') from None
     raise CheckpointWriteError(
         f'the checkpoint of step {failed_step} could not be written to {path}: '
         f'{failure_cause(error)}. Training stopped at step {step}. {kept}, once there is room '
