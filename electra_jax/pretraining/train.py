@@ -34,6 +34,7 @@ from electra_jax.data import bad_records
 from electra_jax.errors import UserError
 from electra_jax.interop import checkpoint as checkpoint_lib
 from electra_jax.interop import pretrained as pretrained_lib
+from electra_jax.interop.train_state import TrainState
 from electra_jax.parallel import mesh as mesh_lib
 from electra_jax.parallel import sharding
 from electra_jax.pretraining import inputs as inputs_lib
@@ -173,7 +174,7 @@ class Run:
   train_step: Any  # compiled: (state, batch) -> (state, stats); the state is donated
   eval_step: Any  # jitted: (params, batch, batch index) -> stats
   batch_sharding: Any
-  state: steps.TrainState
+  state: TrainState
   start_step: int
   host_batches: Iterator[dict[str, np.ndarray]]
   first_batch: dict[str, jax.Array]
@@ -223,7 +224,7 @@ def _resume_point(config, checkpointer: checkpoint_lib.Checkpointer, existing_st
 
 
 def _initial_state(spec, checkpointer, inputs, program: Program, mesh, rules, pretrained,
-                   workdir, restart_step: int | None = None) -> tuple[int, steps.TrainState]:
+                   workdir, restart_step: int | None = None) -> tuple[int, TrainState]:
   """(step, state): the checkpoint of `restart_step` (later ones are set aside), else the latest
   one, else fresh (from `init_from` when given)."""
   if restart_step is not None:
