@@ -83,18 +83,31 @@ def sample_keys(seed: int, count: int):
   return jax.random.split(jax.random.key(seed), count)
 
 
-def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
-  """(corrupted ids, P(replaced)) `[n, length]`: generator, sampling, corruption, discriminator."""
-  pretrained, electra = checkpoint.pretrained, checkpoint.spec.electra
-  generator = model_lib.Generator(pretrained.gen_config)
-  detect = _detector(checkpoint)
+def _main_input(checkpoint: Checkpoint):
+  """(generator params, batch, sampling keys) -> what the main network sees `[n, length]`: the
+  generator's samples written into the text (`objective.sample_and_corrupt`), or, for an
+  objective without a generator ('mlm'), the masked text itself."""
+  pretrained = checkpoint.pretrained
+  if not pretrained.trained_by.has_generator:
+    return lambda gen_params, batch, keys: batch['masked_input_ids']
+  generator, electra = model_lib.Generator(pretrained.gen_config), checkpoint.spec.electra
 
-  @jax.jit
-  def forward(gen_params, disc_params, batch, keys):
+  def corrupt(gen_params, batch, keys):
     gen_logits = generator.apply({'params': gen_params}, batch['masked_input_ids'],
                                  batch['token_type_ids'], batch['attention_mask'],
                                  batch['masked_lm_positions'])  # [n, K, vocab]
-    _, corrupted = objective.sample_and_corrupt(gen_logits, batch, keys, electra)
+    return objective.sample_and_corrupt(gen_logits, batch, keys, electra)[1]
+  return corrupt
+
+
+def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
+  """(corrupted ids, P(replaced)) `[n, length]`: generator, sampling, corruption, discriminator."""
+  pretrained = checkpoint.pretrained
+  main_input, detect = _main_input(checkpoint), _detector(checkpoint)
+
+  @jax.jit
+  def forward(gen_params, disc_params, batch, keys):
+    corrupted = main_input(gen_params, batch, keys)
     return corrupted, detect(disc_params, corrupted, batch['token_type_ids'],
                              batch['attention_mask'])
 
@@ -106,18 +119,13 @@ def _replaced_token_detection(checkpoint: Checkpoint, batch: dict, seed: int):
 def _masked_lm_predictions(checkpoint: Checkpoint, batch: dict, seed: int):
   """A masked LM's reading of the masked slots: (what it saw `[n, length]`, top-1 ids and
   P(original) `[n, K]`), on the input its objective trains it on."""
-  pretrained, trained_by = checkpoint.pretrained, checkpoint.pretrained.trained_by
-  main = trained_by.main_network(pretrained.disc_config)  # reads the masked positions
-  generator = model_lib.Generator(pretrained.gen_config) if trained_by.has_generator else None
-  electra = checkpoint.spec.electra
+  pretrained = checkpoint.pretrained
+  main = pretrained.trained_by.main_network(pretrained.disc_config)  # reads the masked positions
+  main_input = _main_input(checkpoint)
 
   @jax.jit
   def forward(gen_params, main_params, batch, keys):
-    seen = batch['masked_input_ids']
-    if generator is not None:
-      gen_logits = generator.apply({'params': gen_params}, seen, batch['token_type_ids'],
-                                   batch['attention_mask'], batch['masked_lm_positions'])
-      _, seen = objective.sample_and_corrupt(gen_logits, batch, keys, electra)
+    seen = main_input(gen_params, batch, keys)
     logits = main.apply({'params': main_params}, seen, batch['token_type_ids'],
                         batch['attention_mask'], batch['masked_lm_positions'])  # [n, K, vocab]
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
