@@ -2,6 +2,12 @@
 
 Shared by the compile check (`compile_check`) and the tests that pin what crosses devices.
 Counts are static: an op inside a loop body (a scanned layer stack) is counted once.
+
+TPU writes a reduce-scatter as an "all-reduce-scatter" fusion: a fused computation named
+`%all-reduce-scatter...` whose all-reduce feeds a dynamic-slice (v5e, v6e; `tpu-all-reduce-scatter-
+fusion` pass). It runs as one reduce-scatter and is counted as one, by its output (the shards); the
+all-reduce inside it is not counted. v3 and v4 have no such fusion: libtpu decomposes every
+reduce-scatter there into an all-reduce and a slice (`reduce-scatter-decomposer`).
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ _DTYPE_BYTES = {'f64': 8, 's64': 8, 'u64': 8, 'f32': 4, 's32': 4, 'u32': 4, 'bf1
 _SHAPE = re.compile(r'\b(\w+)\[([\d,]*)\]')
 _COLLECTIVE = re.compile(r'= (\(.*?\)|\S+) (' + '|'.join(COLLECTIVES) + r')(-start)?\(')
 # A transfer between slices (multi-slice TPU): a host-transfer send over the data-center network.
+_REDUCE_SCATTER_FUSION = re.compile(r'= (\(.*?\)|\S+) fusion\(.*calls=%all-reduce-scatter[\w.\-]*')
+_COMPUTATION = re.compile(r'^(?:ENTRY )?(%[\w.\-]+) ')
 _DCN_SEND = re.compile(r'= (\(.*?\)|\S+) send\(.*_xla_megascale_transfer_type="(\w+)"')
 
 
@@ -53,12 +61,22 @@ def collectives(hlo_text: str) -> dict[str, list[int]]:
   """Opcode -> the byte size of the result of each such collective in the program.
 
   An async `-start` op is counted once, by its result buffer (its tuple also carries the
-  operand, for all-gather and collective-permute).
+  operand, for all-gather and collective-permute). A TPU all-reduce-scatter fusion counts as a
+  reduce-scatter (module docstring).
   """
   found: dict[str, list[int]] = {kind: [] for kind in COLLECTIVES}
+  computation = ''
   for line in hlo_text.splitlines():
+    if line and not line[0].isspace():  # a computation's header (or its closing brace)
+      header = _COMPUTATION.match(line)
+      computation = header.group(1) if header else ''
+      continue
+    fused = _REDUCE_SCATTER_FUSION.search(line)
+    if fused:
+      found['reduce-scatter'].append(sum(shape_bytes(s) for s in _array_shapes(fused.group(1))))
+      continue
     match = _COLLECTIVE.search(line)
-    if not match:
+    if not match or computation.startswith('%all-reduce-scatter'):
       continue
     result, kind, is_start = match.groups()
     shapes = _array_shapes(result)
