@@ -48,31 +48,59 @@ def _ways(logical_axis, mesh, rules) -> int:
   return math.prod(mesh.shape.get(axis, 1) for axis in axes)
 
 
-def _tile(rank: int, dim: int) -> int:
-  """TPU memory tiles are (8, 128) over the two minor dimensions (float32)."""
-  return 128 if dim == rank - 1 else 8 if dim == rank - 2 else 1
+_LANES, _SUBLANES = 128, 8  # a TPU float32 memory tile: (8, 128) over two dimensions
+
+
+def _round_up(size: int, multiple: int) -> int:
+  return -(-size // multiple) * multiple
+
+
+def _tiled_sizes(shape) -> tuple[int, int]:
+  """(elements laid out in TPU tiles in the best layout, in the row-major one) of `shape`.
+
+  XLA chooses a parameter's layout, so any dimension may lie on the 128 lanes and any other on
+  the 8 sublanes: a [128, 2, 64] attention kernel is laid out with 128 on the lanes, unpadded,
+  where row-major would pad 64 to 128. Row-major breaks ties (what XLA falls back to).
+  """
+  shape = tuple(shape)
+  if len(shape) < 2:
+    return (_round_up(shape[0], _LANES),) * 2 if shape else (1, 1)
+  total = math.prod(shape)
+
+  def padded(lanes, sublanes):
+    return (total // (shape[lanes] * shape[sublanes]) * _round_up(shape[lanes], _LANES)
+            * _round_up(shape[sublanes], _SUBLANES))
+
+  rank = len(shape)
+  best = min(padded(i, j) for i in range(rank) for j in range(rank) if i != j)
+  return best, padded(rank - 1, rank - 2)
 
 
 def _whole_tile_param_axes(shape, logical_axes, mesh, rules):
   """Moves a parameter's sharded logical axis off a dimension whose shards would be padded to a
-  TPU tile, onto an unsharded dimension whose shards stay whole tiles (the largest such).
+  TPU tile, onto an unsharded dimension whose shards pad least (`_tiled_sizes`).
 
-  fsdp maps 'embed' to the mesh; where 'embed' is the minor dimension (an output kernel
+  fsdp maps 'embed' to the mesh. Where 'embed' is the minor dimension (an output kernel
   [mlp, embed], a table [vocab, embed]) its shards (768/8 = 96 on Base) would be padded to 128
-  lanes on TPU and the state would not shrink by the fsdp factor. Elsewhere (CPU, GPU) the move
-  changes nothing but which dimension is split.
+  lanes; a query kernel [embed, heads, kv] = [768, 12, 64] split on embed leaves [96, 12, 64],
+  no dimension of which fills the lanes, where [768, 12, 8] (split on kv) does. Either way the
+  state would not shrink by the fsdp factor. Elsewhere (CPU, GPU) the move changes nothing but
+  which dimension is split.
   """
   names = list(logical_axes)
-  rank = len(shape)
   for dim, name in enumerate(logical_axes):
     ways = _ways(name, mesh, rules) if name is not None else 1
-    if ways == 1 or (shape[dim] // ways) % _tile(rank, dim) == 0:
+    if ways == 1:
       continue
-    free = [j for j in range(rank) if j != dim and (names[j] is None or
-                                                    _ways(names[j], mesh, rules) == 1)
-            and shape[j] % ways == 0 and (shape[j] // ways) % _tile(rank, j) == 0]
-    if free:
-      target = max(free, key=lambda j: shape[j])
+
+    def shard(j):
+      return tuple(size // ways if k == j else size for k, size in enumerate(shape))
+
+    free = [j for j in range(len(shape)) if j != dim and shape[j] % ways == 0
+            and (names[j] is None or _ways(names[j], mesh, rules) == 1)]
+    # Least padding first, then the row-major layout's, then staying, then the largest dimension.
+    target = min([dim] + free, key=lambda j: (_tiled_sizes(shard(j)), j != dim, -shape[j]))
+    if target != dim:
       names[target], names[dim] = name, None
   return tuple(names)
 

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import PartitionSpec as P
 
 from electra_jax.configs import tiny
@@ -50,3 +51,27 @@ def test_create_sharded_state_places_every_leaf_as_its_logical_names_say():
       jax.random.key(0))
   np.testing.assert_array_equal(np.asarray(kernel), np.asarray(
       plain.params['discriminator']['encoder']['layer_0']['intermediate']['kernel']))
+
+
+class _FakeMesh:
+  shape = {'data': 1, 'fsdp': 8, 'tensor': 1}
+
+
+_RULES = (('embed', 'fsdp'), ('heads', 'tensor'), ('mlp', 'tensor'), ('kv', None),
+          ('vocab', None))
+
+
+@pytest.mark.parametrize('shape, names, laid_out', [
+    # Base's query kernel: [96, 12, 64] shards fill no 128 lanes whatever the layout; split on kv,
+    # [768, 12, 8] lays 768 on the lanes and 8 on the sublanes, unpadded.
+    ((768, 12, 64), ('embed', 'heads', 'kv'), (None, 'heads', 'embed')),
+    # An output kernel [mlp, embed]: row-major [3072, 96] pads 96 to 128 lanes; [384, 768] does not.
+    ((3072, 768), ('mlp', 'embed'), ('embed', None)),
+    # An intermediate kernel's [96, 3072] shards are whole tiles already: it stays.
+    ((768, 3072), ('embed', 'mlp'), ('embed', 'mlp')),
+    # 30522 rows cannot be split 8 ways: the table stays split on embed.
+    ((30522, 128), ('vocab', 'embed'), ('vocab', 'embed')),
+    ((256,), ('embed',), ('embed',)),
+])
+def test_fsdp_splits_each_parameter_where_its_shards_fill_tpu_tiles(shape, names, laid_out):
+  assert sharding._whole_tile_param_axes(shape, names, _FakeMesh, _RULES) == laid_out
