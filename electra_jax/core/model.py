@@ -166,6 +166,40 @@ def embed(config, tables, input_ids, token_type_ids):
   return sharding.constrain(x, ('batch', 'length', 'act_embed'))
 
 
+_MASK_RESOLUTION = 1 << 16  # each 32-bit random word decides two dropout masks
+
+
+def dropout_keep_mask(rng: jax.Array, keep_prob: float, shape) -> tuple[jax.Array, float]:
+  """(keep mask of `shape`, the keep probability it was drawn with): two draws per random word.
+
+  `jax.random.bernoulli` hashes a whole threefry block (64 bits, under the partitionable
+  threefry the run uses) per element and keeps 23 bits of it; here each 32-bit word's two halves
+  decide two neighbouring elements of the last axis, so the mask costs half the hashing and no
+  float conversion. The keep probability is quantised to 1/65536 (0.9 -> 0.8999939), and
+  returned so that the caller rescales by exactly it. The words are drawn at the mask's shape
+  with the last axis halved, so they shard like the activations.
+  """
+  threshold = round(keep_prob * _MASK_RESOLUTION)
+  length = shape[-1]
+  words = jax.random.bits(rng, (*shape[:-1], (length + 1) // 2), jnp.uint32)
+  halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1)
+  halves = halves.reshape(*shape[:-1], 2 * words.shape[-1])[..., :length]
+  return halves < jnp.uint32(threshold), threshold / _MASK_RESOLUTION
+
+
+class Dropout(nn.Module):
+  """Inverted dropout (`nn.Dropout`'s math: keep with probability 1 - rate, scale by 1/keep) with
+  `dropout_keep_mask`'s cheaper draws."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    keep, keep_prob = dropout_keep_mask(self.make_rng('dropout'), 1.0 - self.rate, x.shape)
+    return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+
+
 class SelfAttention(nn.Module):
   """Multi-head self-attention with a padding mask; softmax in float32."""
   config: ml_collections.ConfigDict
@@ -188,8 +222,8 @@ class SelfAttention(nn.Module):
       query, key, value = qkv
       logits = jnp.einsum('btnh,bsnh->bnts', query, key, preferred_element_type=jnp.float32)
       logits = jnp.where(mask, logits * head_dim**-0.5, jnp.finfo(jnp.float32).min)
-      probs = nn.Dropout(c.attention_dropout_prob)(jax.nn.softmax(logits, axis=-1),
-                                                   deterministic=False)
+      probs = Dropout(c.attention_dropout_prob)(jax.nn.softmax(logits, axis=-1),
+                                                deterministic=False)
       context = jnp.einsum('bnts,bsnh->btnh', probs.astype(value.dtype), value)
     context = sharding.constrain(context, ('batch', 'length', 'act_heads', None))
     return _dense(c, c.hidden_size, ('heads', 'kv', 'embed'), 'output', contract_dims=2)(context)
@@ -202,7 +236,7 @@ class TransformerLayer(nn.Module):
   @nn.compact
   def __call__(self, hidden, attention_mask, deterministic):
     c = self.config
-    dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
+    dropout = lambda x: Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
     attended = SelfAttention(c, name='attention')(hidden, attention_mask, deterministic)
     hidden = _layer_norm(c, 'attention_LayerNorm')(dropout(attended) + hidden)
     hidden = sharding.constrain(hidden, ('batch', 'length', 'act_embed'))
@@ -261,7 +295,7 @@ def encode(module, config, tables, input_ids, token_type_ids, attention_mask, de
   the discriminator's parameter layout (fine-tuning heads live next to it).
   """
   hidden = embed(config, tables, input_ids, token_type_ids)
-  hidden = nn.Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
+  hidden = Dropout(config.hidden_dropout_prob)(hidden, deterministic=deterministic)
   if config.embedding_size != config.hidden_size:
     hidden = _dense(config, config.hidden_size, (None, 'embed'), 'embeddings_project',
                     kernel_init=GLOROT_UNIFORM)(hidden)

@@ -77,12 +77,27 @@ def sample_tokens(logits: jax.Array, sample_rng: jax.Array, original_ids: jax.Ar
   return _inverse_cdf(logits, sample_rng)
 
 
+def first_argmax(x: jax.Array) -> jax.Array:
+  """`jnp.argmax(x, -1)` (the first index of the maximum) as int32, from two plain reductions.
+
+  XLA:CPU runs argmax as one reduction over (value, index) pairs, which vectorises poorly: over
+  the Small generator's [32, 19, 30522] logits it costs about as much again as drawing the
+  Gumbel noise (`benchmarks/bench_random.py`). The maximum, then the least index that reaches
+  it, give the same index at about a plain sum's cost. A row with a NaN has no index reaching its maximum;
+  it gets the last index (the step is non-finite then, and skipped).
+  """
+  top = jnp.max(x, axis=-1, keepdims=True)
+  index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)
+  first = jnp.min(jnp.where(x == top, index, x.shape[-1] - 1), axis=-1)
+  return first.astype(jnp.int32)
+
+
 def _gumbel_max(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
   """The original's sampler: argmax(logits + Gumbel noise), noise as the original computes it."""
   uniform = jax.vmap(lambda key: jax.random.uniform(key, logits.shape[1:], jnp.float32))(
       sample_rng)
   gumbel = -jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
-  return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
+  return first_argmax(logits + gumbel)
 
 
 def _inverse_cdf(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
@@ -210,7 +225,7 @@ def lm_stats(prefix: str, logits: jax.Array, targets: jax.Array, weights: jax.Ar
   """`{prefix}_loss_sum`, `{prefix}_count`, `{prefix}_correct` of a masked LM's predictions."""
   return {f'{prefix}_loss_sum': jnp.sum(nll * weights),
           f'{prefix}_count': jnp.sum(weights),
-          f'{prefix}_correct': jnp.sum((jnp.argmax(logits, -1) == targets) * weights)}
+          f'{prefix}_correct': jnp.sum((first_argmax(logits) == targets) * weights)}
 
 
 def generator_step(model, variables, batch: dict[str, jax.Array], sample_rng: jax.Array,

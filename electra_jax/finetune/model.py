@@ -48,7 +48,8 @@ def first_token_linear(config, hidden, num_outputs: int, name: str, deterministi
 
   Input [batch, length, H]; returns float32 [batch, num_outputs].
   """
-  first = nn.Dropout(config.hidden_dropout_prob)(hidden[:, 0, :], deterministic=deterministic)
+  first = model_lib.Dropout(config.hidden_dropout_prob)(hidden[:, 0, :],
+                                                       deterministic=deterministic)
   logits = model_lib.Dense(config, num_outputs, ('embed', None),
                            kernel_init=model_lib.GLOROT_UNIFORM, name=name)(first)
   return logits.astype(jnp.float32)
@@ -66,7 +67,7 @@ class FirstTokenHead(nn.Module):
   @nn.compact
   def __call__(self, hidden, deterministic: bool):
     c = self.config
-    dropout = lambda x: nn.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
+    dropout = lambda x: model_lib.Dropout(c.hidden_dropout_prob)(x, deterministic=deterministic)
     first = dropout(hidden[:, 0, :])
     inner = model_lib.gelu(model_lib.Dense(c, c.hidden_size, ('embed', 'mlp'), name='dense')(first))
     logits = model_lib.Dense(c, self.num_outputs, ('mlp', None), name='out_proj')(dropout(inner))

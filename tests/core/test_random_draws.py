@@ -1,0 +1,103 @@
+"""The step's cheaper random draws are still the right ones.
+
+Dropout masks take two draws from each 32-bit word (`model.dropout_keep_mask`); the samplers and
+the masked-LM accuracy take the argmax from two plain reductions (`objective.first_argmax`).
+The Gumbel-max sampler's frequencies against the softmax are checked by a chi-square test in
+test_objective.py; bit-exact resume by test_train.py's resume tests, which run these draws.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from electra_jax.core import model
+from electra_jax.core import objective
+
+_KEEP = 0.9
+_QUANTISED = 58982 / 65536  # round(0.9 * 2**16) / 2**16
+
+
+def _mask(key, shape, keep=_KEEP):
+  mask, keep_prob = model.dropout_keep_mask(key, keep, shape)
+  return np.asarray(mask), keep_prob
+
+
+def _corr(a, b):
+  return np.corrcoef(a.ravel().astype(np.float64), b.ravel().astype(np.float64))[0, 1]
+
+
+def test_the_mask_rate_is_the_keep_probability():
+  mask, keep_prob = _mask(jax.random.key(0), (64, 128, 256))
+  assert keep_prob == _QUANTISED and abs(keep_prob - _KEEP) < 1e-5
+  sigma = np.sqrt(_KEEP * (1 - _KEEP) / mask.size)
+  assert abs(mask.mean() - keep_prob) < 4 * sigma, mask.mean()
+  # Rates far from 0.9 too, and an odd last axis (one word's second half unused).
+  for keep, shape in ((0.5, (3, 1001)), (0.99, (512, 257)), (0.1, (2, 64, 63))):
+    mask, keep_prob = _mask(jax.random.key(1), shape, keep)
+    assert mask.shape == shape
+    assert abs(mask.mean() - keep_prob) < 4 * np.sqrt(keep * (1 - keep) / mask.size)
+
+
+def test_neighbours_drawn_from_one_word_are_independent():
+  # Elements 2j and 2j+1 of the last axis share a random word (its low and high halves).
+  mask, _ = _mask(jax.random.key(2), (256, 128, 256))
+  even, odd = mask[..., 0::2], mask[..., 1::2]
+  bound = 4 / np.sqrt(even.size)
+  assert abs(_corr(even, odd)) < bound
+  # Both together: the pair (kept, kept) as often as independence says.
+  both = (even & odd).mean()
+  assert abs(both - _QUANTISED**2) < 4 * np.sqrt(_QUANTISED**2 * (1 - _QUANTISED**2) / even.size)
+
+
+def test_masks_of_different_layers_and_steps_are_uncorrelated():
+  # Layers get their keys from flax's per-module rng folding, steps from fold_in(base, step).
+  base = jax.random.key(3)
+  step_keys = [jax.random.fold_in(base, step) for step in range(3)]
+  layer_keys = list(jax.random.split(step_keys[0], 3))
+  masks = [_mask(k, (64, 128, 256))[0] for k in step_keys + layer_keys]
+  bound = 4 / np.sqrt(masks[0].size)
+  for i in range(len(masks)):
+    for j in range(i + 1, len(masks)):
+      assert abs(_corr(masks[i], masks[j])) < bound, (i, j)
+
+
+def test_dropout_keeps_the_expected_value_and_zeroes_the_rest():
+  x = jnp.ones((64, 128, 64))
+  layer = model.Dropout(rate=1 - _KEEP)
+  out = np.asarray(layer.apply({}, x, False, rngs={'dropout': jax.random.key(4)}))
+  kept = out != 0
+  np.testing.assert_allclose(out[kept], 1 / _QUANTISED, rtol=1e-6)  # exactly 1 / its keep rate
+  assert abs(out.mean() - 1.0) < 4 * np.sqrt((1 - _QUANTISED) / _QUANTISED / out.size)
+  assert np.array_equal(np.asarray(layer.apply({}, x, True)), np.asarray(x))
+
+
+def test_dropout_masks_are_sharded_like_the_activations():
+  # The draw is partitionable: the same mask whether the activations are split over devices.
+  devices = np.array(jax.devices()[:8])
+  mesh = jax.sharding.Mesh(devices, ('batch',))
+  split = jax.sharding.NamedSharding(mesh, jax.P('batch'))
+  draw = lambda k: model.dropout_keep_mask(k, _KEEP, (16, 32, 64))[0]
+  whole = jax.jit(draw)(jax.random.key(5))
+  sharded = jax.jit(draw, out_shardings=split)(jax.random.key(5))
+  assert np.array_equal(np.asarray(whole), np.asarray(sharded))
+
+
+@pytest.mark.parametrize('shape', [(7, 30522), (4, 19, 1000), (3, 5)])
+def test_first_argmax_is_argmax(shape):
+  x = jax.random.normal(jax.random.key(6), shape)
+  assert np.array_equal(objective.first_argmax(x), jnp.argmax(x, -1))
+  # Ties go to the first index, as jnp.argmax's.
+  tied = jnp.zeros(shape).at[..., 2].set(1.0).at[..., -1].set(1.0)
+  assert np.array_equal(objective.first_argmax(tied), jnp.argmax(tied, -1))
+  assert objective.first_argmax(x).dtype == jnp.int32
+
+
+def test_the_dropout_module_is_what_the_model_uses():
+  # nn.Dropout (jax.random.bernoulli: one threefry block per element) is not used anywhere.
+  import inspect
+  from electra_jax.finetune import model as finetune_model
+  for module in (model, finetune_model):
+    assert 'nn.Dropout(' not in inspect.getsource(module)
+  assert issubclass(model.Dropout, nn.Module)
