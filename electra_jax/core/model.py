@@ -182,9 +182,14 @@ def dropout_keep_mask(rng: jax.Array, keep_prob: float, shape) -> tuple[jax.Arra
   threshold = round(keep_prob * _MASK_RESOLUTION)
   length = shape[-1]
   words = jax.random.bits(rng, (*shape[:-1], (length + 1) // 2), jnp.uint32)
-  halves = jnp.stack([words & 0xFFFF, words >> 16], axis=-1)
-  halves = halves.reshape(*shape[:-1], 2 * words.shape[-1])[..., :length]
-  return halves < jnp.uint32(threshold), threshold / _MASK_RESOLUTION
+  # Element 2j takes word j's low half, 2j+1 its high half: a select over [..., j, 2], which XLA
+  # fuses into the mask's consumer (a stack of the halves would be a separate copy).
+  pairs = (*words.shape, 2)
+  low = jnp.broadcast_to(((words & 0xFFFF) < jnp.uint32(threshold))[..., None], pairs)
+  high = jnp.broadcast_to(((words >> 16) < jnp.uint32(threshold))[..., None], pairs)
+  keep = jnp.where(jax.lax.broadcasted_iota(jnp.int32, pairs, len(shape)) == 0, low, high)
+  keep = keep.reshape(*shape[:-1], 2 * words.shape[-1])
+  return (keep if length % 2 == 0 else keep[..., :length]), threshold / _MASK_RESOLUTION
 
 
 class Dropout(nn.Module):
