@@ -5,7 +5,7 @@
 Interleaved rounds on the shapes of an ELECTRA-Small step at batch 32 x 128 (one layer's attention
 probabilities [32, 4, 128, 128]; the generator's [32, 19, 30522] logits at the mask slots):
 - dropout: `jax.random.bernoulli` + select (what `nn.Dropout` does) against `model.Dropout`'s
-  `dropout_keep_mask` (two masks per 32-bit word);
+  `dropout_keep_mask` (four masks per threefry block);
 - Gumbel-max: the noise plus `jnp.argmax` against the same noise plus `objective.first_argmax`,
   and the noise plus a plain sum (the floor: no argmax at all). The two argmaxes must agree.
 Prints median and minimum milliseconds per call; asserts nothing but the agreement (timings on a

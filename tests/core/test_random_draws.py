@@ -1,6 +1,6 @@
 """The step's cheaper random draws are still the right ones.
 
-Dropout masks take two draws from each 32-bit word (`model.dropout_keep_mask`); the samplers and
+Dropout masks take four draws from each threefry block (`model.dropout_keep_mask`); the samplers and
 the masked-LM accuracy take the argmax from two plain reductions (`objective.first_argmax`).
 The Gumbel-max sampler's frequencies against the softmax are checked by a chi-square test in
 test_objective.py; bit-exact resume by test_train.py's resume tests, which run these draws.
@@ -33,22 +33,27 @@ def test_the_mask_rate_is_the_keep_probability():
   assert keep_prob == _QUANTISED and abs(keep_prob - _KEEP) < 1e-5
   sigma = np.sqrt(_KEEP * (1 - _KEEP) / mask.size)
   assert abs(mask.mean() - keep_prob) < 4 * sigma, mask.mean()
-  # Rates far from 0.9 too, and an odd last axis (one word's second half unused).
-  for keep, shape in ((0.5, (3, 1001)), (0.99, (512, 257)), (0.1, (2, 64, 63))):
+  # Rates far from 0.9 too, and last axes that leave part of a block unused.
+  for keep, shape in ((0.5, (3, 1001)), (0.99, (512, 257)), (0.1, (2, 64, 62)), (0.9, (5, 3))):
     mask, keep_prob = _mask(jax.random.key(1), shape, keep)
     assert mask.shape == shape
     assert abs(mask.mean() - keep_prob) < 4 * np.sqrt(keep * (1 - keep) / mask.size)
 
 
-def test_neighbours_drawn_from_one_word_are_independent():
-  # Elements 2j and 2j+1 of the last axis share a random word (its low and high halves).
-  mask, _ = _mask(jax.random.key(2), (256, 128, 256))
-  even, odd = mask[..., 0::2], mask[..., 1::2]
-  bound = 4 / np.sqrt(even.size)
-  assert abs(_corr(even, odd)) < bound
-  # Both together: the pair (kept, kept) as often as independence says.
-  both = (even & odd).mean()
-  assert abs(both - _QUANTISED**2) < 4 * np.sqrt(_QUANTISED**2 * (1 - _QUANTISED**2) / even.size)
+@pytest.mark.parametrize('impl, lanes', [('threefry2x32', 4), ('rbg', 2)])
+def test_neighbours_drawn_from_one_random_block_are_independent(impl, lanes):
+  # Elements lanes*j + i of the last axis share a threefry block (four 16-bit quarters) or, for
+  # other PRNG implementations, a 32-bit word (two halves).
+  mask, keep_prob = _mask(jax.random.key(2, impl=impl), (256, 128, 256))
+  assert abs(mask.mean() - keep_prob) < 4 * np.sqrt(_KEEP * (1 - _KEEP) / mask.size)
+  lane = [mask[..., i::lanes] for i in range(lanes)]
+  bound = 4 / np.sqrt(lane[0].size)
+  for i in range(lanes):
+    for j in range(i + 1, lanes):
+      assert abs(_corr(lane[i], lane[j])) < bound, (i, j)
+  # Both kept as often as independence says.
+  both = (lane[0] & lane[-1]).mean()
+  assert abs(both - _QUANTISED**2) < 4 * np.sqrt(_QUANTISED**2 * (1 - _QUANTISED**2) / lane[0].size)
 
 
 def test_masks_of_different_layers_and_steps_are_uncorrelated():
