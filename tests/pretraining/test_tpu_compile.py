@@ -103,34 +103,25 @@ def test_the_compile_check_compiles_exactly_what_training_runs(tmp_path):
     run.close()
 
 
-# ---- Compiled for a TPU v4-8 -----------------------------------------------------------------
+# ---- Compiled for TPU v4-8 and v6e-8 ----------------------------------------------------------
 
-@pytest.fixture(scope='module')
-def v4_devices():
+def _topology_and_devices(name):
   if not HAS_LIBTPU:
     pytest.skip(needs_libtpu.kwargs['reason'])
-  topology = topologies.parse_topology('v4-8')
+  topology = topologies.parse_topology(name)
   return topology, topologies.topology_devices(topology)
 
 
 @pytest.fixture(scope='module')
-def data_parallel(v4_devices):
-  topology, devices = v4_devices
+def data_parallel():
+  topology, devices = _topology_and_devices('v4-8')
   return tpu_compile.analyse(tpu_compile.compile_steps(_tiny(), devices), topology)
 
 
 @pytest.fixture(scope='module')
-def v6e_devices():
-  if not HAS_LIBTPU:
-    pytest.skip(needs_libtpu.kwargs['reason'])
-  topology = topologies.parse_topology('v6e-8')
-  return topology, topologies.topology_devices(topology)
-
-
-@pytest.fixture(scope='module')
-def fsdp8(v6e_devices):
+def fsdp8():
   # On a v6e, whose compiler keeps reduce-scatters (v3/v4 decompose them: the test below that).
-  topology, devices = v6e_devices
+  topology, devices = _topology_and_devices('v6e-8')
   # tiny with a 256-wide discriminator and a 128-wide generator: arrays of TPU-sized tiles, whose
   # padding does not swamp the comparison (tiny's 8-wide generator pads 16-fold on TPU).
   config = _tiny(**{'mesh.fsdp': 8, 'mesh.data': 1, 'model.hidden_size': 256,
@@ -193,7 +184,7 @@ def test_libtpu_runs_a_reduce_scatter_as_such_on_v6e_and_as_an_all_reduce_on_v4(
   # every reduce-scatter there, even an explicit `psum_scatter`, into an all-reduce and a slice
   # (its `reduce-scatter-decomposer` pass); v5e, v5p and v6e keep it. A libtpu that changes this
   # fails here, and the compile check's note on v2/v3/v4 (`tpu_compile.format_report`) goes.
-  devices = topologies.topology_devices(topologies.parse_topology(name))
+  _, devices = _topology_and_devices(name)
   mesh = jax.sharding.Mesh(np.array(devices), ('fsdp',))
   scatter = jax.jit(jax.shard_map(
       lambda g: jax.lax.psum_scatter(g, 'fsdp', scatter_dimension=0, tiled=True), mesh=mesh,
