@@ -81,10 +81,10 @@ def first_argmax(x: jax.Array) -> jax.Array:
   """`jnp.argmax(x, -1)` (the first index of the maximum) as int32, from two plain reductions.
 
   XLA:CPU runs argmax as one reduction over (value, index) pairs, which vectorises poorly: over
-  the Small generator's [32, 19, 30522] logits it costs about as much again as drawing the
-  Gumbel noise (`benchmarks/bench_random.py`). The maximum, then the least index that reaches
-  it, give the same index at about a plain sum's cost. A row with a NaN has no index reaching its maximum;
-  it gets the last index (the step is non-finite then, and skipped).
+  the Small generator's [32, 19, 30522] logits it added ~60% to the cost of drawing the Gumbel
+  noise (`benchmarks/bench_random.py`). The maximum, then the least index that reaches it, give
+  the same index at about a plain sum's cost. A row with a NaN has no index reaching its
+  maximum; it gets the last index (the step is non-finite then, and skipped).
   """
   top = jnp.max(x, axis=-1, keepdims=True)
   index = jax.lax.broadcasted_iota(jnp.int32, x.shape, x.ndim - 1)

@@ -4,10 +4,11 @@ Shared by the compile check (`compile_check`) and the tests that pin what crosse
 Counts are static: an op inside a loop body (a scanned layer stack) is counted once.
 
 TPU writes a reduce-scatter as an "all-reduce-scatter" fusion: a fused computation named
-`%all-reduce-scatter...` whose all-reduce feeds a dynamic-slice (v5e, v6e; `tpu-all-reduce-scatter-
-fusion` pass). It runs as one reduce-scatter and is counted as one, by its output (the shards); the
-all-reduce inside it is not counted. v3 and v4 have no such fusion: libtpu decomposes every
-reduce-scatter there into an all-reduce and a slice (`reduce-scatter-decomposer`).
+`%all-reduce-scatter...` whose all-reduce feeds a dynamic-slice (v5e, v5p, v6e; libtpu's
+`tpu-all-reduce-scatter-fusion` pass). It runs as one reduce-scatter and is counted as one, by
+its output (the shards); the all-reduce inside it is not counted. v2, v3 and v4 have no such
+fusion: libtpu decomposes every reduce-scatter there into an all-reduce and a slice
+(`reduce-scatter-decomposer`; `tpu_compile.reduce_scatters_run_as_all_reduces`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ _DTYPE_BYTES = {'f64': 8, 's64': 8, 'u64': 8, 'f32': 4, 's32': 4, 'u32': 4, 'bf1
                 's16': 2, 'u16': 2, 's8': 1, 'u8': 1, 'pred': 1}
 _SHAPE = re.compile(r'\b(\w+)\[([\d,]*)\]')
 _COLLECTIVE = re.compile(r'= (\(.*?\)|\S+) (' + '|'.join(COLLECTIVES) + r')(-start)?\(')
-# A transfer between slices (multi-slice TPU): a host-transfer send over the data-center network.
+# TPU's reduce-scatter (module docstring), and the header line of a computation.
 _REDUCE_SCATTER_FUSION = re.compile(r'= (\(.*?\)|\S+) fusion\(.*calls=%all-reduce-scatter[\w.\-]*')
 _COMPUTATION = re.compile(r'^(?:ENTRY )?(%[\w.\-]+) ')
+# A transfer between slices (multi-slice TPU): a host-transfer send over the data-center network.
 _DCN_SEND = re.compile(r'= (\(.*?\)|\S+) send\(.*_xla_megascale_transfer_type="(\w+)"')
 
 
