@@ -76,7 +76,9 @@ def test_tsv_regression_reaches_high_correlation(repo_root, sst2_dir, tmp_path):
   rng = np.random.default_rng(1)
   directory = tmp_path / 'STS-B'
   directory.mkdir()
-  for split, size in (('train', 320), ('dev', 96)):
+  # 640 training pairs: with 320, one fine-tuning seed in five or six generalised to only
+  # 0.2-0.83 (so the test hung on the dropout random stream); with 640 seeds 0-5 all reach 0.98+.
+  for split, size in (('train', 640), ('dev', 96)):
     scores = rng.integers(0, 6, size)
     rows = ''.join('{}\t{}\t{}\n'.format(*glue_tasks.similarity_pair(rng, s), s) for s in scores)
     (directory / f'{split}.tsv').write_text('sentence1\tsentence2\tscore\n' + rows)
