@@ -26,11 +26,6 @@ from electra_jax.core import objective
 _ROUNDS = flags.DEFINE_integer('rounds', 15, 'Interleaved rounds.')
 
 
-def _gumbel(logits, keys):
-  uniform = jax.vmap(lambda k: jax.random.uniform(k, logits.shape[1:], jnp.float32))(keys)
-  return logits - jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
-
-
 def main(argv):
   del argv
   jax.config.update('jax_threefry_partitionable', True)  # as training runs
@@ -46,14 +41,15 @@ def main(argv):
     keep, keep_prob = model.dropout_keep_mask(k, 0.9, x.shape)
     return jnp.where(keep, x / keep_prob, 0)
 
+  perturbed = objective.gumbel_perturbed  # the sampler's logits + Gumbel noise
   cases = {
       'dropout [32,4,128,128]: random.bernoulli': (bernoulli_dropout, (key, probs)),
       'dropout [32,4,128,128]: dropout_keep_mask': (packed_dropout, (key, probs)),
       'gumbel-max [32,19,30522]: jnp.argmax': (
-          lambda l, k: jnp.argmax(_gumbel(l, k), -1).astype(jnp.int32), (logits, keys)),
+          lambda l, k: jnp.argmax(perturbed(l, k), -1).astype(jnp.int32), (logits, keys)),
       'gumbel-max [32,19,30522]: first_argmax': (
-          lambda l, k: objective.first_argmax(_gumbel(l, k)), (logits, keys)),
-      'gumbel noise + sum (no argmax)': (lambda l, k: jnp.sum(_gumbel(l, k), -1), (logits, keys)),
+          lambda l, k: objective.first_argmax(perturbed(l, k)), (logits, keys)),
+      'gumbel noise + sum (no argmax)': (lambda l, k: jnp.sum(perturbed(l, k), -1), (logits, keys)),
   }
   jitted = {name: (jax.jit(f), args) for name, (f, args) in cases.items()}
   outputs = {name: jax.block_until_ready(f(*args)) for name, (f, args) in jitted.items()}

@@ -92,12 +92,17 @@ def first_argmax(x: jax.Array) -> jax.Array:
   return first.astype(jnp.int32)
 
 
-def _gumbel_max(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
-  """The original's sampler: argmax(logits + Gumbel noise), noise as the original computes it."""
+def gumbel_perturbed(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
+  """logits + Gumbel noise, one uniform per entry from each example's key, noise as the original
+  computes it (what `_gumbel_max` takes the argmax of; `benchmarks/bench_random.py` times it)."""
   uniform = jax.vmap(lambda key: jax.random.uniform(key, logits.shape[1:], jnp.float32))(
       sample_rng)
-  gumbel = -jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
-  return first_argmax(logits + gumbel)
+  return logits - jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
+
+
+def _gumbel_max(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
+  """The original's sampler: argmax(logits + Gumbel noise)."""
+  return first_argmax(gumbel_perturbed(logits, sample_rng))
 
 
 def _inverse_cdf(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
