@@ -193,6 +193,23 @@ def test_a_good_step_after_a_skipped_one_trains_as_from_the_old_state(harness):
   assert not _trees_equal(after.params, harness.state.params)
 
 
+def test_the_donated_state_is_updated_in_place_not_copied_first(harness):
+  # Selecting between the old and the new state made XLA copy every donated state buffer
+  # (parameters, mu, nu) before the update; the skip is a cond, which needs none of them.
+  import re  # noqa: PLC0415
+  with harness.scope():
+    step = jax.jit(functools.partial(steps.train_step, model=harness.model, tx=harness.tx,
+                                     spec=harness.spec, base_rng=harness.base_rng),
+                   donate_argnums=(0,))
+    hlo = step.lower(harness.state, harness.batch()).compile().as_text()
+  entry = hlo[hlo.index('\nENTRY'):]
+  params = re.findall(r'^  %(\S+) = \S+ parameter\(', entry, re.M)
+  copied = [p for p in params if re.search(rf'= \S+ copy\(%{re.escape(p)}\)', entry)]
+  state_leaves = len(jax.tree.leaves(harness.state))
+  assert len(params) > state_leaves  # the state's leaves and the batch's
+  assert len(copied) < state_leaves // 10, copied[:5]  # a few small leaves may be
+
+
 def test_two_micro_batches_make_the_update_of_the_full_batch(harness):
   full, accumulated = harness, Harness(_config(grad_accum_steps=2))
   assert accumulated.spec.grad_accum_steps == 2
