@@ -363,6 +363,41 @@ class GeneratorHead(nn.Module):
     return _layer_norm(c, 'LayerNorm')(hidden)
 
 
+@jax.custom_vjp
+def _tied_projection(hidden, table, bias):
+  return jnp.einsum('...e,ve->...v', hidden, table, preferred_element_type=jnp.float32) + bias
+
+
+def _tied_projection_fwd(hidden, table, bias):
+  return _tied_projection(hidden, table, bias), (hidden, table)
+
+
+def _tied_projection_bwd(residuals, grad):
+  """Autodiff's gradients, formulated for XLA:CPU: autodiff's table gradient contracts the
+  [..., vocab] cotangent over its major axes, which XLA:CPU runs after a transposing copy of the
+  whole cotangent, and its bias gradient is a column-sum reduction that runs 3-10x slower than
+  the same sum as a matrix-vector product (`benchmarks/bench_train_step.py --profile_dir`)."""
+  hidden, table = residuals
+  rows = grad.reshape(-1, grad.shape[-1])  # [positions, vocab]
+  d_hidden = jnp.einsum('...v,ve->...e', grad, table, preferred_element_type=jnp.float32)
+  # [E, vocab] keeps vocab on the minor axis, as the cotangent has it; its transpose is small.
+  d_table = jnp.einsum('ne,nv->ev', hidden.reshape(-1, hidden.shape[-1]), rows,
+                       preferred_element_type=jnp.float32).T
+  d_bias = jnp.einsum('n,nv->v', jnp.ones(rows.shape[:1], rows.dtype), rows,
+                      precision=jax.lax.Precision.HIGHEST)
+  return d_hidden.astype(hidden.dtype), d_table.astype(table.dtype), d_bias
+
+
+_tied_projection.defvjp(_tied_projection_fwd, _tied_projection_bwd)
+
+
+def tied_output_logits(config, hidden, tables, bias):
+  """float32 vocabulary logits [..., vocab] of `hidden` [..., E]: the projection tied to the word
+  table (`tables['word_embeddings']`), in the compute dtype, plus the head's own float32 bias."""
+  dtype = compute_dtype(config.dtype)
+  return _tied_projection(hidden.astype(dtype), tables['word_embeddings'].astype(dtype), bias)
+
+
 class OutputBias(nn.Module):
   """The generator's own output bias [vocab] (its projection is tied to the word table)."""
   vocab_size: int
@@ -412,11 +447,8 @@ class Generator(nn.Module):
                     deterministic)
     hidden = jnp.take_along_axis(hidden, masked_lm_positions[..., None], axis=1)
     hidden = GeneratorHead(c, name='generator_predictions')(hidden)  # [batch, positions, E]
-    dtype = compute_dtype(c.dtype)
-    logits = jnp.einsum('bpe,ve->bpv', hidden.astype(dtype),
-                        embedding_tables['word_embeddings'].astype(dtype),
-                        preferred_element_type=jnp.float32)
-    logits = logits + OutputBias(c.vocab_size, name='generator_lm_head')()
+    logits = tied_output_logits(c, hidden, embedding_tables,
+                                OutputBias(c.vocab_size, name='generator_lm_head')())
     return sharding.constrain(logits, ('batch', None, 'act_vocab'))
 
 

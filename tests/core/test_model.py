@@ -1,8 +1,11 @@
 """Tests for electra_jax.core.model: shapes, sharding, scan/remat, dtypes, sharing, split/merge."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from jax.sharding import Mesh
@@ -234,6 +237,32 @@ def test_scan_layers_and_remat_give_the_same_logits_and_gradients():
   assert stacked['intermediate']['kernel'].shape == (2, 64, 128)
   roundtrip = param_trees.to_unscanned_layers(param_trees.to_scanned_layers(params))
   jax.tree.map(np.testing.assert_array_equal, roundtrip, params)
+
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_the_tied_projection_has_autodiffs_gradients(dtype):
+  # tied_output_logits writes its own backward pass (for XLA:CPU); it must be autodiff's.
+  keys = jax.random.split(jax.random.key(0), 4)
+  hidden = jax.random.normal(keys[0], (3, 5, 32))
+  tables = {'word_embeddings': jax.random.normal(keys[1], (101, 32))}
+  bias = jax.random.normal(keys[2], (101,))
+  cotangent = jax.random.normal(keys[3], (3, 5, 101))
+  config = ml_collections.ConfigDict({'dtype': dtype})
+
+  def autodiff(hidden, tables, bias):
+    compute = model_lib.compute_dtype(dtype)
+    return jnp.einsum('bpe,ve->bpv', hidden.astype(compute),
+                      tables['word_embeddings'].astype(compute),
+                      preferred_element_type=jnp.float32) + bias
+
+  ours = functools.partial(model_lib.tied_output_logits, config)
+  got_logits, got_vjp = jax.vjp(ours, hidden, tables, bias)
+  want_logits, want_vjp = jax.vjp(autodiff, hidden, tables, bias)
+  np.testing.assert_array_equal(got_logits, want_logits)
+  tolerance = 1e-5 if dtype == 'float32' else 2e-2
+  for got, want in zip(jax.tree.leaves(got_vjp(cotangent)), jax.tree.leaves(want_vjp(cotangent))):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * np.abs(want).max())
 
 
 def test_bfloat16_compute_keeps_float32_params_and_outputs():

@@ -44,11 +44,9 @@ class AllTokensNetwork(nn.Module):
                               attention_mask, deterministic)
     gate_logits = model_lib.DiscriminatorHead(c, name='discriminator_predictions')(hidden)
     projected = model_lib.GeneratorHead(c, name='generator_predictions')(hidden)
-    dtype = model_lib.compute_dtype(c.dtype)
-    lm_logits = jnp.einsum('ble,ve->blv', projected.astype(dtype),
-                           embedding_tables['word_embeddings'].astype(dtype),
-                           preferred_element_type=jnp.float32)
-    lm_logits = lm_logits + model_lib.OutputBias(c.vocab_size, name='generator_lm_head')()
+    lm_logits = model_lib.tied_output_logits(
+        c, projected, embedding_tables,
+        model_lib.OutputBias(c.vocab_size, name='generator_lm_head')())
     return lm_logits, gate_logits
 
 
