@@ -26,10 +26,10 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-from jax.extend.random import threefry2x32_p
 import jax.numpy as jnp
 import ml_collections
 
+from electra_jax.core import draws
 from electra_jax.core import schema
 from electra_jax.errors import UserError
 from electra_jax.parallel import sharding
@@ -170,53 +170,21 @@ def embed(config, tables, input_ids, token_type_ids):
 _MASK_RESOLUTION = 1 << 16  # each 16 random bits decide one dropout mask
 
 
-def _random_halves(rng: jax.Array, shape) -> list[jax.Array]:
-  """Independent uniform 16-bit values for a mask of `shape`: `lanes` uint32 arrays of shape
-  [..., ceil(length / lanes)], element lanes * j + i of the last axis taking array i at j.
-
-  For a threefry key, four per threefry block (lanes = 4): `jax.random.bits` gives 32 of a
-  block's 64 bits (under the partitionable threefry the run uses), while the block's function,
-  `threefry2x32_p` on a counter of (index over the leading axes, index along the last), gives
-  both words. Counters made of iotas are elementwise, so the draw shards like the mask and is
-  the same on any mesh, as jax's own. Other PRNG implementations (`train.prng_impl='rbg'`) draw
-  32-bit words through `jax.random.bits` (lanes = 2).
-  """
-  threefry = str(jax.random.key_impl(rng)) == 'threefry2x32'
-  lanes = 4 if threefry else 2
-  groups = (*shape[:-1], -(-shape[-1] // lanes))
-  if threefry:
-    rows = jnp.zeros(groups, jnp.uint32)
-    for axis in range(len(groups) - 1):
-      rows = rows * jnp.uint32(groups[axis]) + jax.lax.broadcasted_iota(jnp.uint32, groups, axis)
-    cols = jax.lax.broadcasted_iota(jnp.uint32, groups, len(groups) - 1)
-    key = jax.random.key_data(rng)
-    words = threefry2x32_p.bind(key[0], key[1], rows, cols)
-  else:
-    words = [jax.random.bits(rng, groups, jnp.uint32)]
-  return [half for word in words for half in (word & 0xFFFF, word >> 16)]
-
-
 def dropout_keep_mask(rng: jax.Array, keep_prob: float, shape) -> tuple[jax.Array, float]:
   """(keep mask of `shape`, the keep probability it was drawn with), from 16 random bits each.
 
   `jax.random.bernoulli` hashes a whole threefry block (64 bits) per element and turns 23 of its
-  bits into a float; here each block decides four neighbouring elements of the last axis
-  (`_random_halves`), compared as integers: a quarter of the hashing and no float conversion.
-  The keep probability is quantised to 1/65536 (0.9 -> 0.8999939), and returned so that the
-  caller rescales by exactly it.
+  bits into a float; here each 32-bit word of `draws.block_words` decides two neighbouring
+  elements of the last axis (four per threefry block), compared as integers: a quarter of the
+  hashing and no float conversion. The keep probability is quantised to 1/65536
+  (0.9 -> 0.8999939), and returned so that the caller rescales by exactly it.
   """
   threshold = round(keep_prob * _MASK_RESOLUTION)
-  halves = _random_halves(rng, shape)
-  lanes_shape = (*halves[0].shape, len(halves))
-  # Interleaving the lanes is a select over [..., j, lane], which XLA fuses into the mask's
-  # consumer (stacking them would be a separate copy per mask).
-  lane = jax.lax.broadcasted_iota(jnp.int32, lanes_shape, len(shape))
-  keep = None
-  for i, half in reversed(list(enumerate(halves))):
-    kept = jnp.broadcast_to((half < jnp.uint32(threshold))[..., None], lanes_shape)
-    keep = kept if keep is None else jnp.where(lane == i, kept, keep)
-  keep = keep.reshape(*shape[:-1], lanes_shape[-2] * len(halves))
-  return keep[..., :shape[-1]], threshold / _MASK_RESOLUTION
+  lanes = 2 * draws.words_per_block(rng)
+  groups = (*shape[:-1], -(-shape[-1] // lanes))
+  halves = [half for word in draws.block_words(rng, groups) for half in (word & 0xFFFF, word >> 16)]
+  keep = draws.interleave([half < jnp.uint32(threshold) for half in halves], shape[-1])
+  return keep, threshold / _MASK_RESOLUTION
 
 
 class Dropout(nn.Module):

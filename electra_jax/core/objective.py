@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from electra_jax.core import draws
 from electra_jax.core.schema import SAMPLERS
 from electra_jax.errors import UserError
 
@@ -94,9 +95,12 @@ def first_argmax(x: jax.Array) -> jax.Array:
 
 def gumbel_perturbed(logits: jax.Array, sample_rng: jax.Array) -> jax.Array:
   """logits + Gumbel noise, one uniform per entry from each example's key, noise as the original
-  computes it (what `_gumbel_max` takes the argmax of; `benchmarks/bench_random.py` times it)."""
-  uniform = jax.vmap(lambda key: jax.random.uniform(key, logits.shape[1:], jnp.float32))(
-      sample_rng)
+  computes it (what `_gumbel_max` takes the argmax of; `benchmarks/bench_random.py` times it).
+
+  The uniforms take both words of each threefry block (`draws.uniform`), where
+  `jax.random.uniform` would hash a block per entry: this hashing was most of the sampler's cost.
+  """
+  uniform = jax.vmap(lambda key: draws.uniform(key, logits.shape[1:]))(sample_rng)
   return logits - jnp.log(-jnp.log(uniform + 1e-9) + 1e-9)
 
 

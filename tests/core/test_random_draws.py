@@ -1,7 +1,8 @@
 """The step's cheaper random draws are still the right ones.
 
-Dropout masks take four draws from each threefry block (`model.dropout_keep_mask`); the samplers and
-the masked-LM accuracy take the argmax from two plain reductions (`objective.first_argmax`).
+Dropout masks take four draws from each threefry block (`model.dropout_keep_mask`), the Gumbel noise
+two (`draws.uniform`); the samplers and the masked-LM accuracy take the argmax from two plain
+reductions (`objective.first_argmax`).
 The Gumbel-max sampler's frequencies against the softmax are checked by a chi-square test in
 test_objective.py; bit-exact resume by test_train.py's resume tests, which run these draws.
 """
@@ -12,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from electra_jax.core import draws
 from electra_jax.core import model
 from electra_jax.core import objective
 
@@ -106,3 +108,42 @@ def test_the_dropout_module_is_what_the_model_uses():
   for module in (model, finetune_model):
     assert 'nn.Dropout(' not in inspect.getsource(module)
   assert issubclass(model.Dropout, nn.Module)
+
+
+def test_unit_floats_are_made_as_jax_random_uniform_makes_them():
+  key = jax.random.key(7)
+  bits = jax.random.bits(key, (1000,), jnp.uint32)
+  assert np.array_equal(draws.unit_floats(bits), jax.random.uniform(key, (1000,)))
+
+
+@pytest.mark.parametrize('impl, lanes', [('threefry2x32', 2), ('rbg', 1)])
+def test_uniform_draws_are_uniform_and_both_words_of_a_block_independent(impl, lanes):
+  assert draws.words_per_block(jax.random.key(0, impl=impl)) == lanes
+  u = np.asarray(draws.uniform(jax.random.key(8, impl=impl), (64, 30522)), np.float64)
+  assert u.shape == (64, 30522) and u.min() >= 0.0 and u.max() < 1.0
+  # Kolmogorov-Smirnov distance to U[0, 1), at about the 1e-4 level of significance.
+  ranked = np.sort(u.ravel())
+  steps = np.arange(1, ranked.size + 1) / ranked.size
+  assert np.max(np.abs(ranked - steps)) < 2.0 / np.sqrt(ranked.size)
+  # Neighbours along the last axis come from the two words of one threefry block.
+  bound = 4 / np.sqrt(u[:, 0::2].size)
+  assert abs(_corr(u[:, 0::2], u[:, 1::2])) < bound
+  assert abs(_corr(u[:, :-1], u[:, 1:])) < bound
+  # Rows (counters over the leading axes) and keys are independent too.
+  assert abs(_corr(u[:-1], u[1:])) < bound
+  other = np.asarray(draws.uniform(jax.random.key(9, impl=impl), (64, 30522)))
+  assert abs(_corr(u, other)) < bound
+
+
+def test_gumbel_noise_is_the_same_on_any_mesh():
+  devices = np.array(jax.devices()[:8])
+  mesh = jax.sharding.Mesh(devices, ('batch',))
+  split = jax.sharding.NamedSharding(mesh, jax.P('batch'))
+  logits = jnp.zeros((16, 3, 101))
+  keys = jax.random.split(jax.random.key(10), 16)
+  whole = jax.jit(objective.gumbel_perturbed)(logits, keys)
+  sharded = jax.jit(objective.gumbel_perturbed, out_shardings=split)(logits, keys)
+  assert np.array_equal(np.asarray(whole), np.asarray(sharded))
+  # Each example's noise comes from its own key: no two examples share it.
+  noise = np.asarray(whole).reshape(16, -1)
+  assert len({row.tobytes() for row in noise}) == 16
