@@ -8,6 +8,8 @@ probabilities [32, 4, 128, 128]; the generator's [32, 19, 30522] logits at the m
   `dropout_keep_mask` (four masks per threefry block);
 - Gumbel-max: the noise plus `jnp.argmax` against the same noise plus `objective.first_argmax`,
   and the noise plus a plain sum (the floor: no argmax at all). The two argmaxes must agree.
+- the noise's uniforms: `jax.random.uniform` (one threefry block each) against `draws.uniform`
+  (both words of each block), summed.
 Prints median and minimum milliseconds per call; asserts nothing but the agreement (timings on a
 shared machine are noisy: compare the rows of one run).
 """
@@ -20,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from electra_jax.core import draws
 from electra_jax.core import model
 from electra_jax.core import objective
 
@@ -50,6 +53,12 @@ def main(argv):
       'gumbel-max [32,19,30522]: first_argmax': (
           lambda l, k: objective.first_argmax(perturbed(l, k)), (logits, keys)),
       'gumbel noise + sum (no argmax)': (lambda l, k: jnp.sum(perturbed(l, k), -1), (logits, keys)),
+      'uniforms [32,19,30522]: random.uniform (a block each)': (
+          lambda l, k: jnp.sum(jax.vmap(lambda key: jax.random.uniform(key, l.shape[1:]))(k)),
+          (logits, keys)),
+      'uniforms [32,19,30522]: draws.uniform (both words)': (
+          lambda l, k: jnp.sum(jax.vmap(lambda key: draws.uniform(key, l.shape[1:]))(k)),
+          (logits, keys)),
   }
   jitted = {name: (jax.jit(f), args) for name, (f, args) in cases.items()}
   outputs = {name: jax.block_until_ready(f(*args)) for name, (f, args) in jitted.items()}
