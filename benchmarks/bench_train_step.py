@@ -3,6 +3,7 @@
   python benchmarks/bench_train_step.py --config=configs/small.py --batch_size=32 --seq_len=128
   python benchmarks/bench_train_step.py ... --peer           # + the transformers/PyTorch step
   python benchmarks/bench_train_step.py ... --profile_dir=/tmp/prof   # + where the time goes
+  python benchmarks/bench_train_step.py ... --peer --peer_profile     # + the peer's, op by op
 
 Runs the real jitted train step (synthetic batches, so the input pipeline is not measured; see
 bench_data.py for that) on all local devices, after measuring the dense-matmul FLOP/s that the
@@ -50,6 +51,8 @@ _PEER = flags.DEFINE_bool('peer', False, 'Also time the transformers (PyTorch) E
 _PROFILE_DIR = flags.DEFINE_string('profile_dir', '', 'Trace a few steps here and print the '
                                    'per-component breakdown.')
 _PROFILE_STEPS = flags.DEFINE_integer('profile_steps', 3, 'Steps inside the profiler trace.')
+_PEER_PROFILE = flags.DEFINE_bool('peer_profile', False, 'With --peer: torch.profiler\'s op-by-op '
+                                  'account of the peer step (self CPU ms per step).')
 
 
 def measured_matmul_tflops(size: int, dtype, repeats: int = 10) -> float:
@@ -258,6 +261,23 @@ def torch_peer_step(spec, batches):
   return lambda: step(as_torch[next(calls) % 2])
 
 
+def print_peer_profile(peer, num_steps: int, top: int = 30) -> None:
+  """The peer's steps under torch.profiler: every aten op's self CPU time per step, largest first
+  (the PyTorch side of the op-by-op comparison with `--profile_dir`)."""
+  import torch  # noqa: PLC0415
+  with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    for _ in range(num_steps):
+      peer()
+  events = prof.key_averages()
+  total = sum(e.self_cpu_time_total for e in events)
+  print(f'\npeer profile: {num_steps} steps, summed op self time {total / num_steps / 1e3:.1f} '
+        'ms/step')
+  print('| op | calls/step | self ms/step | share |\n|---|---|---|---|')
+  for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+    print(f'| {e.key} | {e.count / num_steps:.0f} | {e.self_cpu_time_total / num_steps / 1e3:.1f} '
+          f'| {e.self_cpu_time_total / total:.1%} |')
+
+
 # ---- Main --------------------------------------------------------------------------------------
 
 def main(argv):
@@ -317,6 +337,8 @@ def main(argv):
     peer_time /= _STEPS.value
     print(f'transformers/PyTorch peer: step time {peer_time * 1e3:.1f} ms | '
           f'{tokens / peer_time:,.0f} tokens/s -> electra-jax is {peer_time / step_time:.2f}x')
+  if peer and _PEER_PROFILE.value:
+    print_peer_profile(peer, _PROFILE_STEPS.value)
   if _PROFILE_DIR.value:
     with step.context():
       print_profile(step.step_fn, step.state, step.batches[0], _PROFILE_STEPS.value,
