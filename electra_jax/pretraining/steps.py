@@ -123,7 +123,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], *, model, tx, spe
   # as they were); the step counter still advances, and so does the data (the loop draws the next
   # batch). The loop counts these steps and stops after train.max_consecutive_nonfinite in a row.
   # A cond, not a select of old and new: XLA copies every donated state buffer before a select
-  # that still reads the old state (~800 copies for Small, a third of the update's time on CPU).
+  # that still reads the old state (~800 copies for Small, about a quarter of the update's time
+  # on CPU).
   loss_finite, grads_finite = jnp.isfinite(loss), jnp.isfinite(grad_norm)
   ok = loss_finite & grads_finite
   params, opt_state = jax.lax.cond(ok, apply_update, lambda: (state.params, state.opt_state))

@@ -7,6 +7,7 @@ batch, and an evaluation is a fixed function of the batch index.
 """
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -196,7 +197,6 @@ def test_a_good_step_after_a_skipped_one_trains_as_from_the_old_state(harness):
 def test_the_donated_state_is_updated_in_place_not_copied_first(harness):
   # Selecting between the old and the new state made XLA copy every donated state buffer
   # (parameters, mu, nu) before the update; the skip is a cond, which needs none of them.
-  import re  # noqa: PLC0415
   with harness.scope():
     step = jax.jit(functools.partial(steps.train_step, model=harness.model, tx=harness.tx,
                                      spec=harness.spec, base_rng=harness.base_rng),
