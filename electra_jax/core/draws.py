@@ -56,7 +56,8 @@ def unit_floats(bits: jax.Array) -> jax.Array:
 
 
 def uniform(rng: jax.Array, shape) -> jax.Array:
-  """Uniform float32 in [0, 1) of `shape`, both words of each threefry block used."""
+  """Uniform float32 in [0, 1) of `shape`: both words of each threefry block used (one word per
+  counter for other PRNG implementations)."""
   lanes = words_per_block(rng)
   groups = (*shape[:-1], -(-shape[-1] // lanes))
   return interleave([unit_floats(w) for w in block_words(rng, groups)], shape[-1])
