@@ -8,7 +8,9 @@
 Runs the real jitted train step (synthetic batches, so the input pipeline is not measured; see
 bench_data.py for that) on all local devices, after measuring the dense-matmul FLOP/s that the
 same devices reach on square float32/bfloat16 matmuls, in the same process. Prints figures;
-asserts nothing, because this machine is shared and timings are noisy: compare ratios.
+asserts nothing, because this machine is shared and timings are noisy: compare ratios. On a CPU
+the host is split into XLA devices as the trainer splits it (`config.mesh.cpu_devices`, auto: one
+per core); `XLA_FLAGS=--xla_force_host_platform_device_count=1` times jax's single device instead.
 
 `--peer` times the same ELECTRA step built from Hugging Face `transformers` in PyTorch, in the
 same process after the JAX step: `ElectraForMaskedLM` (generator) + `ElectraForPreTraining`
@@ -292,7 +294,7 @@ def main(argv):
     config.model.dtype = _DTYPE.value
   if _SAMPLER.value:
     config.electra.sampler = _SAMPLER.value
-  config.model.hidden_dropout_prob = config.model.attention_dropout_prob = 0.1
+  startup.split_cpu_host(config)  # as the trainer does: mesh.cpu_devices (XLA_FLAGS' count wins)
   if _PEER.value and config.model.dtype != 'float32':
     raise app.UsageError('--peer compares float32 steps; drop --dtype.')
 
@@ -317,7 +319,10 @@ def main(argv):
       peer()
       peer_time += time.perf_counter() - start
   step_time /= _STEPS.value
-  peak = matmul_flops / matmul_seconds / 1e12 * devices
+  # XLA:CPU devices (mesh.cpu_devices) share the host's cores, and one device's matmul already
+  # runs on all of them: the host's peak is one measurement, an accelerator's one per chip.
+  chips = 1 if jax.devices()[0].platform == 'cpu' else devices
+  peak = matmul_flops / matmul_seconds / 1e12 * chips
 
   tokens = _BATCH.value * _SEQ.value
   flops_per_token = step.spec.train_flops_per_token()

@@ -72,6 +72,33 @@ class MeshShape:
     return cls(*sizes, dcn_data=int(mesh_config.dcn_data), rules=rules)
 
 
+# `mesh.cpu_devices=0` (auto) splits a CPU host into at most this many devices: measured on 2
+# cores only (issue 24); a cap, so that a many-core host keeps matmuls of a useful size.
+AUTO_CPU_DEVICES_CAP = 8
+
+
+def cpu_devices(config: ml_collections.ConfigDict, cores: int) -> int | None:
+  """The XLA:CPU devices to split a host of `cores` cores into (`config.mesh.cpu_devices`), or
+  None for jax's default of one device over every core.
+
+  Auto (0) takes one device per core, at most AUTO_CPU_DEVICES_CAP, and as many as split the
+  micro-batch evenly, only for the default mesh (all data parallel); a mesh set by hand keeps
+  jax's default. A positive value is used as given (the mesh checks then name any misfit).
+  """
+  choice = config.mesh.cpu_devices
+  require(isinstance(choice, int) and choice >= 0,
+          f'config.mesh.cpu_devices={choice!r}: use 0 (auto) or a number of devices.')
+  if choice:
+    return choice
+  m = config.mesh
+  if (m.data, m.fsdp, m.tensor) != (-1, 1, 1):
+    return None
+  micro_batch = config.train.batch_size // max(config.train.grad_accum_steps, 1)
+  count = max(n for n in range(1, max(min(cores, AUTO_CPU_DEVICES_CAP), 1) + 1)
+              if micro_batch % n == 0)
+  return count if count > 1 else None
+
+
 def _num_slices(devices: Sequence[jax.Device]) -> int:
   return len({getattr(d, 'slice_index', 0) for d in devices})
 

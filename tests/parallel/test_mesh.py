@@ -47,3 +47,41 @@ def test_a_shape_resolved_for_other_devices_is_refused():
   shape = mesh_lib.MeshShape.of(_mesh_config(2, 2, 1), 4)
   with pytest.raises(ValueError, match='resolved for 4 devices, not 8'):
     mesh_lib.make_mesh(shape)
+
+
+# ---- mesh.cpu_devices: how many XLA devices a CPU host is split into --------------------------
+
+def _cpu_config(cpu_devices=0, batch_size=32, grad_accum_steps=1, **mesh):
+  config = tiny.get_config()
+  config.mesh.cpu_devices = cpu_devices
+  config.train.batch_size, config.train.grad_accum_steps = batch_size, grad_accum_steps
+  config.mesh.update(mesh)
+  return config
+
+
+@pytest.mark.parametrize('cores, batch_size, grad_accum_steps, want', [
+    (2, 32, 1, 2),  # one device per core
+    (1, 32, 1, None),  # one core: jax's default
+    (6, 32, 1, 4),  # the most devices that split the batch evenly
+    (3, 33, 1, 3),
+    (2, 33, 1, None),  # an odd batch stays on one device
+    (64, 128, 1, mesh_lib.AUTO_CPU_DEVICES_CAP),
+    (4, 32, 8, 4),  # micro-batches of 4
+    (4, 24, 4, 3),  # micro-batches of 6: 3, not 4
+])
+def test_auto_splits_a_cpu_host_one_device_per_core_dividing_the_micro_batch(
+    cores, batch_size, grad_accum_steps, want):
+  assert mesh_lib.cpu_devices(_cpu_config(0, batch_size, grad_accum_steps), cores) == want
+
+
+def test_auto_leaves_a_hand_set_mesh_alone_and_an_explicit_count_is_used_as_given():
+  assert mesh_lib.cpu_devices(_cpu_config(0, fsdp=2), cores=8) is None
+  assert mesh_lib.cpu_devices(_cpu_config(0, data=4), cores=8) is None
+  assert mesh_lib.cpu_devices(_cpu_config(3), cores=2) == 3
+  assert mesh_lib.cpu_devices(_cpu_config(1), cores=8) == 1
+
+
+def test_a_negative_cpu_device_count_names_the_field():
+  config = _cpu_config(-1)
+  with pytest.raises(ValueError, match=r'config.mesh.cpu_devices=.*use 0 \(auto\)'):
+    mesh_lib.cpu_devices(config, cores=2)
