@@ -175,9 +175,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.mesh.dcn_data = -1  # multi-slice: data parallelism across slices; -1 = slice count
   # CPU hosts only: how many XLA devices this host's cores are split into (data parallel over
   # them; accelerators ignore it). One XLA:CPU device leaves cores idle on a step's many small
-  # ops: on 2 cores, two devices ran Small's step 1.10x and tiny's 1.12x faster (issue 24).
-  # 0 = auto (parallel.mesh.cpu_devices: one per core, at most 8, dividing the micro-batch, for
-  # the default all-data mesh); 1 = jax's default, one device. XLA_FLAGS'
+  # ops: on 2 cores, two devices ran Small's step 1.02-1.09x and tiny's 1.12-1.14x faster
+  # (issue 24). 0 = auto (parallel.mesh.cpu_devices: one per core, at most 8, dividing the
+  # micro-batch, for the default all-data mesh); 1 = jax's default, one device. XLA_FLAGS'
   # --xla_force_host_platform_device_count, when set, wins.
   config.mesh.cpu_devices = 0
   # Logical axis -> mesh axes. Parameters use 'vocab', 'embed', 'mlp', 'heads', 'kv';
