@@ -50,13 +50,14 @@ _SEQ = flags.DEFINE_integer('seq_len', 128, 'Sequence length.')
 def main(argv):
   del argv
   from electra_jax import startup  # noqa: PLC0415
+  from electra_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
 
   variants = (importlib.import_module(_VARIANTS.value).VARIANTS if _VARIANTS.value
               else {'as is': contextlib.nullcontext})
   config = startup.load_config_file(_CONFIG.value)
   config.train.batch_size = _BATCH.value
   config.data.max_seq_length = _SEQ.value
-  startup.split_cpu_host(config)  # as the trainer does: mesh.cpu_devices (XLA_FLAGS' count wins)
+  mesh_lib.split_cpu_host(config)  # as the trainer does: mesh.cpu_devices (XLA_FLAGS' count wins)
   devices = jax.devices()
   counts = [int(n) for n in _DEVICE_COUNTS.value] or [len(devices)]
   if max(counts) > len(devices):

@@ -286,6 +286,7 @@ def main(argv):
   del argv
   from electra_jax.core import flops as flops_lib
   from electra_jax import startup
+  from electra_jax.parallel import mesh as mesh_lib
 
   config = startup.load_config_file(_CONFIG.value)
   config.train.batch_size = _BATCH.value
@@ -294,7 +295,7 @@ def main(argv):
     config.model.dtype = _DTYPE.value
   if _SAMPLER.value:
     config.electra.sampler = _SAMPLER.value
-  startup.split_cpu_host(config)  # as the trainer does: mesh.cpu_devices (XLA_FLAGS' count wins)
+  mesh_lib.split_cpu_host(config)  # as the trainer does: mesh.cpu_devices (XLA_FLAGS' count wins)
   if _PEER.value and config.model.dtype != 'float32':
     raise app.UsageError('--peer compares float32 steps; drop --dtype.')
 

@@ -33,7 +33,8 @@ def main(argv):
   startup.no_arguments(argv)
   startup.check_output_dir(_WORKDIR.value, 'workdir')  # every process, before the hosts meet
   startup.quiet_checkpoint_logs()
-  startup.split_cpu_host(_CONFIG.value, _COORDINATOR.value)  # before jax starts its backends
+  from electra_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
+  mesh_lib.split_cpu_host(_CONFIG.value, _COORDINATOR.value)  # before jax starts its backends
   startup.start_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from electra_jax.pretraining import train  # noqa: PLC0415 - after the distributed runtime is up
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

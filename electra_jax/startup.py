@@ -76,27 +76,6 @@ def keep_tensorflow_off_accelerators() -> None:
     pass
 
 
-def split_cpu_host(config: ml_collections.ConfigDict, coordinator_address: str = '') -> None:
-  """Splits a CPU host into `config.mesh.cpu_devices` XLA devices (auto: `mesh.cpu_devices`),
-  before jax starts its backends. Leaves jax's default where the count is already chosen
-  (XLA_FLAGS' --xla_force_host_platform_device_count, as the tests set, or jax_num_cpu_devices),
-  and for auto on a multi-process run or a TPU VM. Accelerators compute as before: only jax's
-  CPU backend is split, so this decides the mesh only when the CPU is what trains."""
-  import jax  # noqa: PLC0415
-  from electra_jax.parallel import mesh as mesh_lib  # noqa: PLC0415
-  if ('xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
-      or jax.config.jax_num_cpu_devices >= 0):
-    return
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-  count = mesh_lib.cpu_devices(config, cores or 1)
-  if count is None or (not config.mesh.cpu_devices and (
-      coordinator_address or os.environ.get(ENV_COORDINATOR) or on_cloud_tpu_vm())):
-    return
-  jax.config.update('jax_num_cpu_devices', count)
-  logging.info('CPU host split into %d XLA devices (config.mesh.cpu_devices=%d, %d cores).',
-               count, config.mesh.cpu_devices, cores)
-
-
 def start_distributed(coordinator_address: str = '', num_processes: int = 0,
                       process_id: int = -1) -> None:
   """Joins the processes of a multi-host run before jax touches any device.

@@ -1,7 +1,6 @@
 """`startup.run`, the entry point of every CLI: how a process ends after its `error:` line, with
 one line when two threads fail, and the peer watchdog speaking first after a failed collective."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -96,27 +95,3 @@ def test_a_failed_collective_waits_for_the_peer_watchdogs_verdict(monkeypatch):
     failing(errors.LostContactError('lost contact'))([])
   assert slept == [12.0, 12.0]
 
-
-_SPLIT = textwrap.dedent('''
-    import sys
-    from electra_jax import startup
-    from electra_jax.configs import tiny
-    config = tiny.get_config()
-    config.mesh.cpu_devices = int(sys.argv[1])
-    startup.split_cpu_host(config)
-    import jax
-    print(jax.device_count(), jax.devices()[0].platform)
-''')
-
-
-@pytest.mark.parametrize('xla_flags, cpu_devices, want', [
-    ('', 3, '3 cpu'),  # the config's count, before jax starts its backends
-    ('--xla_force_host_platform_device_count=5', 3, '5 cpu'),  # a count set in XLA_FLAGS wins
-])
-def test_the_cpu_host_is_split_before_jax_starts(xla_flags, cpu_devices, want):
-  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  env.update(XLA_FLAGS=xla_flags, JAX_PLATFORMS='cpu')
-  result = subprocess.run([sys.executable, '-c', _SPLIT, str(cpu_devices)], capture_output=True,
-                          text=True, timeout=300, env=env, check=False)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert result.stdout.split('\n')[-2] == want

@@ -3,20 +3,24 @@
 `-1` in an axis means "the devices left over". On multi-slice TPU pods (devices report a
 `slice_index`) the mesh is hybrid: `data` is split into an outer, across-slice (DCN) part and an
 inner, within-slice (ICI) part, so that only the gradient all-reduce crosses the slow network.
+A CPU host is first split into XLA devices, one per core (`split_cpu_host`, `mesh.cpu_devices`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Sequence
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh
 
+from electra_jax import startup
 from electra_jax.errors import UserError, require
 
 AXES = ('data', 'fsdp', 'tensor')
@@ -97,6 +101,26 @@ def cpu_devices(config: ml_collections.ConfigDict, cores: int) -> int | None:
   count = max(n for n in range(1, max(min(cores, AUTO_CPU_DEVICES_CAP), 1) + 1)
               if micro_batch % n == 0)
   return count if count > 1 else None
+
+
+def split_cpu_host(config: ml_collections.ConfigDict, coordinator_address: str = '') -> None:
+  """Splits a CPU host into `config.mesh.cpu_devices` XLA devices (auto: `cpu_devices` above)
+  before jax starts its backends; the CLI and the step benchmarks call it first thing. Leaves jax's default where the count is already chosen
+  (XLA_FLAGS' --xla_force_host_platform_device_count, as the tests set, or jax_num_cpu_devices),
+  and for auto on a multi-process run or a TPU VM. Accelerators compute as before: only jax's
+  CPU backend is split, so this decides the mesh only when the CPU is what trains."""
+  if ('xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
+      or jax.config.jax_num_cpu_devices >= 0):
+    return
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  count = cpu_devices(config, cores or 1)
+  if count is None or (not config.mesh.cpu_devices and (
+      coordinator_address or os.environ.get(startup.ENV_COORDINATOR)
+      or startup.on_cloud_tpu_vm())):
+    return
+  jax.config.update('jax_num_cpu_devices', count)
+  logging.info('CPU host split into %d XLA devices (config.mesh.cpu_devices=%d, %d cores).',
+               count, config.mesh.cpu_devices, cores)
 
 
 def _num_slices(devices: Sequence[jax.Device]) -> int:

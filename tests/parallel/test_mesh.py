@@ -1,4 +1,10 @@
-"""The mesh `config.mesh` asks for (`MeshShape`), its construction and its error messages."""
+"""The mesh `config.mesh` asks for (`MeshShape`), its construction and its error messages, and the
+split of a CPU host into XLA devices (`cpu_devices`, `split_cpu_host`)."""
+
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import ml_collections
@@ -85,3 +91,28 @@ def test_a_negative_cpu_device_count_names_the_field():
   config = _cpu_config(-1)
   with pytest.raises(ValueError, match=r'config.mesh.cpu_devices=.*use 0 \(auto\)'):
     mesh_lib.cpu_devices(config, cores=2)
+
+
+_SPLIT = textwrap.dedent('''
+    import sys
+    from electra_jax.parallel import mesh
+    from electra_jax.configs import tiny
+    config = tiny.get_config()
+    config.mesh.cpu_devices = int(sys.argv[1])
+    mesh.split_cpu_host(config)
+    import jax
+    print(jax.device_count(), jax.devices()[0].platform)
+''')
+
+
+@pytest.mark.parametrize('xla_flags, cpu_devices, want', [
+    ('', 3, '3 cpu'),  # the config's count, before jax starts its backends
+    ('--xla_force_host_platform_device_count=5', 3, '5 cpu'),  # a count set in XLA_FLAGS wins
+])
+def test_the_cpu_host_is_split_before_jax_starts(xla_flags, cpu_devices, want):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(XLA_FLAGS=xla_flags, JAX_PLATFORMS='cpu')
+  result = subprocess.run([sys.executable, '-c', _SPLIT, str(cpu_devices)], capture_output=True,
+                          text=True, timeout=300, env=env, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.split('\n')[-2] == want
