@@ -94,4 +94,3 @@ def test_a_failed_collective_waits_for_the_peer_watchdogs_verdict(monkeypatch):
   with pytest.raises(errors.LostContactError):
     failing(errors.LostContactError('lost contact'))([])
   assert slept == [12.0, 12.0]
-

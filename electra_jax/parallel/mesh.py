@@ -105,10 +105,13 @@ def cpu_devices(config: ml_collections.ConfigDict, cores: int) -> int | None:
 
 def split_cpu_host(config: ml_collections.ConfigDict, coordinator_address: str = '') -> None:
   """Splits a CPU host into `config.mesh.cpu_devices` XLA devices (auto: `cpu_devices` above)
-  before jax starts its backends; the CLI and the step benchmarks call it first thing. Leaves jax's default where the count is already chosen
-  (XLA_FLAGS' --xla_force_host_platform_device_count, as the tests set, or jax_num_cpu_devices),
-  and for auto on a multi-process run or a TPU VM. Accelerators compute as before: only jax's
-  CPU backend is split, so this decides the mesh only when the CPU is what trains."""
+  before jax starts its backends; the CLI and the step benchmarks call it first thing.
+
+  Leaves jax's default where the count is already chosen (XLA_FLAGS'
+  --xla_force_host_platform_device_count, as the tests set, or jax_num_cpu_devices), and for
+  auto on a multi-process run or a TPU VM. Accelerators compute as before: only jax's CPU
+  backend is split, so this decides the mesh only when the CPU is what trains.
+  """
   if ('xla_force_host_platform_device_count' in os.environ.get('XLA_FLAGS', '')
       or jax.config.jax_num_cpu_devices >= 0):
     return
